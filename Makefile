@@ -1,0 +1,34 @@
+# Two commands do the whole set-up on a fresh machine: `make run` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+NB := $(BIN)/newsbroadcast
+STAMP := $(VENV)/.installed
+
+# A development-only secret so the demo runs out of the box; set your own in production.
+export NEWSBROADCAST_SECRET ?= dev-only-secret-change-me
+
+.PHONY: run test lint venv clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+run: $(STAMP)
+	$(NB) subscribers import examples/subscribers.csv --quiet
+	$(NB) run
+
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+clean:
+	rm -rf var/ .pytest_cache
