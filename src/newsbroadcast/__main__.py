@@ -1,0 +1,3 @@
+from newsbroadcast.cli import main
+
+raise SystemExit(main())

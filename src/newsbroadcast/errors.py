@@ -1,0 +1,78 @@
+"""Every error newsbroadcast raises on purpose, one type per boundary.
+
+    NewsBroadcastError
+     ├── ConfigError            the YAML, a template or a secret is wrong (file:line problems)
+     ├── SourceError            one source could not be read or parsed (carries the source name)
+     ├── InputError             a record given by a person is wrong (CSV row, CLI argument)
+     └── DeliveryError          a message or post could not be handed over
+          ├── TransientSendError  try again later (4xx, dropped connection, timeout)
+          │    └── RateLimited      try again after `retry_after` seconds
+          └── PermanentSendError  this recipient/post will never succeed (5xx)
+
+Library errors are wrapped with ``raise ... from e`` so the cause stays visible.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class NewsBroadcastError(Exception):
+    """Base of every error raised on purpose by newsbroadcast."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong in a file, located so a person can jump to it."""
+
+    file: str
+    line: int | None
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        return f"{where}: {self.message}"
+
+
+class ConfigError(NewsBroadcastError):
+    """The configuration cannot be used; ``problems`` lists each mistake with its place."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(str(p) for p in problems))
+
+
+class SourceError(NewsBroadcastError):
+    """A source could not be fetched or parsed. Other sources are unaffected."""
+
+    def __init__(self, source: str, message: str) -> None:
+        self.source = source
+        super().__init__(f"source {source!r}: {message}")
+
+
+class InputError(NewsBroadcastError):
+    """Input given by a person (a CSV row, an argument) is invalid."""
+
+
+class DeliveryError(NewsBroadcastError):
+    """A message or post could not be handed over."""
+
+    def __init__(self, message: str, reply: str | None = None) -> None:
+        self.reply = reply
+        super().__init__(message)
+
+
+class TransientSendError(DeliveryError):
+    """Worth retrying later: 4xx replies, dropped connections, timeouts."""
+
+
+class RateLimited(TransientSendError):
+    """The receiver asked us to wait ``retry_after`` seconds."""
+
+    def __init__(self, message: str, retry_after: float, reply: str | None = None) -> None:
+        self.retry_after = retry_after
+        super().__init__(message, reply)
+
+
+class PermanentSendError(DeliveryError):
+    """Will never succeed for this recipient or post (5xx, refused content)."""
