@@ -125,6 +125,11 @@ class Smtp(Model):
     timeout: Duration = timedelta(seconds=30)
     local_hostname: str | None = None
 
+    @field_validator("username", "password", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: str | None) -> str | None:
+        return value or None  # "${SMTP_USERNAME:-}" left empty means: no login
+
     @property
     def effective_port(self) -> int:
         return self.port or {"starttls": 587, "tls": 465, "none": 25}[self.security]

@@ -1,0 +1,32 @@
+"""The one small interface every social channel implements."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class OutgoingPost:
+    post_id: int
+    article_id: int
+    channel: str
+    text: str  # final, as stored when the post was planned
+    url: str | None  # the article's link, for channels that make link cards
+    title: str
+
+
+@dataclass(frozen=True)
+class Published:
+    remote_id: str
+    remote_url: str | None = None
+
+
+class Channel(Protocol):
+    """Publishes posts. ``publish`` raises TransientSendError (retry later),
+    RateLimited (retry after its delay) or PermanentSendError; it must be safe to call
+    again for a post whose earlier attempt may have gone through (no double post)."""
+
+    name: str
+
+    def publish(self, post: OutgoingPost) -> Published: ...

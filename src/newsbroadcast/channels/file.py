@@ -1,0 +1,59 @@
+"""The `file` channel: each post as one JSON line in ``<dir>/<channel>.jsonl``.
+
+For trying the service out and for archives. A post written before a crash is not
+written again: the file is checked for the post's id first.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+
+from newsbroadcast.channels.base import OutgoingPost, Published
+from newsbroadcast.errors import TransientSendError
+
+
+class FileChannel:
+    def __init__(self, name: str, directory: Path) -> None:
+        self.name = name
+        self.path = directory / f"{name}.jsonl"
+
+    def publish(self, post: OutgoingPost) -> Published:
+        remote_id = f"{self.name}-{post.post_id}"
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            if self._already_written(remote_id):
+                return Published(remote_id)
+            line = json.dumps(
+                {
+                    "id": remote_id,
+                    "post_id": post.post_id,
+                    "article_id": post.article_id,
+                    "channel": post.channel,
+                    "text": post.text,
+                    "url": post.url,
+                    "written_at": datetime.now(UTC).isoformat(),
+                },
+                ensure_ascii=False,
+            )
+            with self.path.open("a", encoding="utf-8") as f:
+                f.write(line + "\n")
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as e:
+            raise TransientSendError(f"cannot write {self.path}: {e.strerror or e}") from e
+        return Published(remote_id)
+
+    def _already_written(self, remote_id: str) -> bool:
+        if not self.path.exists():
+            return False
+        with self.path.open(encoding="utf-8") as f:
+            for line in f:
+                try:
+                    if json.loads(line).get("id") == remote_id:
+                        return True
+                except json.JSONDecodeError:
+                    continue  # a line torn by a crash mid-write: ignore it
+        return False

@@ -1,0 +1,231 @@
+"""The planner decides what goes out: editions of digests with their deliveries, and posts.
+
+Duplicates are prevented by the database, not by the scheduler: an edition is unique per
+(digest, period), a delivery per (edition, subscriber), a post per (article, channel). A
+second scheduler, a retry or a restart that plans the same thing again finds it taken.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from apscheduler.triggers.cron import CronTrigger
+from sqlalchemy import func, insert, literal, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from newsbroadcast.config import Digest, FileChannel
+from newsbroadcast.models import (
+    Article,
+    ChannelState,
+    Delivery,
+    Edition,
+    EditionArticle,
+    EditionStatus,
+    Post,
+    SendStatus,
+    Subscriber,
+    SubscriberStatus,
+)
+
+log = logging.getLogger("newsbroadcast.planner")
+
+
+# --- pure decisions -------------------------------------------------------------------------
+
+
+def latest_fire_time(trigger: CronTrigger, now: datetime, window: timedelta) -> datetime | None:
+    """The last time ``trigger`` fired at or before ``now``, if within ``window`` of now."""
+    fire = trigger.get_next_fire_time(None, now - window)
+    latest = None
+    while fire is not None and fire <= now:
+        latest = fire
+        fire = trigger.get_next_fire_time(None, fire + timedelta(microseconds=1))
+    return latest
+
+
+def period_key(fire_time: datetime) -> str:
+    """The (digest, period) key of a scheduled send: its fire time in UTC, to the minute."""
+    return fire_time.astimezone(UTC).strftime("%Y-%m-%dT%H:%MZ")
+
+
+def due_period(digest: Digest, now: datetime, force: bool = False) -> str | None:
+    """The period a digest should have an edition for now, or None.
+
+    A send time missed while the service was down counts only within ``catch_up``, so an
+    edition never arrives hours late by surprise. ``force`` makes a period of its own, so
+    a forced run sends whatever is new even when the scheduled edition already went out.
+    """
+    if force:
+        return "manual-" + now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    fire = latest_fire_time(digest.trigger(), now, digest.catch_up)
+    return None if fire is None else period_key(fire)
+
+
+def matches_tags(article_tags: Sequence[str], wanted: Sequence[str]) -> bool:
+    """True when no tags are wanted, or the article has one of them (case-insensitive)."""
+    if not wanted:
+        return True
+    have = {t.casefold() for t in article_tags}
+    return any(t.casefold() in have for t in wanted)
+
+
+def _newest_first(article: Article) -> tuple[datetime, int]:
+    return (article.published_at or article.first_seen_at, article.id)
+
+
+# --- editions -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PlannedEdition:
+    edition_id: int
+    digest: str
+    period: str
+    stories: int
+    deliveries: int
+
+
+def edition_exists(session: Session, digest: str, period: str) -> bool:
+    q = select(Edition.id).where(Edition.digest == digest, Edition.period == period)
+    return session.scalar(q) is not None
+
+
+def bulk_plan_edition(
+    session: Session,
+    digest: Digest,
+    period: str,
+    now: datetime,
+    subject_for: Callable[[list[Article]], str],
+) -> PlannedEdition | None:
+    """Make the edition of ``digest`` for ``period`` with its deliveries, and commit.
+
+    The edition gathers the articles first seen since the previous edition's cutoff (the
+    newest ``max_items``). No new articles, or the period already taken: nothing, None.
+    """
+    if edition_exists(session, digest.name, period):
+        return None
+    previous_cutoff = session.scalar(
+        select(func.max(Edition.cutoff)).where(Edition.digest == digest.name)
+    )
+    q = select(Article).where(Article.first_seen_at <= now)
+    if previous_cutoff is not None:
+        q = q.where(Article.first_seen_at > previous_cutoff)
+    candidates = [a for a in session.scalars(q) if matches_tags(a.tags, digest.tags)]
+    stories = sorted(candidates, key=_newest_first, reverse=True)[: digest.max_items]
+    if not stories:
+        log.info("digest %s: no new articles for %s, no edition", digest.name, period)
+        return None
+
+    edition = Edition(
+        digest=digest.name,
+        period=period,
+        status=EditionStatus.sending,
+        subject=subject_for(stories),
+        cutoff=now,
+        created_at=now,
+    )
+    try:
+        with session.begin_nested():
+            session.add(edition)
+            session.flush()
+    except IntegrityError:
+        # Another scheduler made this edition between our check and our insert.
+        session.rollback()
+        return None
+    session.add_all(
+        EditionArticle(edition_id=edition.id, article_id=a.id, position=i)
+        for i, a in enumerate(stories)
+    )
+    deliveries = fan_out(session, edition.id, now)
+    session.commit()
+    log.info(
+        "edition %s planned: digest=%s period=%s stories=%d deliveries=%d",
+        edition.id, digest.name, period, len(stories), deliveries,
+    )
+    return PlannedEdition(edition.id, digest.name, period, len(stories), deliveries)
+
+
+def fan_out(session: Session, edition_id: int, now: datetime) -> int:
+    """One queued delivery per active subscriber, in one INSERT … SELECT: no Python loop,
+    flat memory whatever the list's size."""
+    rows = select(
+        literal(edition_id),
+        Subscriber.id,
+        literal(SendStatus.queued.value),
+        literal(0),
+        literal(now, Delivery.next_attempt_at.type),
+        literal(now, Delivery.created_at.type),
+    ).where(Subscriber.status == SubscriberStatus.active)
+    stmt = insert(Delivery).from_select(
+        ["edition_id", "subscriber_id", "status", "attempts", "next_attempt_at", "created_at"],
+        rows,
+    )
+    return session.execute(stmt).rowcount or 0
+
+
+# --- posts ----------------------------------------------------------------------------------
+
+
+def register_channels(session: Session, names: Sequence[str], now: datetime) -> None:
+    """Remember when each channel was first configured (articles older than that are not
+    announced on it: adding a channel to a site with 500 old stories must not flood)."""
+    known = set(session.scalars(select(ChannelState.name)))
+    session.add_all(ChannelState(name=n, added_at=now) for n in names if n not in known)
+    session.commit()
+
+
+def articles_to_announce(
+    session: Session, channel: FileChannel, added_at: datetime, now: datetime
+) -> list[Article]:
+    """Articles that should get a post on ``channel`` and have none yet, oldest first.
+
+    Those first seen since the channel was added and published within ``max_age``, plus
+    the newest ``backfill`` articles whatever their age.
+    """
+    posted = select(Post.article_id).where(Post.channel == channel.name)
+    fresh_since = now - channel.max_age
+    q = select(Article).where(Article.first_seen_at >= added_at, Article.id.not_in(posted))
+    chosen = {
+        a.id: a
+        for a in session.scalars(q)
+        if (a.published_at is None or a.published_at >= fresh_since)
+        and matches_tags(a.tags, channel.tags)
+    }
+    if channel.backfill:
+        newest_first = select(Article).order_by(
+            func.coalesce(Article.published_at, Article.first_seen_at).desc(), Article.id.desc()
+        )
+        newest: list[Article] = []
+        for a in session.scalars(newest_first.execution_options(yield_per=100)):
+            if matches_tags(a.tags, channel.tags):
+                newest.append(a)
+                if len(newest) == channel.backfill:
+                    break
+        already = set(session.scalars(posted))
+        chosen.update({a.id: a for a in newest if a.id not in already})
+    return sorted(chosen.values(), key=_newest_first)
+
+
+def insert_post(session: Session, article_id: int, channel: str, text: str, now: datetime) -> bool:
+    """Queue one post with its final text; False when (article, channel) already has one."""
+    values = {
+        "article_id": article_id,
+        "channel": channel,
+        "text": text,
+        "status": SendStatus.queued.value,
+        "attempts": 0,
+        "next_attempt_at": now,
+        "created_at": now,
+    }
+    dialect = session.get_bind().dialect.name
+    module = postgresql if dialect == "postgresql" else sqlite
+    stmt = module.insert(Post).values(**values).on_conflict_do_nothing(
+        index_elements=["article_id", "channel"]
+    )
+    return bool(session.execute(stmt).rowcount)
+

@@ -1,0 +1,120 @@
+"""APScheduler 3.x wiring: the scheduler only triggers the service's steps.
+
+Choices made on purpose:
+- One worker thread: steps never overlap, so one process never races itself on SQLite's
+  single writer, and Ctrl-C waits for just the one step in progress.
+- ``coalesce=True``: fire times missed while a step was busy (or the machine slept) run
+  once, not once per missed time.
+- ``misfire_grace_time``: a digest job may start late by up to its ``catch_up`` window,
+  never more; polls and the dispatcher by up to one period (a later run does the same work).
+- Send times missed while the service was *down* are not APScheduler's business (its jobs
+  live in memory): the start-up pass plans any edition whose send time lies within its
+  ``catch_up`` window, and the (digest, period) key keeps that from doubling up.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Callable
+from datetime import timedelta
+from types import FrameType
+
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+
+from newsbroadcast.app import Service
+from newsbroadcast.config import Digest
+
+log = logging.getLogger("newsbroadcast.scheduler")
+
+
+def _grace(period: timedelta) -> int:
+    return max(int(period.total_seconds()), 1)
+
+
+def build_scheduler(service: Service) -> BackgroundScheduler:
+    config = service.config
+    scheduler = BackgroundScheduler(
+        executors={"default": ThreadPoolExecutor(max_workers=1)},
+        job_defaults={"coalesce": True, "max_instances": 1},
+        timezone="UTC",
+    )
+    for source in config.sources:
+        scheduler.add_job(
+            _guarded(f"poll {source.name}", lambda s=source.name: service.poll([s])),
+            IntervalTrigger(seconds=source.poll_every.total_seconds()),
+            id=f"poll:{source.name}",
+            misfire_grace_time=_grace(source.poll_every),
+            replace_existing=True,
+        )
+    for digest in config.digests:
+        scheduler.add_job(
+            _guarded(f"digest {digest.name}", lambda d=digest: _plan(service, d)),
+            digest.trigger(),
+            id=f"digest:{digest.name}",
+            misfire_grace_time=_grace(digest.catch_up),
+            replace_existing=True,
+        )
+    every = config.scheduler.dispatch_every
+    scheduler.add_job(
+        _guarded("dispatch", service.dispatch),
+        IntervalTrigger(seconds=every.total_seconds()),
+        id="dispatch",
+        misfire_grace_time=_grace(every),
+        replace_existing=True,
+    )
+    return scheduler
+
+
+def _plan(service: Service, digest: Digest) -> None:
+    service.plan_digest(digest)
+
+
+def _guarded(what: str, step: Callable[[], object]) -> Callable[[], None]:
+    """A step that logs its failure instead of killing the scheduler's thread."""
+
+    def run() -> None:
+        try:
+            step()
+        except Exception:
+            log.exception("%s failed; the next run will try again", what)
+
+    return run
+
+
+def run_forever(service: Service, stop: threading.Event | None = None) -> None:
+    """Run until SIGINT/SIGTERM (or ``stop`` is set), then finish the step in progress."""
+    stop = stop or threading.Event()
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        if not stop.is_set():
+            log.info("%s received: stopping after the step in progress",
+                     signal.Signals(signum).name)
+        stop.set()
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, on_signal)
+        signal.signal(signal.SIGTERM, on_signal)
+
+    # The start-up pass: poll, make up editions missed within their catch-up window, send.
+    for step in (service.poll, service.plan_digests, service.dispatch):
+        if stop.is_set():
+            return
+        _guarded(step.__name__, step)()
+
+    scheduler = build_scheduler(service)
+    scheduler.start()
+    log.info("running: %d sources, %d digests, %d channels; Ctrl-C stops",
+             len(service.config.sources), len(service.config.digests),
+             len(service.config.social))
+    for job in scheduler.get_jobs():
+        log.info("job %s: next at %s", job.id, job.next_run_time)
+    try:
+        while not stop.wait(1.0):
+            pass
+    finally:
+        scheduler.shutdown(wait=True)
+        log.info("stopped")

@@ -1,0 +1,125 @@
+"""Per-subscriber tokens for the links in emails (unsubscribe, preferences, confirm).
+
+A token names one subscriber for one purpose, optionally until a moment, and is signed with
+HMAC-SHA256 under the site secret. It is URL-safe base64 without padding, about 27 characters
+(34 with an expiry), so it fits in a URL path and in a mailto subject.
+
+Layout before encoding: ``version (1 byte) | subscriber id (1-8 bytes, big-endian) |
+expiry (5 bytes, Unix seconds, only in version 2) | MAC (16 bytes)``. The purpose is not
+stored: it is mixed into the MAC, so a token made for one purpose never verifies for another.
+
+Secrets rotate: ``sign`` takes the current secret, ``verify`` accepts a list and tries each,
+so links in emails sent before a rotation keep working while the old secret stays listed.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import re
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from newsbroadcast.errors import NewsBroadcastError
+
+__all__ = ["InvalidToken", "sign", "verify"]
+
+_NO_EXPIRY = 1
+_WITH_EXPIRY = 2
+_MAC_BYTES = 16  # 128 bits: far beyond guessing, and keeps the token short
+_EXPIRY_BYTES = 5  # Unix seconds up to the year 36812
+_MAX_ID_BYTES = 8
+_DOMAIN = b"newsbroadcast-token\x00"  # keeps these MACs apart from any other use of the secret
+_ALPHABET = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+class InvalidToken(NewsBroadcastError):
+    """A token that cannot be trusted. ``reason`` is ``"malformed"``, ``"signature"`` (tampered,
+    made for another purpose or under an unknown secret: indistinguishable on purpose) or
+    ``"expired"``."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        self.reason = reason
+        super().__init__(message)
+
+
+def sign(secret: str, purpose: str, subscriber_id: int, expires_at: datetime | None = None) -> str:
+    """A token for ``subscriber_id`` and ``purpose``, valid until ``expires_at`` (if given).
+    The same arguments always give the same token."""
+    _check_purpose(purpose)
+    if not secret:
+        raise ValueError("the secret must not be empty")
+    if subscriber_id < 0 or subscriber_id.bit_length() > _MAX_ID_BYTES * 8:
+        raise ValueError(f"subscriber id {subscriber_id} cannot be put in a token")
+    id_bytes = subscriber_id.to_bytes(max(1, (subscriber_id.bit_length() + 7) // 8), "big")
+    if expires_at is None:
+        payload = bytes([_NO_EXPIRY]) + id_bytes
+    else:
+        payload = (bytes([_WITH_EXPIRY]) + id_bytes
+                   + _epoch(expires_at).to_bytes(_EXPIRY_BYTES, "big"))
+    return _encode(payload + _mac(secret, purpose, payload))
+
+
+def verify(secrets: Sequence[str], purpose: str, token: str, now: datetime) -> int:
+    """The subscriber id in ``token`` if one of ``secrets`` signed it for ``purpose`` and it has
+    not expired at ``now``; raises InvalidToken otherwise."""
+    _check_purpose(purpose)
+    if isinstance(secrets, str):
+        # A bare string is a sequence of one-character "secrets": a caller's mistake, not a key.
+        raise TypeError("secrets must be a list of strings, not a string")
+    raw = _decode(token)
+    version = raw[0]
+    fixed = 1 + _MAC_BYTES + (_EXPIRY_BYTES if version == _WITH_EXPIRY else 0)
+    if version not in (_NO_EXPIRY, _WITH_EXPIRY) or not 1 <= len(raw) - fixed <= _MAX_ID_BYTES:
+        raise InvalidToken("malformed", "this link is incomplete or damaged")
+    payload, mac = raw[:-_MAC_BYTES], raw[-_MAC_BYTES:]
+    # Check every secret, without stopping early, so timing does not tell which one matched.
+    matched = False
+    for secret in secrets:
+        if secret and hmac.compare_digest(mac, _mac(secret, purpose, payload)):
+            matched = True
+    if not matched:
+        raise InvalidToken("signature", "this link is not valid (it may have been altered)")
+    id_end = len(payload) - (_EXPIRY_BYTES if version == _WITH_EXPIRY else 0)
+    if version == _WITH_EXPIRY:
+        expires = int.from_bytes(payload[id_end:], "big")
+        if _epoch(now) >= expires:
+            raise InvalidToken("expired", "this link has expired; ask for a new one")
+    return int.from_bytes(payload[1:id_end], "big")
+
+
+def _check_purpose(purpose: str) -> None:
+    if not purpose or "\x00" in purpose:
+        raise ValueError(f"bad token purpose {purpose!r}")
+
+
+def _mac(secret: str, purpose: str, payload: bytes) -> bytes:
+    message = _DOMAIN + purpose.encode() + b"\x00" + payload
+    return hmac.new(secret.encode(), message, hashlib.sha256).digest()[:_MAC_BYTES]
+
+
+def _epoch(moment: datetime) -> int:
+    # A naive datetime is taken as UTC (what the database stores), never as local time.
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return int(moment.timestamp())
+
+
+def _encode(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
+def _decode(token: str) -> bytes:
+    if not isinstance(token, str) or not _ALPHABET.fullmatch(token):
+        raise InvalidToken("malformed", "this link is incomplete or damaged")
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+    except (binascii.Error, ValueError) as e:
+        raise InvalidToken("malformed", "this link is incomplete or damaged") from e
+    # base64 leaves spare bits in the last character; several strings decode to the same
+    # bytes. Only the canonical one is accepted, so a token has exactly one spelling.
+    if not raw or _encode(raw) != token:
+        raise InvalidToken("malformed", "this link is incomplete or damaged")
+    return raw

@@ -1,0 +1,41 @@
+"""The one small interface every email transport implements."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """A finished message: ``data`` is the whole RFC 5322 message, CRLF line endings."""
+
+    sender: str  # envelope MAIL FROM (a bare address)
+    recipient: str  # envelope RCPT TO (a bare address)
+    data: bytes
+    message_id: str  # without angle brackets
+
+
+class Transport(Protocol):
+    """Sends envelopes. Used as a context manager around a batch so a connection is
+    reused for many messages.
+
+    ``send`` returns the receiver's reply (e.g. ``"250 2.0.0 Ok: queued"``) and raises
+    ``TransientSendError`` (retry later: 4xx, dropped connection, timeout) or
+    ``PermanentSendError`` (5xx for this recipient). After a transient error the
+    transport reconnects by itself on the next ``send``.
+    """
+
+    name: str
+
+    def __enter__(self) -> Transport: ...
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+    def send(self, envelope: Envelope) -> str: ...

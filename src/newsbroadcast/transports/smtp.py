@@ -1,0 +1,327 @@
+"""Sends envelopes over SMTP with smtplib, one connection for a whole batch.
+
+Error mapping (what the dispatcher may rely on):
+
+- 4xx at any stage, a dropped connection, a timeout, a refused connection
+  → ``TransientSendError``. After 421 or a lost connection the next ``send`` reconnects.
+- 5xx to RCPT TO or DATA → ``PermanentSendError`` for that recipient only; the
+  transaction is reset (RSET) and the connection stays usable for the next recipient.
+- Problems that would fail *every* message — wrong password, no STARTTLS offered,
+  an untrusted certificate, a 5xx to MAIL FROM (the sender is refused, not the
+  recipient) — → ``TransportConfigError``, a ``TransientSendError``: the message stays
+  queued instead of being marked failed for a recipient who did nothing wrong, and a
+  dispatcher that knows the type can stop the batch and tell a person.
+"""
+
+from __future__ import annotations
+
+import logging
+import smtplib
+import socket
+import ssl
+from types import TracebackType
+
+from newsbroadcast.config import Smtp
+from newsbroadcast.errors import PermanentSendError, TransientSendError
+from newsbroadcast.transports.base import Envelope
+
+log = logging.getLogger(__name__)
+
+
+class TransportConfigError(TransientSendError):
+    """The transport cannot send anything until a person fixes its settings or the server:
+    wrong credentials, STARTTLS not offered, certificate not trusted, sender refused.
+
+    It is a ``TransientSendError`` on purpose: a wrong password must not turn every queued
+    delivery into a permanent failure (and every subscriber into a bounce). Messages stay
+    queued; the error's text says what to fix.
+    """
+
+
+class SmtpTransport:
+    """An SMTP client for a batch of envelopes, used as a context manager.
+
+    The connection is opened on the first ``send`` and reused until the ``with`` block
+    ends (QUIT). Not thread-safe: give each worker thread its own transport.
+
+    ``ssl_context``, when given, is used as is for TLS (e.g. to trust a private CA in tests
+    or a company relay); ``settings.verify`` is then not consulted. Without it, certificates
+    are checked against the system's CAs unless ``verify`` is false.
+    """
+
+    def __init__(
+        self,
+        settings: Smtp,
+        name: str = "smtp",
+        *,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        if (settings.username is None) != (settings.password is None):
+            raise TransportConfigError(
+                f"{name}: smtp needs both username and password, or neither "
+                "(is the password's environment variable set?)"
+            )
+        self.settings = settings
+        self.name = name
+        self._ssl_context = ssl_context or _default_context(settings.verify)
+        self._connection: smtplib.SMTP | None = None
+
+    @property
+    def where(self) -> str:
+        return f"{self.settings.host}:{self.settings.effective_port}"
+
+    def __enter__(self) -> SmtpTransport:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Say QUIT and close the connection, if one is open. Never raises."""
+        conn, self._connection = self._connection, None
+        if conn is not None:
+            _quit(conn)
+
+    def check(self) -> str:
+        """Connect, greet, upgrade to TLS and log in as configured, then QUIT.
+
+        Returns a one-line summary; raises the same errors as ``send`` would.
+        """
+        conn = self._open()
+        try:
+            tls = conn.sock.version() if isinstance(conn.sock, ssl.SSLSocket) else None
+            parts = [f"{self.name}: {self.where} answered"]
+            parts.append(f"over {tls}" if tls else "in clear text (security: none)")
+            if self.settings.username:
+                parts.append(f"logged in as {self.settings.username}")
+            return ", ".join(parts)
+        finally:
+            _quit(conn)
+
+    def send(self, envelope: Envelope) -> str:
+        """Hand one envelope to the server; returns its reply to the end of DATA."""
+        conn = self._connection or self._open()
+        self._connection = conn
+        try:
+            return self._transaction(conn, envelope)
+        except OSError as e:
+            # smtplib's own errors are OSErrors too; every one that reaches here means the
+            # connection is in an unknown state, so it is dropped and remade next time.
+            self._drop()
+            raise TransientSendError(
+                f"{self.name}: connection to {self.where} lost while sending to "
+                f"<{envelope.recipient}>: {_describe(e)}"
+            ) from e
+
+    def _transaction(self, conn: smtplib.SMTP, envelope: Envelope) -> str:
+        options = self._mail_options(conn, envelope)
+        code, reply = conn.mail(envelope.sender, options)
+        if code != 250:
+            raise self._refused(conn, "MAIL FROM", code, reply, envelope)
+        code, reply = conn.rcpt(envelope.recipient)
+        if code not in (250, 251):
+            raise self._refused(conn, "RCPT TO", code, reply, envelope)
+        try:
+            # The data is already CRLF bytes; smtplib sends bytes as they are, adding only
+            # the dot-stuffing and the final "." line the protocol needs.
+            code, reply = conn.data(envelope.data)
+        except smtplib.SMTPDataError as e:  # the DATA command itself was refused (not 354)
+            code, reply = e.smtp_code, e.smtp_error
+        if code != 250:
+            raise self._refused(conn, "DATA", code, reply, envelope)
+        return _reply_text(code, reply)
+
+    def _mail_options(self, conn: smtplib.SMTP, envelope: Envelope) -> list[str]:
+        options = []
+        if not (envelope.sender.isascii() and envelope.recipient.isascii()):
+            if not conn.has_extn("smtputf8"):
+                raise PermanentSendError(
+                    f"{self.name}: {self.where} does not offer SMTPUTF8, needed for the "
+                    f"non-ASCII address <{envelope.recipient}> or <{envelope.sender}>"
+                )
+            options.append("SMTPUTF8")
+        if not envelope.data.isascii() and conn.has_extn("8bitmime"):
+            # RFC 6152: 8-bit content must be announced. Without the extension we send it
+            # anyway and let the server decide; most accept it.
+            options.append("BODY=8BITMIME")
+        return options
+
+    def _refused(
+        self,
+        conn: smtplib.SMTP,
+        stage: str,
+        code: int,
+        reply: bytes | str,
+        envelope: Envelope,
+    ) -> Exception:
+        text = _reply_text(code, reply)
+        message = f"{self.name}: {self.where} refused {stage} for <{envelope.recipient}>: {text}"
+        if code == 421 or not 400 <= code < 600:
+            # 421: the server is closing the channel. Anything else unexpected: the
+            # conversation is out of step. Either way start over on a new connection.
+            self._drop()
+            return TransientSendError(message, reply=text)
+        self._reset(conn)
+        if code < 500:
+            return TransientSendError(message, reply=text)
+        if stage == "MAIL FROM":
+            # A refused sender is refused for every recipient: marking each recipient
+            # failed would bounce the whole list for our own misconfiguration.
+            return TransportConfigError(
+                f"{message} (the server refuses the sender itself: check site.from, "
+                "the SMTP account's allowed senders and SPF/DKIM setup)",
+                reply=text,
+            )
+        return PermanentSendError(message, reply=text)
+
+    def _reset(self, conn: smtplib.SMTP) -> None:
+        """End a failed transaction so the connection can carry the next message."""
+        try:
+            code, _ = conn.rset()
+        except OSError:
+            code = -1
+        if code != 250:
+            self._drop()
+
+    def _drop(self) -> None:
+        conn, self._connection = self._connection, None
+        if conn is not None:
+            conn.close()
+
+    def _open(self) -> smtplib.SMTP:
+        """A connected, greeted, (TLS-upgraded, logged-in) client."""
+        s = self.settings
+        timeout = s.timeout.total_seconds()
+        try:
+            if s.security == "tls":
+                conn: smtplib.SMTP = smtplib.SMTP_SSL(
+                    s.host, s.effective_port, s.local_hostname,
+                    timeout=timeout, context=self._ssl_context,
+                )
+            else:
+                conn = smtplib.SMTP(s.host, s.effective_port, s.local_hostname, timeout=timeout)
+        except smtplib.SMTPConnectError as e:
+            raise self._setup_refused("greeting", e) from e
+        except ssl.SSLError as e:
+            raise self._tls_failed(e) from e
+        except OSError as e:
+            raise self._unreachable(e) from e
+        try:
+            self._greet(conn)
+        except BaseException:
+            conn.close()
+            raise
+        log.debug("%s: connected to %s", self.name, self.where)
+        return conn
+
+    def _greet(self, conn: smtplib.SMTP) -> None:
+        s = self.settings
+        try:
+            conn.ehlo_or_helo_if_needed()
+            if s.security == "starttls":
+                if not conn.has_extn("starttls"):
+                    # Required, not opportunistic: never fall back to clear text, or the
+                    # password and every subscriber's address would cross the network bare.
+                    raise TransportConfigError(
+                        f"{self.name}: {self.where} does not offer STARTTLS, and "
+                        "security is starttls, so nothing is sent in clear text. If the "
+                        "port expects TLS from the start (usually 465), use security: tls."
+                    )
+                conn.starttls(context=self._ssl_context)
+                conn.ehlo()  # RFC 3207: forget what was said before TLS, ask again
+            if s.username is not None and s.password is not None:
+                # With starttls/tls we are past the TLS step here; with security none the
+                # person chose a clear-text link (a local relay), password included.
+                conn.login(s.username, s.password)
+        except smtplib.SMTPAuthenticationError as e:
+            if 400 <= e.smtp_code < 500:
+                raise self._setup_refused("AUTH", e) from e
+            raise TransportConfigError(
+                f"{self.name}: {self.where} refused the login of {s.username!r}: "
+                f"{_reply_text(e.smtp_code, e.smtp_error)} (check smtp.username and the "
+                "password's environment variable)",
+                reply=_reply_text(e.smtp_code, e.smtp_error),
+            ) from e
+        except smtplib.SMTPNotSupportedError as e:
+            raise TransportConfigError(
+                f"{self.name}: {self.where} does not offer AUTH on this connection, but "
+                f"smtp.username is set: {e}"
+            ) from e
+        except smtplib.SMTPResponseException as e:  # HELO/EHLO or STARTTLS refused
+            raise self._setup_refused("greeting", e) from e
+        except ssl.SSLError as e:
+            raise self._tls_failed(e) from e
+        except smtplib.SMTPServerDisconnected as e:
+            raise TransientSendError(
+                f"{self.name}: {self.where} closed the connection during setup: {e}"
+            ) from e
+        except smtplib.SMTPException as e:  # e.g. no AUTH mechanism smtplib knows
+            raise TransportConfigError(f"{self.name}: {self.where}: {e}") from e
+        except OSError as e:
+            raise self._unreachable(e) from e
+
+    def _setup_refused(self, stage: str, e: smtplib.SMTPResponseException) -> Exception:
+        text = _reply_text(e.smtp_code, e.smtp_error)
+        message = f"{self.name}: {self.where} refused {stage}: {text}"
+        if 400 <= e.smtp_code < 500:
+            return TransientSendError(message, reply=text)
+        return TransportConfigError(message, reply=text)
+
+    def _tls_failed(self, e: ssl.SSLError) -> TransportConfigError:
+        if isinstance(e, ssl.SSLCertVerificationError):
+            hint = (
+                "its certificate is not trusted for this host name. Fix the server's "
+                "certificate, or use the host name it was issued for; `verify: false` "
+                "turns the check off, letting anyone on the path read and change mail."
+            )
+        else:
+            hint = (
+                "is the security mode right for this port? (tls: usually 465, "
+                "starttls: usually 587)"
+            )
+        return TransportConfigError(f"{self.name}: TLS with {self.where} failed: {e}; {hint}")
+
+    def _unreachable(self, e: OSError) -> TransientSendError:
+        if isinstance(e, ConnectionRefusedError):
+            why = "connection refused (is the server running, is the port right?)"
+        elif isinstance(e, TimeoutError):
+            why = f"no answer within {self.settings.timeout.total_seconds():g}s"
+        elif isinstance(e, socket.gaierror):
+            why = f"cannot resolve the host name ({e})"
+        else:
+            why = _describe(e)
+        return TransientSendError(f"{self.name}: cannot connect to {self.where}: {why}")
+
+
+def _default_context(verify: bool) -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    if not verify:
+        # `verify: false` keeps the link encrypted but accepts any certificate, so anyone
+        # who can intercept the connection can read and change every message.
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def _quit(conn: smtplib.SMTP) -> None:
+    try:
+        conn.quit()
+    except OSError:
+        pass  # the server went away first; nothing is left to tidy on our side
+    finally:
+        conn.close()
+
+
+def _reply_text(code: int, reply: bytes | str) -> str:
+    """'250 2.0.0 Ok: queued as X' — multi-line replies joined onto one line."""
+    text = reply.decode("utf-8", "replace") if isinstance(reply, bytes) else reply
+    return f"{code} {' '.join(text.split())}".strip()
+
+
+def _describe(e: BaseException) -> str:
+    return str(e) or type(e).__name__
