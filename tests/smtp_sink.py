@@ -103,41 +103,50 @@ class SmtpSink:
         self.data_reply = data_reply
         self.messages: list[ReceivedMessage] = []
         self.connections = 0
+        self.quits = 0  # QUIT commands received: a polite client ends with one
         self._lock = threading.Lock()
         self._queue_ids = itertools.count(1)
-        self._controller = _Controller(
-            self,
-            _Handler(self),
-            hostname=host,
-            port=0,
-            ssl_context=implicit_tls,
-            server_hostname="sink.test",  # skips aiosmtpd's getfqdn() DNS lookup
-            data_size_limit=data_size_limit,
-            tls_context=starttls,
-            require_starttls=bool(starttls and require_starttls),
+        self._server_options: dict[str, Any] = {
+            "data_size_limit": data_size_limit,
+            "tls_context": starttls,
+            "require_starttls": bool(starttls and require_starttls),
             # AUTH in clear text only when the test asks for auth without STARTTLS; with
             # implicit TLS aiosmtpd would otherwise never offer AUTH at all.
-            auth_require_tls=not (auth is not None and starttls is None),
-            authenticator=self._authenticate,
-        )
-        self._running = False
+            "auth_require_tls": not (auth is not None and starttls is None),
+        }
+        # Made in start(): an aiosmtpd controller owns an event loop from birth, which a
+        # sink built only for settings() (say, to point at a closed port) would leak.
+        self._controller: _Controller | None = None
 
     # -- lifecycle -------------------------------------------------------------------
 
     def start(self) -> SmtpSink:
-        self._controller.start()
-        self.port = self._controller.port
+        if self._controller is not None:
+            raise RuntimeError("the sink is already running")
+        controller = _Controller(
+            self,
+            _Handler(self),
+            hostname=self.host,
+            port=0,
+            ssl_context=self.implicit_tls,
+            server_hostname="sink.test",  # skips aiosmtpd's getfqdn() DNS lookup
+            authenticator=self._authenticate,
+            **self._server_options,
+        )
+        controller.start()
+        self._controller = controller
+        self.port = controller.port
         with self._lock:
             # aiosmtpd opens one connection itself at start to check the server is up.
             self.connections = 0
+            self.quits = 0
             self.messages.clear()
-        self._running = True
         return self
 
     def stop(self) -> None:
-        if self._running:
-            self._running = False
-            self._controller.stop()
+        controller, self._controller = self._controller, None
+        if controller is not None:
+            controller.stop()
 
     def __enter__(self) -> SmtpSink:
         return self.start()
@@ -180,6 +189,10 @@ class SmtpSink:
         with self._lock:
             self.connections += 1
             return self.connections
+
+    def _quit(self) -> None:
+        with self._lock:
+            self.quits += 1
 
     def _record(self, message: ReceivedMessage) -> str:
         with self._lock:
@@ -260,6 +273,10 @@ class _Handler:
         envelope.rcpt_options.extend(options)
         return "250 2.1.5 Ok"
 
+    async def handle_QUIT(self, server: SMTP, session: Any, envelope: Any) -> str:
+        self.sink._quit()
+        return "221 2.0.0 Bye"
+
     async def handle_DATA(self, server: _SinkSMTP, session: Any, envelope: Any) -> str:
         data: bytes = envelope.original_content
         if _BARE_CR_OR_LF.search(data):
@@ -270,7 +287,8 @@ class _Handler:
             if self.sink.data_reply.startswith("421"):
                 _close_soon(server)
             return self.sink.data_reply
-        login = session.login_data.decode() if session.login_data else None
+        auth = session.auth_data
+        login = auth.login.decode() if isinstance(auth, LoginPassword) else None
         ssl_object = server.transport.get_extra_info("ssl_object") if server.transport else None
         queue_id = self.sink._record(
             ReceivedMessage(

@@ -18,7 +18,7 @@ from newsbroadcast import db
 from newsbroadcast.channels.base import Channel
 from newsbroadcast.channels.file import FileChannel
 from newsbroadcast.config import Config, Digest
-from newsbroadcast.dispatch import DispatchReport, Dispatcher, story_view
+from newsbroadcast.dispatch import Dispatcher, DispatchReport, story_view
 from newsbroadcast.ingest import PollReport, poll_all
 from newsbroadcast.models import Article, ChannelState, utcnow
 from newsbroadcast.planner import (

@@ -281,15 +281,19 @@ def load_config(path: Path, env: dict[str, str] | None = None) -> Config:
                 loc = (*loc, "type")
             line = located.line_of(loc)
             if line not in noted:
-                problems.append(Problem(located.file, line, _message(err)))
+                # Say where as the admin wrote it: no union tags, but the missing key.
+                shown = located.in_file(err["loc"])
+                if err["loc"] and err["loc"][-1] not in shown[-1:]:
+                    shown = (*shown, err["loc"][-1])
+                problems.append(Problem(located.file, line, _message(err, shown)))
         raise ConfigError(sorted(problems, key=lambda p: p.line or 0)) from e
     if problems:
         raise ConfigError(problems)
     return config
 
 
-def _message(err: Any) -> str:
-    loc = ".".join(str(p) for p in err["loc"])
+def _message(err: Any, where: tuple[str | int, ...]) -> str:
+    loc = ".".join(str(p) for p in where)
     kind = err["type"]
     if kind == "extra_forbidden":
         return f"unknown key {loc!r}"

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from newsbroadcast.channels.base import Channel, OutgoingPost
 from newsbroadcast.config import Config
-from newsbroadcast.errors import DeliveryError, PermanentSendError, RateLimited
+from newsbroadcast.errors import DeliveryError, PermanentSendError, RateLimited, TransportDown
 from newsbroadcast.models import (
     Article,
     Delivery,
@@ -170,13 +170,10 @@ class Dispatcher:
                     prepared = self._prepared_edition(session, delivery.edition_id)
                     message_id = make_message_id(self.config, delivery.edition_id, subscriber.id)
                     recipient = Recipient(subscriber.id, subscriber.email, subscriber.name)
-                    now = self.clock()
-                    envelope = Envelope(
-                        sender, subscriber.email, prepared.message(recipient, message_id, now),
-                        message_id,
-                    )
                     try:
-                        reply = transport.send(envelope)
+                        data = prepared.message(recipient, message_id, self.clock())
+                        reply = transport.send(Envelope(sender, subscriber.email, data,
+                                                        message_id))
                     except PermanentSendError as e:
                         self._fail_permanently(session, delivery, subscriber, e)
                         report.failed += 1
@@ -187,10 +184,11 @@ class Dispatcher:
                             report.retried += 1
                         else:
                             report.failed += 1
-                        # The receiver is unwell: hand the rest of the batch back untouched
-                        # rather than spend an attempt of each on a known-bad connection.
-                        self._release(session, Delivery, [d.id for d, _ in rows[n + 1:]])
-                        break
+                        if isinstance(e, TransportDown):
+                            # The server is unwell: hand the rest of the batch back untouched
+                            # rather than spend an attempt of each on a known-bad connection.
+                            self._release(session, Delivery, [d.id for d, _ in rows[n + 1:]])
+                            break
                     else:
                         delivery.smtp_reply = reply
                         delivery.message_id = message_id

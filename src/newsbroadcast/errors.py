@@ -5,8 +5,11 @@
      ├── SourceError            one source could not be read or parsed (carries the source name)
      ├── InputError             a record given by a person is wrong (CSV row, CLI argument)
      └── DeliveryError          a message or post could not be handed over
-          ├── TransientSendError  try again later (4xx, dropped connection, timeout)
-          │    └── RateLimited      try again after `retry_after` seconds
+          ├── TransientSendError  try again later (a 4xx for this recipient, a timeout)
+          │    ├── RateLimited      try again after `retry_after` seconds
+          │    └── TransportDown    the connection or its setup failed: every message
+          │         │               behind this one would fail the same way
+          │         └── TransportConfigError  only a person can fix it (password, TLS)
           └── PermanentSendError  this recipient/post will never succeed (5xx)
 
 Library errors are wrapped with ``raise ... from e`` so the cause stays visible.
@@ -72,6 +75,20 @@ class RateLimited(TransientSendError):
     def __init__(self, message: str, retry_after: float, reply: str | None = None) -> None:
         self.retry_after = retry_after
         super().__init__(message, reply)
+
+
+class TransportDown(TransientSendError):
+    """The server is unreachable or dropped us: stop the batch, retry the lot later."""
+
+
+class TransportConfigError(TransportDown):
+    """Nothing can be sent until a person fixes the settings or the server: wrong
+    credentials, STARTTLS not offered, certificate not trusted, sender refused.
+
+    Transient on purpose: a wrong password must not turn every queued delivery into a
+    permanent failure (and every subscriber into a bounce). Messages stay queued; the
+    error's text says what to fix.
+    """
 
 
 class PermanentSendError(DeliveryError):

@@ -165,7 +165,10 @@ def fan_out(session: Session, edition_id: int, now: datetime) -> int:
         ["edition_id", "subscriber_id", "status", "attempts", "next_attempt_at", "created_at"],
         rows,
     )
-    return session.execute(stmt).rowcount or 0
+    session.execute(stmt)
+    # Counted afterwards: drivers disagree on rowcount for INSERT … SELECT.
+    counted = select(func.count()).where(Delivery.edition_id == edition_id)
+    return session.scalar(counted) or 0
 
 
 # --- posts ----------------------------------------------------------------------------------

@@ -29,23 +29,27 @@ class Located:
     # Problems that do not stop reading (an unset variable, a duplicate key).
     problems: list[Problem] = field(default_factory=list)
 
-    def line_of(self, loc: Path_) -> int | None:
-        """The line of the deepest part of ``loc`` that exists in the file.
+    def in_file(self, loc: Path_) -> Path_:
+        """The parts of ``loc`` that exist in the file.
 
         Pydantic puts union tags into error locations (``sources.0.feed.url``); parts that
         are not in the data are skipped instead of ending the walk.
         """
-        best = self.lines.get(())
         node: Any = self.data
         path: Path_ = ()
         for part in loc:
             in_map = isinstance(node, Mapping) and part in node
             in_list = isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
-            if not (in_map or in_list):
-                continue
-            node, path = node[part], (*path, part)
-            best = self.lines.get(path, best)
-        return best
+            if in_map or in_list:
+                node, path = node[part], (*path, part)
+        return path
+
+    def line_of(self, loc: Path_) -> int | None:
+        """The line of the deepest part of ``loc`` that exists in the file."""
+        path = self.in_file(loc)
+        while path not in self.lines and path:
+            path = path[:-1]
+        return self.lines.get(path)
 
 
 def load_yaml(path: Path, env: Mapping[str, str] | None = None) -> Located:

@@ -5,14 +5,13 @@ from __future__ import annotations
 from newsbroadcast.config import Config
 from newsbroadcast.transports.base import Envelope, Transport
 from newsbroadcast.transports.file import FileTransport
-from newsbroadcast.transports.smtp import SmtpTransport, TransportConfigError
+from newsbroadcast.transports.smtp import SmtpTransport
 
 __all__ = [
     "Envelope",
     "FileTransport",
     "SmtpTransport",
     "Transport",
-    "TransportConfigError",
     "make_transport",
 ]
 

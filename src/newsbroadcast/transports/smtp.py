@@ -22,20 +22,15 @@ import ssl
 from types import TracebackType
 
 from newsbroadcast.config import Smtp
-from newsbroadcast.errors import PermanentSendError, TransientSendError
+from newsbroadcast.errors import (
+    PermanentSendError,
+    TransientSendError,
+    TransportConfigError,
+    TransportDown,
+)
 from newsbroadcast.transports.base import Envelope
 
 log = logging.getLogger(__name__)
-
-
-class TransportConfigError(TransientSendError):
-    """The transport cannot send anything until a person fixes its settings or the server:
-    wrong credentials, STARTTLS not offered, certificate not trusted, sender refused.
-
-    It is a ``TransientSendError`` on purpose: a wrong password must not turn every queued
-    delivery into a permanent failure (and every subscriber into a bounce). Messages stay
-    queued; the error's text says what to fix.
-    """
 
 
 class SmtpTransport:
@@ -113,7 +108,7 @@ class SmtpTransport:
             # smtplib's own errors are OSErrors too; every one that reaches here means the
             # connection is in an unknown state, so it is dropped and remade next time.
             self._drop()
-            raise TransientSendError(
+            raise TransportDown(
                 f"{self.name}: connection to {self.where} lost while sending to "
                 f"<{envelope.recipient}>: {_describe(e)}"
             ) from e
@@ -165,7 +160,7 @@ class SmtpTransport:
             # 421: the server is closing the channel. Anything else unexpected: the
             # conversation is out of step. Either way start over on a new connection.
             self._drop()
-            return TransientSendError(message, reply=text)
+            return TransportDown(message, reply=text)
         self._reset(conn)
         if code < 500:
             return TransientSendError(message, reply=text)
@@ -257,7 +252,7 @@ class SmtpTransport:
         except ssl.SSLError as e:
             raise self._tls_failed(e) from e
         except smtplib.SMTPServerDisconnected as e:
-            raise TransientSendError(
+            raise TransportDown(
                 f"{self.name}: {self.where} closed the connection during setup: {e}"
             ) from e
         except smtplib.SMTPException as e:  # e.g. no AUTH mechanism smtplib knows
@@ -269,15 +264,16 @@ class SmtpTransport:
         text = _reply_text(e.smtp_code, e.smtp_error)
         message = f"{self.name}: {self.where} refused {stage}: {text}"
         if 400 <= e.smtp_code < 500:
-            return TransientSendError(message, reply=text)
+            return TransportDown(message, reply=text)
         return TransportConfigError(message, reply=text)
 
     def _tls_failed(self, e: ssl.SSLError) -> TransportConfigError:
         if isinstance(e, ssl.SSLCertVerificationError):
             hint = (
-                "its certificate is not trusted for this host name. Fix the server's "
-                "certificate, or use the host name it was issued for; `verify: false` "
-                "turns the check off, letting anyone on the path read and change mail."
+                "its certificate could not be verified (unknown issuer, expired, or issued "
+                "for another host name). Fix the certificate or use the host name it names; "
+                "`verify: false` turns the check off and lets anyone on the path read and "
+                "change the mail."
             )
         else:
             hint = (
@@ -286,16 +282,19 @@ class SmtpTransport:
             )
         return TransportConfigError(f"{self.name}: TLS with {self.where} failed: {e}; {hint}")
 
-    def _unreachable(self, e: OSError) -> TransientSendError:
+    def _unreachable(self, e: OSError) -> TransportDown:
         if isinstance(e, ConnectionRefusedError):
             why = "connection refused (is the server running, is the port right?)"
-        elif isinstance(e, TimeoutError):
+        elif isinstance(e, TimeoutError) or isinstance(e.__context__, TimeoutError):
+            # smtplib reports a greeting that never came as "disconnected"; its cause says why.
             why = f"no answer within {self.settings.timeout.total_seconds():g}s"
+            if self.settings.security != "tls":
+                why += " (if the port expects TLS from the start, usually 465, use security: tls)"
         elif isinstance(e, socket.gaierror):
             why = f"cannot resolve the host name ({e})"
         else:
             why = _describe(e)
-        return TransientSendError(f"{self.name}: cannot connect to {self.where}: {why}")
+        return TransportDown(f"{self.name}: cannot connect to {self.where}: {why}")
 
 
 def _default_context(verify: bool) -> ssl.SSLContext:
