@@ -1,0 +1,245 @@
+"""Polling over real HTTP: a loopback server with ETags, 304s, failures, redirects."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, select
+
+from newsbroadcast.config import Config
+from newsbroadcast.db import sessions
+from newsbroadcast.errors import InputError
+from newsbroadcast.ingest import poll_all, poll_source
+from newsbroadcast.models import Article, SourceState
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "feeds"
+NOW = datetime(2025, 5, 23, 12, 0, tzinfo=UTC)
+ETAG = '"newsroom-v1"'
+LAST_MODIFIED = "Fri, 23 May 2025 10:00:00 GMT"
+
+Reply = tuple[int, dict[str, str], bytes]
+
+
+@dataclass
+class FeedServer:
+    """Serves ``routes`` on 127.0.0.1 and records every request's path and headers."""
+
+    routes: dict[str, Callable[[dict[str, str]], Reply]]
+    requests: list[tuple[str, dict[str, str]]] = field(default_factory=list)
+    port: int = 0
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def requests_to(self, path: str) -> list[dict[str, str]]:
+        return [headers for p, headers in self.requests if p == path]
+
+
+@pytest.fixture
+def server() -> Iterator[FeedServer]:
+    feed = (FIXTURES / "rss_newsroom.xml").read_bytes()
+
+    def conditional_feed(headers: dict[str, str]) -> Reply:
+        validators = {"ETag": ETAG, "Last-Modified": LAST_MODIFIED}
+        if headers.get("if-none-match") == ETAG:
+            return 304, validators, b""
+        return 200, {"Content-Type": "application/rss+xml", **validators}, feed
+
+    def slow(headers: dict[str, str]) -> Reply:
+        time.sleep(2)
+        return 200, {"Content-Type": "application/rss+xml"}, feed
+
+    utf8_feed = (
+        "<?xml version='1.0' encoding='utf-8'?><rss version='2.0'><channel><title>x</title>"
+        "<item><title>Café — Женщины — 女性</title><link>/news/charset</link></item>"
+        "</channel></rss>"
+    ).encode()
+    json_feed = (FIXTURES / "jsonfeed.json").read_bytes().replace(
+        b'"https://newsroom.example.org/news/osce-central-asia"', b'"news/osce"')
+    fed = FeedServer(routes={
+        "/feed.xml": conditional_feed,
+        "/broken": lambda h: (500, {"Content-Type": "text/plain"}, b"oops"),
+        "/gone": lambda h: (404, {"Content-Type": "text/html"}, b"<h1>Not found</h1>"),
+        "/page.html": lambda h: (200, {"Content-Type": "text/html; charset=utf-8"},
+                                 (FIXTURES / "not_a_feed.html").read_bytes()),
+        "/slow": slow,
+        "/moved": lambda h: (301, {"Location": "/feed.xml"}, b""),
+        # A server that labels everything ISO-8859-1 although the feed is UTF-8.
+        "/mislabelled.xml": lambda h: (200, {"Content-Type": "text/xml; charset=ISO-8859-1"},
+                                       utf8_feed),
+        "/feeds/feed.json": lambda h: (200, {"Content-Type": "application/feed+json"},
+                                       json_feed),
+    })
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - the name http.server calls
+            headers = {k.lower(): v for k, v in self.headers.items()}
+            fed.requests.append((self.path, headers))
+            route = fed.routes.get(self.path)
+            status, reply_headers, body = route(headers) if route else (404, {}, b"")
+            self.send_response(status)
+            for name, value in reply_headers.items():
+                self.send_header(name, value)
+            if status != 304:
+                self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            if status != 304:
+                self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass  # keep test output clean
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    httpd.daemon_threads = True
+    fed.port = httpd.server_address[1]
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield fed
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(5)
+
+
+def closed_port() -> int:
+    """A port nobody listens on: bound, then released."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def make_config(tmp_path: Path, sources: list[dict[str, Any]]) -> Config:
+    return Config.model_validate({
+        "root": str(tmp_path),
+        "site": {
+            "name": "Women in Uniform",
+            "url": "https://newsroom.example.org",
+            "public_url": "http://localhost:8000",
+            "from": "Women in Uniform <digest@newsroom.example.org>",
+            "list_id": "digest.newsroom.example.org",
+            "unsubscribe_mailto": "unsubscribe@newsroom.example.org",
+            "secret": "test-secret-0123456789",
+        },
+        "sources": [{"type": "feed", "timeout": "5s", **s} for s in sources],
+    })
+
+
+def state(engine: Engine, name: str) -> SourceState | None:
+    with sessions(engine)() as session:
+        return session.get(SourceState, name)
+
+
+def test_second_poll_is_conditional_and_not_modified(
+    engine: Engine, server: FeedServer, tmp_path: Path
+) -> None:
+    config = make_config(tmp_path, [{"name": "newsroom", "url": server.url("/feed.xml")}])
+    source = config.sources[0]
+
+    first = poll_source(sessions(engine), config, source, NOW)
+    assert (first.new, first.error, first.not_modified) == (7, None, False)
+    assert first.skipped == ["entry 8: no title and no link"]
+    saved = state(engine, "newsroom")
+    assert saved is not None
+    assert (saved.etag, saved.last_modified, saved.items_seen) == (ETAG, LAST_MODIFIED, 8)
+
+    later = NOW + timedelta(minutes=15)
+    second = poll_source(sessions(engine), config, source, later)
+    sent = server.requests_to("/feed.xml")[-1]
+    assert sent["if-none-match"] == ETAG and sent["if-modified-since"] == LAST_MODIFIED
+    assert sent["user-agent"].startswith("newsbroadcast/")
+    assert sent["user-agent"].endswith("(+https://newsroom.example.org)")
+    assert second.not_modified and second.new == 0 and second.error is None
+    saved = state(engine, "newsroom")
+    assert saved is not None
+    assert (saved.etag, saved.last_modified, saved.items_seen) == (ETAG, LAST_MODIFIED, 8)
+    assert saved.last_success_at == later and saved.last_error is None
+
+
+def test_failing_sources_are_reported_while_the_others_are_ingested(
+    engine: Engine, server: FeedServer, tmp_path: Path
+) -> None:
+    down = f"http://127.0.0.1:{closed_port()}/feed.xml"
+    config = make_config(tmp_path, [
+        {"name": "down", "url": down},
+        {"name": "broken", "url": server.url("/broken")},
+        {"name": "page", "url": server.url("/page.html")},
+        {"name": "gone", "url": server.url("/gone")},
+        {"name": "newsroom", "url": server.url("/feed.xml")},
+    ])
+    reports = {r.source: r for r in poll_all(sessions(engine), config, NOW)}
+
+    assert reports["newsroom"].new == 7 and reports["newsroom"].error is None
+    errors = {name: reports[name].error or "" for name in ("down", "broken", "page", "gone")}
+    for name, error in errors.items():
+        assert error.startswith(f"source {name!r}: http://127.0.0.1:"), error
+    assert "cannot connect" in errors["down"] and down in errors["down"]
+    assert "HTTP 500" in errors["broken"]
+    assert "HTTP 404" in errors["gone"] and "check the source's url" in errors["gone"]
+    assert "HTML page, not a feed" in errors["page"]
+    assert server.url("/feed.xml") in errors["page"]  # the page's <link rel=alternate>
+
+    failed = state(engine, "down")
+    assert failed is not None
+    assert failed.last_error == errors["down"] and failed.last_polled_at == NOW
+    assert failed.last_success_at is None
+    with sessions(engine)() as session:
+        assert {a.source for a in session.scalars(select(Article))} == {"newsroom"}
+
+
+def test_a_server_that_does_not_answer_in_time(
+    engine: Engine, server: FeedServer, tmp_path: Path
+) -> None:
+    config = make_config(tmp_path, [{"name": "slow", "url": server.url("/slow"),
+                                     "timeout": "0.3s"}])
+    started = time.monotonic()
+    (report,) = poll_all(sessions(engine), config, NOW)
+    assert time.monotonic() - started < 1.5
+    assert report.error and "no answer within 0.3s" in report.error
+
+
+def test_redirects_are_followed_and_a_wrong_charset_header_is_overruled(
+    engine: Engine, server: FeedServer, tmp_path: Path
+) -> None:
+    config = make_config(tmp_path, [
+        {"name": "moved", "url": server.url("/moved")},
+        {"name": "mislabelled", "url": server.url("/mislabelled.xml")},
+    ])
+    reports = poll_all(sessions(engine), config, NOW)
+    assert [(r.new, r.error) for r in reports] == [(7, None), (1, None)]
+    with sessions(engine)() as session:
+        article = session.scalars(select(Article).where(Article.source == "mislabelled")).one()
+    assert article.title == "Café — Женщины — 女性"
+    # Relative links resolve against the URL the feed was fetched from.
+    assert article.url == server.url("/news/charset")
+
+
+def test_json_feed_over_http(engine: Engine, server: FeedServer, tmp_path: Path) -> None:
+    config = make_config(tmp_path, [{"name": "json", "url": server.url("/feeds/feed.json")}])
+    (report,) = poll_all(sessions(engine), config, NOW)
+    assert (report.new, report.error) == (3, None)
+    with sessions(engine)() as session:
+        urls = set(session.scalars(select(Article.url)))
+    assert server.url("/feeds/news/osce") in urls
+
+
+def test_poll_all_can_be_limited_to_named_sources(
+    engine: Engine, server: FeedServer, tmp_path: Path
+) -> None:
+    config = make_config(tmp_path, [
+        {"name": "newsroom", "url": server.url("/feed.xml")},
+        {"name": "broken", "url": server.url("/broken")},
+    ])
+    assert [r.source for r in poll_all(sessions(engine), config, NOW, None, ["newsroom"])] == [
+        "newsroom"]
+    with pytest.raises(InputError, match="no source named 'typo'"):
+        poll_all(sessions(engine), config, NOW, None, ["typo"])
