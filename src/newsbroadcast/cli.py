@@ -33,6 +33,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    # Migrations and the scheduler narrate every step at INFO; keep their warnings only.
+    for noisy in ("alembic", "apscheduler"):
+        logging.getLogger(noisy).setLevel(logging.DEBUG if args.verbose else logging.WARNING)
     if args.command is None:
         _parser().print_help()
         return EXIT_CONFIG

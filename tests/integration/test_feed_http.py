@@ -81,7 +81,7 @@ def server() -> Iterator[FeedServer]:
     })
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - the name http.server calls
+        def do_GET(self) -> None:
             headers = {k.lower(): v for k, v in self.headers.items()}
             fed.requests.append((self.path, headers))
             route = fed.routes.get(self.path)
