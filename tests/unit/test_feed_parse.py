@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -194,6 +195,11 @@ def test_a_feed_in_windows_1251() -> None:
 def test_a_not_well_formed_feed_with_entries_is_still_read() -> None:
     (story,) = parse("bozo_entities.xml").drafts
     assert story.title == "Café talk — border officers meet"
+
+
+def test_a_gzipped_file_or_response_without_content_encoding(tmp_path: Path) -> None:
+    (tmp_path / "feed.xml.gz").write_bytes(gzip.compress((FIXTURES / "rdf.xml").read_bytes()))
+    assert parse("feed.xml.gz", tmp_path).drafts[0].title == "An RSS 1.0 story"
 
 
 def test_a_valid_feed_without_entries_is_not_an_error() -> None:

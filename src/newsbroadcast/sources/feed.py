@@ -17,7 +17,8 @@ import json
 import logging
 import re
 import time
-from collections.abc import Iterable, Mapping
+import zlib
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -271,6 +272,8 @@ def _read_file(name: str, path: Path) -> _Document:
 
 
 def _parse(name: str, doc: _Document) -> tuple[list[ArticleDraft], list[str]]:
+    if doc.data[:2] == b"\x1f\x8b":
+        doc = replace(doc, data=_gunzip(name, doc))
     if not doc.data.strip():
         raise SourceError(name, f"{doc.where}: empty {'response' if doc.base_url else 'file'}, "
                           "not a feed")
@@ -299,6 +302,20 @@ def _parse(name: str, doc: _Document) -> tuple[list[ArticleDraft], list[str]]:
         log.info("source %r: %s is not well-formed (%s); read %d entries anyway", name,
                  doc.where, parsed.get("bozo_exception"), len(drafts))
     return drafts, skipped
+
+
+def _gunzip(name: str, doc: _Document) -> bytes:
+    """A .xml.gz file, or a server that compressed without saying so (or twice)."""
+    inflate = zlib.decompressobj(wbits=zlib.MAX_WBITS | 16)
+    try:
+        data = inflate.decompress(doc.data, MAX_FEED_BYTES)
+    except zlib.error as e:
+        raise SourceError(name, f"{doc.where}: looks gzip-compressed but is corrupt ({e})"
+                          ) from e
+    if inflate.unconsumed_tail:
+        raise SourceError(name, f"{doc.where}: more than {MAX_FEED_BYTES:,} bytes once "
+                          "decompressed (is this really the feed?)")
+    return data
 
 
 def _feedparse(name: str, doc: _Document, base: str | None) -> Mapping[str, Any]:
@@ -362,40 +379,61 @@ def _feedparser_drafts(
     # feedparser already resolved links against xml:base and the document's URL; what is
     # still relative (a local file has no URL) is resolved against the channel's own link.
     site = _absolute(feed.get("link"), base_url) or base_url
-    feed_authors = _names(feed.get("authors")) if str(parsed.get("version", "")).startswith(
-        "atom") else None  # Atom entries inherit the feed's author; RSS has no such rule
+    # Atom entries inherit the feed's author; RSS has no such rule.
+    atom = str(parsed.get("version", "")).startswith("atom")
+    feed_authors = _names(feed.get("authors")) if atom else None
+    return _collect(parsed.get("entries") or [],
+                    lambda entry: _draft_from_entry(entry, site, feed_authors))
+
+
+def _draft_from_entry(
+    entry: Mapping[str, Any], site: str | None, feed_authors: str | None
+) -> ArticleDraft | str:
+    url = _absolute(entry.get("link"), site)
+    title = entry.get("title") or ""
+    if (entry.get("title_detail") or {}).get("type") in ("text/html", "application/xhtml+xml"):
+        title = _scan_html(title).text
+    title = _one_line(title)
+    if not title and not url:
+        return "no title and no link"
+    body = _best_content(entry.get("content") or [])
+    detail = entry.get("summary_detail")
+    # Without a summary of its own, feedparser lends the content (untyped): use ours.
+    summary = _as_html(detail, entry.get("summary") or "") if detail else body
+    if not title:
+        title = _excerpt(summary or body) or url or ""
+    stamp = (entry.get("published_parsed") or entry.get("updated_parsed")
+             or entry.get("created_parsed"))
+    date_text = entry.get("published") or entry.get("updated") or ""
+    return ArticleDraft(
+        guid=_one_line(entry.get("id") or "") or url or _hash_guid(title, date_text),
+        title=title,
+        url=url,
+        summary=summary,
+        body=body,
+        image=_entry_image(entry, site, body or summary),
+        author=_names(entry.get("authors")) or _one_line(entry.get("author") or "")
+        or feed_authors or None,
+        tags=_unique(t.get("term") or t.get("label") for t in entry.get("tags") or []),
+        published_at=_from_struct(stamp),
+    )
+
+
+def _collect(
+    entries: Iterable[Any], to_draft: Callable[[Any], ArticleDraft | str]
+) -> tuple[list[ArticleDraft], list[str]]:
+    """Drafts, and "entry N: why" for each entry (numbered from 1) that gave none."""
     drafts: list[ArticleDraft] = []
     skipped: list[str] = []
-    for number, entry in enumerate(parsed.get("entries") or [], start=1):
-        url = _absolute(entry.get("link"), site)
-        title = entry.get("title") or ""
-        if (entry.get("title_detail") or {}).get("type") in ("text/html", "application/xhtml+xml"):
-            title = _scan_html(title).text
-        title = _one_line(title)
-        if not title and not url:
-            skipped.append(f"entry {number}: no title and no link")
-            continue
-        body = _best_content(entry.get("content") or [])
-        detail = entry.get("summary_detail")
-        # Without a summary of its own, feedparser lends the content (untyped): use ours.
-        summary = _as_html(detail, entry.get("summary") or "") if detail else body
-        if not title:
-            title = _excerpt(summary or body) or url or ""
-        stamp = entry.get("published_parsed") or entry.get("updated_parsed") or entry.get(
-            "created_parsed")
-        date_text = entry.get("published") or entry.get("updated") or ""
-        drafts.append(ArticleDraft(
-            guid=_one_line(entry.get("id") or "") or url or _hash_guid(title, date_text),
-            title=title,
-            url=url,
-            summary=summary,
-            body=body,
-            image=_entry_image(entry, site, body or summary),
-            author=_names(entry.get("authors")) or _one_line(entry.get("author") or "")
-            or feed_authors or None,
-            tags=_unique(t.get("term") or t.get("label") for t in entry.get("tags") or []),
-            published_at=_from_struct(stamp),
-        ))
+    for number, entry in enumerate(entries, start=1):
+        try:
+            outcome = to_draft(entry)
+        except Exception as e:  # one entry of an unexpected shape must not cost the feed
+            outcome = f"could not be read ({e!r})"
+        if isinstance(outcome, str):
+            skipped.append(f"entry {number}: {outcome}")
+        else:
+            drafts.append(outcome)
     return drafts, skipped
 
 
@@ -471,43 +509,42 @@ def _json_feed_drafts(
     site = _absolute(_str(feed.get("home_page_url")), doc.base_url)
     base = doc.base_url or site or _absolute(_str(feed.get("feed_url")), None)
     feed_authors = _json_authors(feed)
-    drafts: list[ArticleDraft] = []
-    skipped: list[str] = []
-    for number, item in enumerate(items, start=1):
-        if not isinstance(item, dict):
-            skipped.append(f"entry {number}: not a JSON object")
-            continue
-        url = _absolute(_str(item.get("url")), base) or _absolute(
-            _str(item.get("external_url")), base)
-        title = _one_line(_str(item.get("title")))
-        if not title and not url:
-            skipped.append(f"entry {number}: no title and no link")
-            continue
-        # ArticleDraft's summary and body hold HTML: JSON Feed's *_text fields are plain.
-        body = _str(item.get("content_html")) or _text_to_html(_str(item.get("content_text")))
-        summary = _text_to_html(_str(item.get("summary"))) or body
-        if not title:
-            title = _excerpt(summary) or url or ""
-        item_id = item.get("id")
-        guid = _one_line(str(item_id)) if isinstance(item_id, str | int) and not isinstance(
-            item_id, bool) else ""
-        date_text = _str(item.get("date_published")) or _str(item.get("date_modified"))
-        images = [_str(item.get("image")), _str(item.get("banner_image"))]
-        images += [_str(a.get("url")) for a in _list(item.get("attachments"))
-                   if isinstance(a, dict) and _str(a.get("mime_type")).startswith("image/")]
-        images += _scan_html(body).images if body else []
-        drafts.append(ArticleDraft(
-            guid=guid or url or _hash_guid(title, date_text),
-            title=title,
-            url=url,
-            summary=summary,
-            body=body,
-            image=next((u for u in (_absolute(i, base) for i in images) if u), None),
-            author=_json_authors(item) or feed_authors,
-            tags=_unique(_list(item.get("tags"))),
-            published_at=_from_text(date_text),
-        ))
-    return drafts, skipped
+    return _collect(items, lambda item: _draft_from_item(item, base, feed_authors))
+
+
+def _draft_from_item(item: object, base: str | None, feed_authors: str | None
+                     ) -> ArticleDraft | str:
+    if not isinstance(item, dict):
+        return "not a JSON object"
+    url = _absolute(_str(item.get("url")), base) or _absolute(
+        _str(item.get("external_url")), base)
+    title = _one_line(_str(item.get("title")))
+    if not title and not url:
+        return "no title and no link"
+    # ArticleDraft's summary and body hold HTML: JSON Feed's *_text fields are plain.
+    body = _str(item.get("content_html")) or _text_to_html(_str(item.get("content_text")))
+    summary = _text_to_html(_str(item.get("summary"))) or body
+    if not title:
+        title = _excerpt(summary) or url or ""
+    item_id = item.get("id")  # a string by the spec; numbers are common in the wild
+    guid = _one_line(str(item_id)) if isinstance(item_id, str | int) and not isinstance(
+        item_id, bool) else ""
+    date_text = _str(item.get("date_published")) or _str(item.get("date_modified"))
+    images = [_str(item.get("image")), _str(item.get("banner_image"))]
+    images += [_str(a.get("url")) for a in _list(item.get("attachments"))
+               if isinstance(a, dict) and _str(a.get("mime_type")).startswith("image/")]
+    images += _scan_html(body).images if body else []
+    return ArticleDraft(
+        guid=guid or url or _hash_guid(title, date_text),
+        title=title,
+        url=url,
+        summary=summary,
+        body=body,
+        image=next((u for u in (_absolute(i, base) for i in images) if u), None),
+        author=_json_authors(item) or feed_authors,
+        tags=_unique(_list(item.get("tags"))),
+        published_at=_from_text(date_text),
+    )
 
 
 def _json_authors(obj: dict[str, Any]) -> str | None:
