@@ -30,24 +30,32 @@ BUDGET_SECONDS = 12.0  # per library: the whole run stays well under 30 s on a s
 
 def rendered_digest() -> str:
     """The demo site's daily digest with ten stories, rendered but not yet inlined."""
-    config = Config.model_validate({
-        "root": str(ROOT),
-        "site": {"name": "Women in Uniform", "url": "https://newsroom.example.org",
-                 "public_url": "https://news.example.org",
-                 "from": "Women in Uniform <digest@newsroom.example.org>",
-                 "list_id": "digest.newsroom.example.org",
-                 "unsubscribe_mailto": "unsubscribe@newsroom.example.org",
-                 "secret": "bench-secret-0123456789"},
-        "digests": [{"name": "daily", "cron": "0 7 * * *", "timezone": "Africa/Kigali"}],
-    })
+    config = Config.model_validate(
+        {
+            "root": str(ROOT),
+            "site": {
+                "name": "Women in Uniform",
+                "url": "https://newsroom.example.org",
+                "public_url": "https://news.example.org",
+                "from": "Women in Uniform <digest@newsroom.example.org>",
+                "list_id": "digest.newsroom.example.org",
+                "unsubscribe_mailto": "unsubscribe@newsroom.example.org",
+                "secret": "bench-secret-0123456789",
+            },
+            "digests": [{"name": "daily", "cron": "0 7 * * *", "timezone": "Africa/Kigali"}],
+        }
+    )
     now = datetime(2026, 3, 2, 5, tzinfo=UTC)
     stories = [
         StoryView(
             title=f"Story {n}: women officers lead border patrol training in the east",
             url=f"https://newsroom.example.org/2026/03/story-{n}",
-            summary=("<p>Forty officers completed <em>twelve weeks</em> of training, "
-                     "<a href='https://newsroom.example.org/x'>the agency said</a>.</p>"
-                     "<ul><li>First cohort</li><li>Second cohort</li></ul>") * 2,
+            summary=(
+                "<p>Forty officers completed <em>twelve weeks</em> of training, "
+                "<a href='https://newsroom.example.org/x'>the agency said</a>.</p>"
+                "<ul><li>First cohort</li><li>Second cohort</li></ul>"
+            )
+            * 2,
             published_at=now - timedelta(hours=n),
             image=f"https://newsroom.example.org/img/{n}.jpg",
             author="Newsroom staff",
@@ -58,9 +66,11 @@ def rendered_digest() -> str:
     env = make_environment(ROOT / "templates")
     digest = config.digests[0]
     context = template_context(env, config, digest, edition)
-    context.update(subscriber={"name": "Jane", "email": "jane@example.org"},
-                   unsubscribe_url="https://news.example.org/unsubscribe/t",
-                   preferences_url="https://news.example.org/preferences/t")
+    context.update(
+        subscriber={"name": "Jane", "email": "jane@example.org"},
+        unsubscribe_url="https://news.example.org/unsubscribe/t",
+        preferences_url="https://news.example.org/preferences/t",
+    )
     return env.get_template(f"email/{digest.template}.html.j2").render(context)
 
 
@@ -84,8 +94,12 @@ def main() -> None:
     inliner = css_inline.CSSInliner(keep_at_rules=True, load_remote_stylesheets=False)
 
     def with_premailer(doc: str) -> str:
-        return premailer.Premailer(doc, allow_network=False, disable_validation=True,
-                                   cssutils_logging_level=logging.CRITICAL).transform()
+        return premailer.Premailer(
+            doc,
+            allow_network=False,
+            disable_validation=True,
+            cssutils_logging_level=logging.CRITICAL,
+        ).transform()
 
     # Same input, same job: each output must keep the dark-mode rules and inline the rest.
     for name, out in (("premailer", with_premailer(html)), ("css_inline", inliner.inline(html))):

@@ -17,8 +17,10 @@ def template_problems(config: Config) -> list[Problem]:
     env = make_environment(root)
     wanted: list[tuple[str, str]] = []
     for d in config.digests:
-        wanted += [(f"email/{d.template}.html.j2", f"digest {d.name}"),
-                   (f"email/{d.template}.txt.j2", f"digest {d.name}")]
+        wanted += [
+            (f"email/{d.template}.html.j2", f"digest {d.name}"),
+            (f"email/{d.template}.txt.j2", f"digest {d.name}"),
+        ]
         try:
             env.from_string(d.subject)
         except jinja2.TemplateSyntaxError as e:

@@ -57,15 +57,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="newsbroadcast", description=__doc__)
-    p.add_argument("--config", help="config file (default: $NEWSBROADCAST_CONFIG, "
-                                     "else config/newsbroadcast.yaml)")
+    p.add_argument(
+        "--config",
+        help="config file (default: $NEWSBROADCAST_CONFIG, else config/newsbroadcast.yaml)",
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     p.add_argument("--version", action="version", version=f"newsbroadcast {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     run = sub.add_parser("run", help="run the service on its schedule (Ctrl-C stops)")
-    run.add_argument("--once", action="store_true",
-                     help="one pass: poll, plan what is due, send, exit")
+    run.add_argument(
+        "--once", action="store_true", help="one pass: poll, plan what is due, send, exit"
+    )
     run.add_argument("--force", action="store_true", help="treat every digest as due")
     run.set_defaults(handler=cmd_run)
 
@@ -168,8 +171,9 @@ def cmd_subscribers_add(args: argparse.Namespace) -> int:
     config = _config(args)
     engine = _engine(config)
     with db.sessions(engine)() as session:
-        sub, created = add_subscriber(session, args.email, utcnow(), name=args.name,
-                                      language=args.language)
+        sub, created = add_subscriber(
+            session, args.email, utcnow(), name=args.name, language=args.language
+        )
         session.commit()
         print(f"added {sub.email}" if created else f"{sub.email} is already there ({sub.status})")
     engine.dispose()
@@ -188,8 +192,10 @@ def cmd_subscribers_import(args: argparse.Namespace) -> int:
     for problem in report.problems:
         print(problem, file=sys.stderr)
     if not args.quiet or report.problems:
-        print(f"imported {report.added}, already there {report.existing}, "
-              f"bad rows {len(report.problems)}")
+        print(
+            f"imported {report.added}, already there {report.existing}, "
+            f"bad rows {len(report.problems)}"
+        )
     return EXIT_FAILED if report.problems else EXIT_OK
 
 
@@ -211,22 +217,25 @@ def cmd_status(args: argparse.Namespace) -> int:
     engine = _engine(config)
     with db.sessions(engine)() as session:
         for label, model in (("deliveries", Delivery), ("posts", Post)):
-            counts = dict(session.execute(
-                select(model.status, func.count()).group_by(model.status)).all())
+            counts = dict(
+                session.execute(select(model.status, func.count()).group_by(model.status)).all()
+            )
             shown = ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none"
             print(f"{label}: {shown}")
-        subs = dict(session.execute(
-            select(Subscriber.status, func.count()).group_by(Subscriber.status)).all())
-        print("subscribers: " + (", ".join(f"{k} {v}" for k, v in sorted(subs.items()))
-                                 or "none"))
+        subs = dict(
+            session.execute(
+                select(Subscriber.status, func.count()).group_by(Subscriber.status)
+            ).all()
+        )
+        print("subscribers: " + (", ".join(f"{k} {v}" for k, v in sorted(subs.items())) or "none"))
         print("last editions:")
         editions = session.scalars(select(Edition).order_by(Edition.id.desc()).limit(10)).all()
         for e in editions:
-            sent = session.scalar(select(func.count()).where(
-                Delivery.edition_id == e.id, Delivery.status == "sent"))
+            sent = session.scalar(
+                select(func.count()).where(Delivery.edition_id == e.id, Delivery.status == "sent")
+            )
             total = session.scalar(select(func.count()).where(Delivery.edition_id == e.id))
-            print(f"  #{e.id} {e.digest} {e.period} {e.status}: {sent}/{total} sent "
-                  f"({e.subject})")
+            print(f"  #{e.id} {e.digest} {e.period} {e.status}: {sent}/{total} sent ({e.subject})")
         if not editions:
             print("  none yet")
         print("sources:")
@@ -237,8 +246,10 @@ def cmd_status(args: argparse.Namespace) -> int:
                 print(f"  {source.name}: never polled")
                 continue
             health = "ok" if not s.last_error else f"ERROR {s.last_error}"
-            print(f"  {source.name}: last poll {_when(s.last_polled_at)}, last success "
-                  f"{_when(s.last_success_at)}, {s.items_seen} items seen, {health}")
+            print(
+                f"  {source.name}: last poll {_when(s.last_polled_at)}, last success "
+                f"{_when(s.last_success_at)}, {s.items_seen} items seen, {health}"
+            )
     engine.dispose()
     return EXIT_OK
 

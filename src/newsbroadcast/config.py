@@ -56,8 +56,9 @@ def _timezone(value: str) -> str:
     try:
         ZoneInfo(value)
     except (ZoneInfoNotFoundError, ValueError) as e:
-        raise ValueError(f"unknown time zone {value!r} (use an IANA name such as "
-                         "Africa/Kigali or UTC)") from e
+        raise ValueError(
+            f"unknown time zone {value!r} (use an IANA name such as Africa/Kigali or UTC)"
+        ) from e
     return value
 
 
@@ -179,8 +180,10 @@ class Digest(Model):
         try:
             CronTrigger.from_crontab(cron, timezone=ZoneInfo("UTC"))
         except ValueError as e:
-            raise ValueError(f"bad cron expression {cron!r}: {e} (five fields: "
-                             "minute hour day-of-month month day-of-week)") from e
+            raise ValueError(
+                f"bad cron expression {cron!r}: {e} (five fields: "
+                "minute hour day-of-month month day-of-week)"
+            ) from e
         return cron
 
     def trigger(self) -> CronTrigger:
@@ -249,7 +252,7 @@ class Config(Model):
         url = self.database.url
         prefix = "sqlite:///"
         if url.startswith(prefix) and not url.startswith(prefix + "/") and ":memory:" not in url:
-            return prefix + str(self.path(url[len(prefix):]))
+            return prefix + str(self.path(url[len(prefix) :]))
         return url
 
     def digest(self, name: str) -> Digest:

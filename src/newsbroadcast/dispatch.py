@@ -74,8 +74,12 @@ def backoff(base: timedelta, attempts: int) -> timedelta:
 
 
 def claim(
-    session: Session, model: type[Delivery] | type[Post], now: datetime, lease: timedelta,
-    limit: int, extra: Sequence[Any] = (),
+    session: Session,
+    model: type[Delivery] | type[Post],
+    now: datetime,
+    lease: timedelta,
+    limit: int,
+    extra: Sequence[Any] = (),
 ) -> list[int]:
     """Take up to ``limit`` due rows: queued and due, or `sending` with an expired lease.
 
@@ -149,8 +153,14 @@ class Dispatcher:
             sending_edition = exists().where(
                 Edition.id == Delivery.edition_id, Edition.status == EditionStatus.sending
             )
-            ids = claim(session, Delivery, self.clock(), self.config.scheduler.lease,
-                        email.batch_size, [sending_edition])
+            ids = claim(
+                session,
+                Delivery,
+                self.clock(),
+                self.config.scheduler.lease,
+                email.batch_size,
+                [sending_edition],
+            )
             if not ids:
                 return report
             rows = session.execute(
@@ -163,8 +173,12 @@ class Dispatcher:
             with self.make_transport() as transport:
                 for n, (delivery, subscriber) in enumerate(rows):
                     if subscriber.status != SubscriberStatus.active:
-                        self._finish(session, delivery, SendStatus.skipped,
-                                     error=f"subscriber is {subscriber.status}")
+                        self._finish(
+                            session,
+                            delivery,
+                            SendStatus.skipped,
+                            error=f"subscriber is {subscriber.status}",
+                        )
                         report.skipped += 1
                         continue
                     prepared = self._prepared_edition(session, delivery.edition_id)
@@ -172,8 +186,7 @@ class Dispatcher:
                     recipient = Recipient(subscriber.id, subscriber.email, subscriber.name)
                     try:
                         data = prepared.message(recipient, message_id, self.clock())
-                        reply = transport.send(Envelope(sender, subscriber.email, data,
-                                                        message_id))
+                        reply = transport.send(Envelope(sender, subscriber.email, data, message_id))
                     except PermanentSendError as e:
                         self._fail_permanently(session, delivery, subscriber, e)
                         report.failed += 1
@@ -187,7 +200,7 @@ class Dispatcher:
                         if isinstance(e, TransportDown):
                             # The server is unwell: hand the rest of the batch back untouched
                             # rather than spend an attempt of each on a known-bad connection.
-                            self._release(session, Delivery, [d.id for d, _ in rows[n + 1:]])
+                            self._release(session, Delivery, [d.id for d, _ in rows[n + 1 :]])
                             break
                     else:
                         delivery.smtp_reply = reply
@@ -195,8 +208,13 @@ class Dispatcher:
                         self._finish(session, delivery, SendStatus.sent)
                         report.sent += 1
         if report.handled:
-            log.info("deliveries: sent=%d retried=%d failed=%d skipped=%d", report.sent,
-                     report.retried, report.failed, report.skipped)
+            log.info(
+                "deliveries: sent=%d retried=%d failed=%d skipped=%d",
+                report.sent,
+                report.retried,
+                report.failed,
+                report.skipped,
+            )
         return report
 
     def _prepared_edition(self, session: Session, edition_id: int) -> PreparedEdition:
@@ -218,15 +236,19 @@ class Dispatcher:
             self._prepared[edition_id] = self.prepare(edition.digest, view)
         return self._prepared[edition_id]
 
-    def _fail_permanently(self, session: Session, delivery: Delivery, subscriber: Subscriber,
-                          error: DeliveryError) -> None:
+    def _fail_permanently(
+        self, session: Session, delivery: Delivery, subscriber: Subscriber, error: DeliveryError
+    ) -> None:
         delivery.smtp_reply = error.reply
         subscriber.bounce_count += 1
         if subscriber.bounce_count >= self.config.email.bounce_after:
             subscriber.status = SubscriberStatus.bounced
             subscriber.updated_at = self.clock()
-            log.warning("subscriber %s marked bounced after %d permanent failures",
-                        subscriber.id, subscriber.bounce_count)
+            log.warning(
+                "subscriber %s marked bounced after %d permanent failures",
+                subscriber.id,
+                subscriber.bounce_count,
+            )
         self._finish(session, delivery, SendStatus.failed, error=str(error))
 
     # -- social -------------------------------------------------------------------------------
@@ -241,13 +263,16 @@ class Dispatcher:
             if not ids:
                 return report
             rows = session.execute(
-                select(Post, Article).join(Article, Article.id == Post.article_id)
-                .where(Post.id.in_(ids)).order_by(Post.id)
+                select(Post, Article)
+                .join(Article, Article.id == Post.article_id)
+                .where(Post.id.in_(ids))
+                .order_by(Post.id)
             ).all()
             for post, article in rows:
                 channel = self.channels[post.channel]
-                outgoing = OutgoingPost(post.id, article.id, post.channel, post.text,
-                                        article.url, article.title)
+                outgoing = OutgoingPost(
+                    post.id, article.id, post.channel, post.text, article.url, article.title
+                )
                 try:
                     published = channel.publish(outgoing)
                 except PermanentSendError as e:
@@ -266,14 +291,16 @@ class Dispatcher:
                     self._finish(session, post, SendStatus.sent)
                     report.sent += 1
         if report.handled:
-            log.info("posts: sent=%d retried=%d failed=%d", report.sent, report.retried,
-                     report.failed)
+            log.info(
+                "posts: sent=%d retried=%d failed=%d", report.sent, report.retried, report.failed
+            )
         return report
 
     # -- shared state machine -----------------------------------------------------------------
 
-    def _finish(self, session: Session, row: Delivery | Post, status: SendStatus,
-                error: str | None = None) -> None:
+    def _finish(
+        self, session: Session, row: Delivery | Post, status: SendStatus, error: str | None = None
+    ) -> None:
         row.status = status
         row.lease_until = None
         row.last_error = error
@@ -286,8 +313,11 @@ class Dispatcher:
         if row.attempts >= self.config.email.max_attempts:
             self._finish(session, row, SendStatus.failed, error=f"gave up: {error}")
             return False
-        delay = (timedelta(seconds=error.retry_after) if isinstance(error, RateLimited)
-                 else backoff(self.config.email.retry_after, row.attempts))
+        delay = (
+            timedelta(seconds=error.retry_after)
+            if isinstance(error, RateLimited)
+            else backoff(self.config.email.retry_after, row.attempts)
+        )
         row.status = SendStatus.queued
         row.lease_until = None
         row.last_error = str(error)
@@ -297,15 +327,21 @@ class Dispatcher:
         session.commit()
         return True
 
-    def _release(self, session: Session, model: type[Delivery] | type[Post],
-                 ids: list[int]) -> None:
+    def _release(
+        self, session: Session, model: type[Delivery] | type[Post], ids: list[int]
+    ) -> None:
         """Give claimed rows back without counting the attempt they never had."""
         if not ids:
             return
         session.execute(
-            update(model).where(model.id.in_(ids), model.status == SendStatus.sending)
-            .values(status=SendStatus.queued, lease_until=None, attempts=model.attempts - 1,
-                    next_attempt_at=self.clock() + self.config.email.retry_after)
+            update(model)
+            .where(model.id.in_(ids), model.status == SendStatus.sending)
+            .values(
+                status=SendStatus.queued,
+                lease_until=None,
+                attempts=model.attempts - 1,
+                next_attempt_at=self.clock() + self.config.email.retry_after,
+            )
             .execution_options(synchronize_session=False)
         )
         session.commit()

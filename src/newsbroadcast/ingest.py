@@ -59,8 +59,9 @@ def poll_source(
         state = session.get(SourceState, source.name)
         etag, last_modified = (state.etag, state.last_modified) if state else (None, None)
     try:
-        result = fetch_feed(source, config.base_dir, etag, last_modified, client,
-                            user_agent=user_agent(config))
+        result = fetch_feed(
+            source, config.base_dir, etag, last_modified, client, user_agent=user_agent(config)
+        )
     except SourceError as e:
         log.warning("%s", e)
         with sessions.begin() as session:
@@ -88,8 +89,13 @@ def poll_source(
         not_modified=result.not_modified,
         skipped=list(result.skipped),
     )
-    log.info("source %r: %s", source.name, "not modified" if report.not_modified else
-             f"{report.new} new, {report.updated} updated, {report.unchanged} unchanged")
+    log.info(
+        "source %r: %s",
+        source.name,
+        "not modified"
+        if report.not_modified
+        else f"{report.new} new, {report.updated} updated, {report.unchanged} unchanged",
+    )
     return report
 
 
@@ -111,8 +117,10 @@ def poll_all(
         known = {s.name for s in sources}
         unknown = [n for n in wanted if n not in known]
         if unknown:
-            raise InputError(f"no source named {', '.join(map(repr, unknown))} "
-                             f"(configured: {', '.join(sorted(known)) or 'none'})")
+            raise InputError(
+                f"no source named {', '.join(map(repr, unknown))} "
+                f"(configured: {', '.join(sorted(known)) or 'none'})"
+            )
         sources = [s for s in sources if s.name in wanted]
     own_client = client is None
     # One client for the whole round: connections to a host serving several feeds are reused.
@@ -124,8 +132,11 @@ def poll_all(
                 reports.append(poll_source(sessions, config, source, now, http))
             except Exception as e:  # one broken source must not stop the others
                 log.exception("source %r: polling failed", source.name)
-                reports.append(PollReport(source=source.name,
-                                          error=f"source {source.name!r}: internal error: {e!r}"))
+                reports.append(
+                    PollReport(
+                        source=source.name, error=f"source {source.name!r}: internal error: {e!r}"
+                    )
+                )
     finally:
         if own_client:
             http.close()

@@ -145,7 +145,11 @@ def bulk_plan_edition(
     session.commit()
     log.info(
         "edition %s planned: digest=%s period=%s stories=%d deliveries=%d",
-        edition.id, digest.name, period, len(stories), deliveries,
+        edition.id,
+        digest.name,
+        period,
+        len(stories),
+        deliveries,
     )
     return PlannedEdition(edition.id, digest.name, period, len(stories), deliveries)
 
@@ -227,8 +231,9 @@ def insert_post(session: Session, article_id: int, channel: str, text: str, now:
     }
     dialect = session.get_bind().dialect.name
     module = postgresql if dialect == "postgresql" else sqlite
-    stmt = module.insert(Post).values(**values).on_conflict_do_nothing(
-        index_elements=["article_id", "channel"]
+    stmt = (
+        module.insert(Post)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=["article_id", "channel"])
     )
     return bool(session.execute(stmt).rowcount)
-

@@ -91,8 +91,9 @@ def run_forever(service: Service, stop: threading.Event | None = None) -> None:
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         if not stop.is_set():
-            log.info("%s received: stopping after the step in progress",
-                     signal.Signals(signum).name)
+            log.info(
+                "%s received: stopping after the step in progress", signal.Signals(signum).name
+            )
         stop.set()
 
     if threading.current_thread() is threading.main_thread():
@@ -107,9 +108,12 @@ def run_forever(service: Service, stop: threading.Event | None = None) -> None:
 
     scheduler = build_scheduler(service)
     scheduler.start()
-    log.info("running: %d sources, %d digests, %d channels; Ctrl-C stops",
-             len(service.config.sources), len(service.config.digests),
-             len(service.config.social))
+    log.info(
+        "running: %d sources, %d digests, %d channels; Ctrl-C stops",
+        len(service.config.sources),
+        len(service.config.digests),
+        len(service.config.social),
+    )
     for job in scheduler.get_jobs():
         log.info("job %s: next at %s", job.id, job.next_run_time)
     try:

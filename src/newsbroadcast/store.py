@@ -31,11 +31,34 @@ _GUID_MAX = 1000
 _CANONICAL_MAX = 2000
 # Parameters that say how a reader arrived, never which page they read.
 _TRACKING_PREFIXES = ("utm_", "mtm_")
-_TRACKING = frozenset({
-    "fbclid", "gclid", "dclid", "gbraid", "wbraid", "msclkid", "yclid", "twclid", "igshid",
-    "mc_cid", "mc_eid", "_ga", "_gl", "_hsenc", "_hsmi", "mkt_tok", "oly_anon_id",
-    "oly_enc_id", "vero_id", "pk_campaign", "pk_kwd", "pk_source", "pk_medium", "pk_content",
-})
+_TRACKING = frozenset(
+    {
+        "fbclid",
+        "gclid",
+        "dclid",
+        "gbraid",
+        "wbraid",
+        "msclkid",
+        "yclid",
+        "twclid",
+        "igshid",
+        "mc_cid",
+        "mc_eid",
+        "_ga",
+        "_gl",
+        "_hsenc",
+        "_hsmi",
+        "mkt_tok",
+        "oly_anon_id",
+        "oly_enc_id",
+        "vero_id",
+        "pk_campaign",
+        "pk_kwd",
+        "pk_source",
+        "pk_medium",
+        "pk_content",
+    }
+)
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _ESCAPE = re.compile(r"%([0-9A-Fa-f]{2})")
 _UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
@@ -181,8 +204,13 @@ def _distinct(drafts: Iterable[ArticleDraft]) -> list[_Incoming]:
     batch: list[_Incoming] = []
     for raw in drafts:
         draft = _storable(raw)
-        guid = draft.guid if len(draft.guid) <= _GUID_MAX else (
-            "sha256:" + hashlib.sha256(draft.guid.encode("utf-8", "surrogatepass")).hexdigest())
+        guid = (
+            draft.guid
+            if len(draft.guid) <= _GUID_MAX
+            else (
+                "sha256:" + hashlib.sha256(draft.guid.encode("utf-8", "surrogatepass")).hexdigest()
+            )
+        )
         key = canonical_url(draft.url)
         if key is not None and len(key) > _CANONICAL_MAX:
             key = None  # cannot be stored; the GUID alone still dedupes
@@ -224,18 +252,23 @@ def _existing(
         by_guid.update((row.guid, row) for row in session.scalars(query))
     for keys in _chunks([i.key for i in batch if i.key]):
         query = select(Article).where(Article.canonical_url.in_(keys))
-        by_key.update((row.canonical_url, row) for row in session.scalars(query)
-                      if row.canonical_url)
+        by_key.update(
+            (row.canonical_url, row) for row in session.scalars(query) if row.canonical_url
+        )
     return by_guid, by_key
 
 
 def _chunks(values: list[str]) -> Iterator[list[str]]:
     for start in range(0, len(values), _IN_CHUNK):
-        yield values[start:start + _IN_CHUNK]
+        yield values[start : start + _IN_CHUNK]
 
 
 def _update(
-    session: Session, row: Article, item: _Incoming, source: str, now: datetime,
+    session: Session,
+    row: Article,
+    item: _Incoming,
+    source: str,
+    now: datetime,
     result: UpsertResult,
 ) -> None:
     if row.source != source or row.content_hash == item.hash:
@@ -264,10 +297,20 @@ def _update(
 def _new_row(source: str, item: _Incoming, now: datetime) -> Article:
     draft = item.draft
     return Article(
-        source=source, guid=item.guid, url=draft.url, canonical_url=item.key,
-        title=draft.title, summary=draft.summary, body=draft.body, image=draft.image,
-        author=draft.author, tags=list(draft.tags), published_at=draft.published_at,
-        first_seen_at=now, updated_at=now, content_hash=item.hash,
+        source=source,
+        guid=item.guid,
+        url=draft.url,
+        canonical_url=item.key,
+        title=draft.title,
+        summary=draft.summary,
+        body=draft.body,
+        image=draft.image,
+        author=draft.author,
+        tags=list(draft.tags),
+        published_at=draft.published_at,
+        first_seen_at=now,
+        updated_at=now,
+        content_hash=item.hash,
     )
 
 
@@ -303,8 +346,7 @@ def _insert(
 
 
 def _find(session: Session, source: str, item: _Incoming) -> Article | None:
-    row = session.scalar(
-        select(Article).where(Article.source == source, Article.guid == item.guid))
+    row = session.scalar(select(Article).where(Article.source == source, Article.guid == item.guid))
     if row is None and item.key:
         row = session.scalar(select(Article).where(Article.canonical_url == item.key))
     return row

@@ -93,6 +93,7 @@ def import_csv(session: Session, path: Path, now: datetime) -> ImportReport:
         rows = rows[1:]
     seen: set[str] = set()
     for line, row in rows:
+
         def col(key: str, row: list[str] = row) -> str:
             i = columns.get(key)
             return row[i].strip() if i is not None and i < len(row) else ""

@@ -57,8 +57,9 @@ def sign(secret: str, purpose: str, subscriber_id: int, expires_at: datetime | N
     if expires_at is None:
         payload = bytes([_NO_EXPIRY]) + id_bytes
     else:
-        payload = (bytes([_WITH_EXPIRY]) + id_bytes
-                   + _epoch(expires_at).to_bytes(_EXPIRY_BYTES, "big"))
+        payload = (
+            bytes([_WITH_EXPIRY]) + id_bytes + _epoch(expires_at).to_bytes(_EXPIRY_BYTES, "big")
+        )
     return _encode(payload + _mac(secret, purpose, payload))
 
 

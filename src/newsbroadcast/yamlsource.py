@@ -85,12 +85,18 @@ def _build(
         for key_node, value_node in node.value:
             key = yaml.SafeLoader(" ").construct_object(key_node)  # scalars only, safe
             if key == "<<":
-                problems.append(Problem(out.file, key_node.start_mark.line + 1,
-                                        "YAML merge keys (<<) are not supported"))
+                problems.append(
+                    Problem(
+                        out.file,
+                        key_node.start_mark.line + 1,
+                        "YAML merge keys (<<) are not supported",
+                    )
+                )
                 continue
             if key in result:
-                problems.append(Problem(out.file, key_node.start_mark.line + 1,
-                                        f"duplicate key {key!r}"))
+                problems.append(
+                    Problem(out.file, key_node.start_mark.line + 1, f"duplicate key {key!r}")
+                )
                 continue
             result[key] = _build(value_node, (*path, key), out, problems, env)
             out.lines[(*path, key)] = key_node.start_mark.line + 1
@@ -114,8 +120,13 @@ def _expand(
             return env[var]
         if default is not None:
             return default
-        problems.append(Problem(file, line, f"environment variable {var} is not set "
-                                            f"(export it, or write ${{{var}:-default}})"))
+        problems.append(
+            Problem(
+                file,
+                line,
+                f"environment variable {var} is not set (export it, or write ${{{var}:-default}})",
+            )
+        )
         return ""
 
     return _PLACEHOLDER.sub(replace, value)

@@ -33,9 +33,19 @@ def nb(site: Path, *args: str, check: bool = True, **env: str) -> subprocess.Com
     full_env.pop("DATABASE_URL", None)
     full_env.pop("NEWSBROADCAST_CONFIG", None)
     result = subprocess.run(
-        [sys.executable, "-m", "newsbroadcast", "--config",
-         str(site / "config/newsbroadcast.yaml"), *args],
-        capture_output=True, text=True, env=full_env, cwd=site, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "newsbroadcast",
+            "--config",
+            str(site / "config/newsbroadcast.yaml"),
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        cwd=site,
+        timeout=120,
     )
     if check and result.returncode != 0:
         raise AssertionError(f"exit {result.returncode}\n{result.stdout}\n{result.stderr}")
@@ -93,9 +103,19 @@ def test_run_stops_cleanly_on_sigint_after_sending(site: Path) -> None:
     env = {**os.environ, "NEWSBROADCAST_SECRET": SECRET}
     env.pop("DATABASE_URL", None)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "newsbroadcast", "--config",
-         str(site / "config/newsbroadcast.yaml"), "run"],
-        cwd=site, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "newsbroadcast",
+            "--config",
+            str(site / "config/newsbroadcast.yaml"),
+            "run",
+        ],
+        cwd=site,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         deadline = time.monotonic() + 60
@@ -139,16 +159,30 @@ def test_check_reports_file_and_line(site: Path) -> None:
 def test_check_reports_missing_secret_and_bad_yaml(site: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "NEWSBROADCAST_SECRET"}
     result = subprocess.run(
-        [sys.executable, "-m", "newsbroadcast", "--config",
-         str(site / "config/newsbroadcast.yaml"), "check"],
-        capture_output=True, text=True, env=env, cwd=site, timeout=60,
+        [
+            sys.executable,
+            "-m",
+            "newsbroadcast",
+            "--config",
+            str(site / "config/newsbroadcast.yaml"),
+            "check",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=site,
+        timeout=60,
     )
     assert result.returncode == 2
-    secret_line = next(i for i, line in enumerate(
-        (site / "config/newsbroadcast.yaml").read_text().splitlines(), 1)
-        if "NEWSBROADCAST_SECRET" in line and not line.lstrip().startswith("#"))
-    assert (f"config/newsbroadcast.yaml:{secret_line}: environment variable "
-            "NEWSBROADCAST_SECRET is not set") in result.stderr
+    secret_line = next(
+        i
+        for i, line in enumerate((site / "config/newsbroadcast.yaml").read_text().splitlines(), 1)
+        if "NEWSBROADCAST_SECRET" in line and not line.lstrip().startswith("#")
+    )
+    assert (
+        f"config/newsbroadcast.yaml:{secret_line}: environment variable "
+        "NEWSBROADCAST_SECRET is not set"
+    ) in result.stderr
 
     (site / "config/broken.yaml").write_text("site:\n  name: [unclosed\n")
     broken = nb(site, "--config", str(site / "config/broken.yaml"), "check", check=False)

@@ -33,21 +33,30 @@ class Clock:
 
 def service_for(engine: Engine, tmp_path: Path, sink: SmtpSink, clock: Clock) -> Service:
     (tmp_path / "feed.xml").write_text(FEED)
-    config = Config.model_validate({
-        "root": str(tmp_path),
-        "templates": str(ROOT / "templates"),
-        "site": {"name": "Women in Uniform", "url": "https://newsroom.example.org",
-                 "public_url": "https://news.example.org",
-                 "from": "digest@newsroom.example.org", "list_id": "digest.example.org",
-                 "unsubscribe_mailto": "unsubscribe@newsroom.example.org",
-                 "secret": "state-secret-0123456789"},
-        "sources": [{"name": "newsroom", "type": "feed", "url": "feed.xml"}],
-        "email": {"transport": "smtp", "max_attempts": 2,
-                  "smtp": {"host": "127.0.0.1", "port": sink.port, "security": "none"}},
-        "digests": [{"name": "daily", "cron": "0 7 * * *", "timezone": "Africa/Kigali"}],
-        "social": [{"name": "wire", "type": "file", "dir": "posts"}],
-        "scheduler": {"lease": "5m"},
-    })
+    config = Config.model_validate(
+        {
+            "root": str(tmp_path),
+            "templates": str(ROOT / "templates"),
+            "site": {
+                "name": "Women in Uniform",
+                "url": "https://newsroom.example.org",
+                "public_url": "https://news.example.org",
+                "from": "digest@newsroom.example.org",
+                "list_id": "digest.example.org",
+                "unsubscribe_mailto": "unsubscribe@newsroom.example.org",
+                "secret": "state-secret-0123456789",
+            },
+            "sources": [{"name": "newsroom", "type": "feed", "url": "feed.xml"}],
+            "email": {
+                "transport": "smtp",
+                "max_attempts": 2,
+                "smtp": {"host": "127.0.0.1", "port": sink.port, "security": "none"},
+            },
+            "digests": [{"name": "daily", "cron": "0 7 * * *", "timezone": "Africa/Kigali"}],
+            "social": [{"name": "wire", "type": "file", "dir": "posts"}],
+            "scheduler": {"lease": "5m"},
+        }
+    )
     service = Service(config, engine=engine, clock=clock)
     with service.sessions() as session:
         for i in range(3):
@@ -85,8 +94,11 @@ def test_unsubscribed_while_queued_is_skipped_not_sent(engine: Engine, tmp_path:
         service.poll()
         service.plan_digests()
         with service.sessions() as session:
-            session.execute(update(Subscriber).where(Subscriber.email == "reader1@example.org")
-                            .values(status=SubscriberStatus.unsubscribed))
+            session.execute(
+                update(Subscriber)
+                .where(Subscriber.email == "reader1@example.org")
+                .values(status=SubscriberStatus.unsubscribed)
+            )
             session.commit()
         report = service.dispatch()
         assert (report.sent, report.skipped) == (3, 1)  # 2 deliveries + 1 post; 1 skipped
@@ -104,8 +116,9 @@ def test_gives_up_after_max_attempts(engine: Engine, tmp_path: Path) -> None:
         clock.now += timedelta(hours=1)
         service.dispatch()
         with service.sessions() as session:
-            row = session.scalar(select(Delivery).join(Subscriber).where(
-                Subscriber.email == "reader0@example.org"))
+            row = session.scalar(
+                select(Delivery).join(Subscriber).where(Subscriber.email == "reader0@example.org")
+            )
         assert row.status == SendStatus.failed and row.attempts == 2
         assert row.last_error.startswith("gave up: ")
         assert sink.recipients().count("reader0@example.org") == 0

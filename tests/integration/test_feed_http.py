@@ -63,22 +63,36 @@ def server() -> Iterator[FeedServer]:
         "<item><title>Café — Женщины — 女性</title><link>/news/charset</link></item>"
         "</channel></rss>"
     ).encode()
-    json_feed = (FIXTURES / "jsonfeed.json").read_bytes().replace(
-        b'"https://newsroom.example.org/news/osce-central-asia"', b'"news/osce"')
-    fed = FeedServer(routes={
-        "/feed.xml": conditional_feed,
-        "/broken": lambda h: (500, {"Content-Type": "text/plain"}, b"oops"),
-        "/gone": lambda h: (404, {"Content-Type": "text/html"}, b"<h1>Not found</h1>"),
-        "/page.html": lambda h: (200, {"Content-Type": "text/html; charset=utf-8"},
-                                 (FIXTURES / "not_a_feed.html").read_bytes()),
-        "/slow": slow,
-        "/moved": lambda h: (301, {"Location": "/feed.xml"}, b""),
-        # A server that labels everything ISO-8859-1 although the feed is UTF-8.
-        "/mislabelled.xml": lambda h: (200, {"Content-Type": "text/xml; charset=ISO-8859-1"},
-                                       utf8_feed),
-        "/feeds/feed.json": lambda h: (200, {"Content-Type": "application/feed+json"},
-                                       json_feed),
-    })
+    json_feed = (
+        (FIXTURES / "jsonfeed.json")
+        .read_bytes()
+        .replace(b'"https://newsroom.example.org/news/osce-central-asia"', b'"news/osce"')
+    )
+    fed = FeedServer(
+        routes={
+            "/feed.xml": conditional_feed,
+            "/broken": lambda h: (500, {"Content-Type": "text/plain"}, b"oops"),
+            "/gone": lambda h: (404, {"Content-Type": "text/html"}, b"<h1>Not found</h1>"),
+            "/page.html": lambda h: (
+                200,
+                {"Content-Type": "text/html; charset=utf-8"},
+                (FIXTURES / "not_a_feed.html").read_bytes(),
+            ),
+            "/slow": slow,
+            "/moved": lambda h: (301, {"Location": "/feed.xml"}, b""),
+            # A server that labels everything ISO-8859-1 although the feed is UTF-8.
+            "/mislabelled.xml": lambda h: (
+                200,
+                {"Content-Type": "text/xml; charset=ISO-8859-1"},
+                utf8_feed,
+            ),
+            "/feeds/feed.json": lambda h: (
+                200,
+                {"Content-Type": "application/feed+json"},
+                json_feed,
+            ),
+        }
+    )
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
@@ -119,19 +133,21 @@ def closed_port() -> int:
 
 
 def make_config(tmp_path: Path, sources: list[dict[str, Any]]) -> Config:
-    return Config.model_validate({
-        "root": str(tmp_path),
-        "site": {
-            "name": "Women in Uniform",
-            "url": "https://newsroom.example.org",
-            "public_url": "http://localhost:8000",
-            "from": "Women in Uniform <digest@newsroom.example.org>",
-            "list_id": "digest.newsroom.example.org",
-            "unsubscribe_mailto": "unsubscribe@newsroom.example.org",
-            "secret": "test-secret-0123456789",
-        },
-        "sources": [{"type": "feed", "timeout": "5s", **s} for s in sources],
-    })
+    return Config.model_validate(
+        {
+            "root": str(tmp_path),
+            "site": {
+                "name": "Women in Uniform",
+                "url": "https://newsroom.example.org",
+                "public_url": "http://localhost:8000",
+                "from": "Women in Uniform <digest@newsroom.example.org>",
+                "list_id": "digest.newsroom.example.org",
+                "unsubscribe_mailto": "unsubscribe@newsroom.example.org",
+                "secret": "test-secret-0123456789",
+            },
+            "sources": [{"type": "feed", "timeout": "5s", **s} for s in sources],
+        }
+    )
 
 
 def state(engine: Engine, name: str) -> SourceState | None:
@@ -169,13 +185,16 @@ def test_failing_sources_are_reported_while_the_others_are_ingested(
     engine: Engine, server: FeedServer, tmp_path: Path
 ) -> None:
     down = f"http://127.0.0.1:{closed_port()}/feed.xml"
-    config = make_config(tmp_path, [
-        {"name": "down", "url": down},
-        {"name": "broken", "url": server.url("/broken")},
-        {"name": "page", "url": server.url("/page.html")},
-        {"name": "gone", "url": server.url("/gone")},
-        {"name": "newsroom", "url": server.url("/feed.xml")},
-    ])
+    config = make_config(
+        tmp_path,
+        [
+            {"name": "down", "url": down},
+            {"name": "broken", "url": server.url("/broken")},
+            {"name": "page", "url": server.url("/page.html")},
+            {"name": "gone", "url": server.url("/gone")},
+            {"name": "newsroom", "url": server.url("/feed.xml")},
+        ],
+    )
     reports = {r.source: r for r in poll_all(sessions(engine), config, NOW)}
 
     assert reports["newsroom"].new == 7 and reports["newsroom"].error is None
@@ -199,8 +218,9 @@ def test_failing_sources_are_reported_while_the_others_are_ingested(
 def test_a_server_that_does_not_answer_in_time(
     engine: Engine, server: FeedServer, tmp_path: Path
 ) -> None:
-    config = make_config(tmp_path, [{"name": "slow", "url": server.url("/slow"),
-                                     "timeout": "0.3s"}])
+    config = make_config(
+        tmp_path, [{"name": "slow", "url": server.url("/slow"), "timeout": "0.3s"}]
+    )
     started = time.monotonic()
     (report,) = poll_all(sessions(engine), config, NOW)
     assert time.monotonic() - started < 1.5
@@ -210,10 +230,13 @@ def test_a_server_that_does_not_answer_in_time(
 def test_redirects_are_followed_and_a_wrong_charset_header_is_overruled(
     engine: Engine, server: FeedServer, tmp_path: Path
 ) -> None:
-    config = make_config(tmp_path, [
-        {"name": "moved", "url": server.url("/moved")},
-        {"name": "mislabelled", "url": server.url("/mislabelled.xml")},
-    ])
+    config = make_config(
+        tmp_path,
+        [
+            {"name": "moved", "url": server.url("/moved")},
+            {"name": "mislabelled", "url": server.url("/mislabelled.xml")},
+        ],
+    )
     reports = poll_all(sessions(engine), config, NOW)
     assert [(r.new, r.error) for r in reports] == [(7, None), (1, None)]
     with sessions(engine)() as session:
@@ -235,11 +258,15 @@ def test_json_feed_over_http(engine: Engine, server: FeedServer, tmp_path: Path)
 def test_poll_all_can_be_limited_to_named_sources(
     engine: Engine, server: FeedServer, tmp_path: Path
 ) -> None:
-    config = make_config(tmp_path, [
-        {"name": "newsroom", "url": server.url("/feed.xml")},
-        {"name": "broken", "url": server.url("/broken")},
-    ])
+    config = make_config(
+        tmp_path,
+        [
+            {"name": "newsroom", "url": server.url("/feed.xml")},
+            {"name": "broken", "url": server.url("/broken")},
+        ],
+    )
     assert [r.source for r in poll_all(sessions(engine), config, NOW, None, ["newsroom"])] == [
-        "newsroom"]
+        "newsroom"
+    ]
     with pytest.raises(InputError, match="no source named 'typo'"):
         poll_all(sessions(engine), config, NOW, None, ["typo"])

@@ -58,29 +58,41 @@ class Clock:
 
 def make_config(tmp_path: Path, sink: SmtpSink) -> Config:
     (tmp_path / "feed.xml").write_text(FEED, encoding="utf-8")
-    return Config.model_validate({
-        "root": str(tmp_path),
-        "templates": str(ROOT / "templates"),
-        "site": {
-            "name": "Women in Uniform",
-            "url": "https://newsroom.example.org",
-            "public_url": "https://news.example.org",
-            "from": "Women in Uniform <digest@newsroom.example.org>",
-            "list_id": "digest.newsroom.example.org",
-            "unsubscribe_mailto": "unsubscribe@newsroom.example.org",
-            "secret": SECRET,
-        },
-        "sources": [{"name": "newsroom", "type": "feed", "url": "feed.xml"}],
-        "email": {
-            "transport": "smtp",
-            "smtp": {"host": "127.0.0.1", "port": sink.port, "security": "none",
-                     "timeout": "5s"},
-            "bounce_after": 1,
-        },
-        "digests": [{"name": "daily", "cron": "0 7 * * *", "timezone": "Africa/Kigali",
-                     "subject": "{{ site.name }} daily: {{ edition.articles[0].title }}",
-                     "catch_up": "1h"}],
-    })
+    return Config.model_validate(
+        {
+            "root": str(tmp_path),
+            "templates": str(ROOT / "templates"),
+            "site": {
+                "name": "Women in Uniform",
+                "url": "https://newsroom.example.org",
+                "public_url": "https://news.example.org",
+                "from": "Women in Uniform <digest@newsroom.example.org>",
+                "list_id": "digest.newsroom.example.org",
+                "unsubscribe_mailto": "unsubscribe@newsroom.example.org",
+                "secret": SECRET,
+            },
+            "sources": [{"name": "newsroom", "type": "feed", "url": "feed.xml"}],
+            "email": {
+                "transport": "smtp",
+                "smtp": {
+                    "host": "127.0.0.1",
+                    "port": sink.port,
+                    "security": "none",
+                    "timeout": "5s",
+                },
+                "bounce_after": 1,
+            },
+            "digests": [
+                {
+                    "name": "daily",
+                    "cron": "0 7 * * *",
+                    "timezone": "Africa/Kigali",
+                    "subject": "{{ site.name }} daily: {{ edition.articles[0].title }}",
+                    "catch_up": "1h",
+                }
+            ],
+        }
+    )
 
 
 @pytest.fixture
@@ -142,14 +154,17 @@ def test_digest_reaches_each_active_subscriber_once_with_proper_headers(
         assert any(u.startswith("mailto:unsubscribe@newsroom.example.org") for u in links)
         token = https.rsplit("/", 1)[1]
         with service.sessions() as session:
-            owner = session.get_one(Subscriber, tokens.verify([SECRET], "unsubscribe", token,
-                                                              clock()))
+            owner = session.get_one(
+                Subscriber, tokens.verify([SECRET], "unsubscribe", token, clock())
+            )
         assert owner.email == received.recipients[0]
         assert https in html and https in text  # a visible link too
         assert "digest.newsroom.example.org" in msg["List-Id"]
         if received.recipients[0] == "amina@example.org":
-            assert "Amina &lt;Ops &amp; &#34;Co&#34;&gt;" in html or \
-                "Amina &lt;Ops &amp; &quot;Co&quot;&gt;" in html
+            assert (
+                "Amina &lt;Ops &amp; &#34;Co&#34;&gt;" in html
+                or "Amina &lt;Ops &amp; &quot;Co&quot;&gt;" in html
+            )
     assert len(ids) == 2
 
     # A second pass, and a second trigger of the same period: nothing more.
@@ -168,29 +183,44 @@ def test_451_is_retried_later_and_550_fails_only_that_recipient(
     with SmtpSink(defer={"slow@example.org": 1}, reject={"nobody@example.org"}) as sink:
         clock = Clock()
         service = Service(make_config(tmp_path, sink), engine=engine, clock=clock)
-        subscribe(service, *[(a, None, SubscriberStatus.active) for a in
-                             ("first@example.org", "slow@example.org", "nobody@example.org",
-                              "last@example.org")])
+        subscribe(
+            service,
+            *[
+                (a, None, SubscriberStatus.active)
+                for a in (
+                    "first@example.org",
+                    "slow@example.org",
+                    "nobody@example.org",
+                    "last@example.org",
+                )
+            ],
+        )
         report = service.run_once()
         assert (report.dispatch.sent, report.dispatch.retried, report.dispatch.failed) == (2, 1, 1)
         assert sorted(sink.recipients()) == ["first@example.org", "last@example.org"]
 
         with service.sessions() as session:
-            rows = {s.email: d for d, s in session.execute(
-                select(Delivery, Subscriber).join(Subscriber))}
+            rows = {
+                s.email: d
+                for d, s in session.execute(select(Delivery, Subscriber).join(Subscriber))
+            }
             slow, nobody = rows["slow@example.org"], rows["nobody@example.org"]
             assert slow.status == SendStatus.queued and slow.smtp_reply.startswith("451")
             assert slow.next_attempt_at > clock.now
             assert nobody.status == SendStatus.failed and nobody.smtp_reply.startswith("550")
-            bounced = session.scalar(select(Subscriber).where(
-                Subscriber.email == "nobody@example.org"))
+            bounced = session.scalar(
+                select(Subscriber).where(Subscriber.email == "nobody@example.org")
+            )
             assert bounced.status == SubscriberStatus.bounced  # bounce_after: 1
 
         assert service.dispatch().sent == 0  # not due yet: backoff
         clock.now += timedelta(minutes=2)
         assert service.dispatch().sent == 1
-        assert sorted(sink.recipients()) == ["first@example.org", "last@example.org",
-                                             "slow@example.org"]
+        assert sorted(sink.recipients()) == [
+            "first@example.org",
+            "last@example.org",
+            "slow@example.org",
+        ]
         with service.sessions() as session:
             statuses = session.scalars(select(Delivery.status)).all()
             assert sorted(statuses) == ["failed", "sent", "sent", "sent"]
@@ -205,8 +235,13 @@ def test_server_down_keeps_everything_queued_until_it_is_back(
     port = sink.port
     sink.stop()  # the configured server is down
     config = make_config(tmp_path, sink)
-    config = config.model_copy(update={"email": config.email.model_copy(update={
-        "smtp": config.email.smtp.model_copy(update={"port": port})})})
+    config = config.model_copy(
+        update={
+            "email": config.email.model_copy(
+                update={"smtp": config.email.smtp.model_copy(update={"port": port})}
+            )
+        }
+    )
     clock = Clock()
     service = Service(config, engine=engine, clock=clock)
     subscribe(service, *[(f"r{i}@example.org", None, SubscriberStatus.active) for i in range(5)])
@@ -219,8 +254,13 @@ def test_server_down_keeps_everything_queued_until_it_is_back(
         assert sorted(d.attempts for d in rows) == [0, 0, 0, 0, 1]
     # The same port comes back: everything goes out once.
     with SmtpSink() as back:
-        config2 = config.model_copy(update={"email": config.email.model_copy(update={
-            "smtp": config.email.smtp.model_copy(update={"port": back.port})})})
+        config2 = config.model_copy(
+            update={
+                "email": config.email.model_copy(
+                    update={"smtp": config.email.smtp.model_copy(update={"port": back.port})}
+                )
+            }
+        )
         service2 = Service(config2, engine=engine, clock=clock)
         clock.now += timedelta(minutes=5)
         assert service2.dispatch().sent == 5

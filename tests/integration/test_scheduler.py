@@ -16,19 +16,38 @@ from tests.conftest import ROOT
 
 
 def config(tmp_path: Path) -> Config:
-    return Config.model_validate({
-        "root": str(tmp_path),
-        "templates": str(ROOT / "templates"),
-        "site": {"name": "W", "url": "https://newsroom.example.org",
-                 "public_url": "https://news.example.org", "from": "d@newsroom.example.org",
-                 "list_id": "digest.example.org", "unsubscribe_mailto": "u@example.org",
-                 "secret": "scheduler-secret-0123456789"},
-        "sources": [{"name": "newsroom", "type": "feed", "url": str(ROOT / "examples/feed.xml"),
-                     "poll_every": "10m"}],
-        "digests": [{"name": "daily", "cron": "0 7 * * *", "timezone": "Africa/Kigali",
-                     "catch_up": "3h"}],
-        "scheduler": {"dispatch_every": "7s"},
-    })
+    return Config.model_validate(
+        {
+            "root": str(tmp_path),
+            "templates": str(ROOT / "templates"),
+            "site": {
+                "name": "W",
+                "url": "https://newsroom.example.org",
+                "public_url": "https://news.example.org",
+                "from": "d@newsroom.example.org",
+                "list_id": "digest.example.org",
+                "unsubscribe_mailto": "u@example.org",
+                "secret": "scheduler-secret-0123456789",
+            },
+            "sources": [
+                {
+                    "name": "newsroom",
+                    "type": "feed",
+                    "url": str(ROOT / "examples/feed.xml"),
+                    "poll_every": "10m",
+                }
+            ],
+            "digests": [
+                {
+                    "name": "daily",
+                    "cron": "0 7 * * *",
+                    "timezone": "Africa/Kigali",
+                    "catch_up": "3h",
+                }
+            ],
+            "scheduler": {"dispatch_every": "7s"},
+        }
+    )
 
 
 def test_jobs_follow_the_config(tmp_path: Path) -> None:

@@ -81,7 +81,8 @@ def test_the_server_receives_exactly_the_bytes_we_send(smtp_sink: SmtpSink) -> N
         b".a line starting with a dot\r\n"
         b"..two dots\r\n"
         b".\r\n"  # a lone dot must not end DATA early
-        + b"x" * MAX_LINE + b"\r\n"
+        + b"x" * MAX_LINE
+        + b"\r\n"
         + "8-bit: caf\u00e9 \u2014 Kigali\r\n".encode()
         + b"\r\n"
     )
@@ -141,8 +142,10 @@ def test_550_fails_that_recipient_only_and_the_connection_carries_on() -> None:
 
 @pytest.mark.parametrize(
     ("reply", "error"),
-    [("554 5.7.1 Message refused as spam", PermanentSendError),
-     ("452 4.3.1 Insufficient system storage", TransientSendError)],
+    [
+        ("554 5.7.1 Message refused as spam", PermanentSendError),
+        ("452 4.3.1 Insufficient system storage", TransientSendError),
+    ],
 )
 def test_a_refusal_at_the_end_of_data_is_mapped_by_its_code(
     reply: str, error: type[Exception]

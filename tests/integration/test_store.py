@@ -26,8 +26,9 @@ def drafts(file: str) -> list[ArticleDraft]:
     return fetch_feed(source, FIXTURES, None, None).drafts
 
 
-def upsert(engine: Engine, items: list[ArticleDraft], now: datetime = NOW,
-           source: str = "newsroom") -> UpsertResult:
+def upsert(
+    engine: Engine, items: list[ArticleDraft], now: datetime = NOW, source: str = "newsroom"
+) -> UpsertResult:
     with sessions(engine).begin() as session:
         return upsert_articles(session, source, items, now)
 
@@ -78,13 +79,18 @@ def test_an_edited_story_updates_its_row_and_is_never_new_again(engine: Engine) 
 
 
 def test_same_canonical_url_with_another_guid_is_the_same_story(engine: Engine) -> None:
-    story = ArticleDraft(guid="cms-1", title="Kyrgyz border guards train",
-                         url="https://newsroom.example.org/news/kyrgyz?utm_source=rss")
+    story = ArticleDraft(
+        guid="cms-1",
+        title="Kyrgyz border guards train",
+        url="https://newsroom.example.org/news/kyrgyz?utm_source=rss",
+    )
     (first_id,) = upsert(engine, [story]).new_ids
     # The CMS was migrated: new GUID, link spelled differently, text edited.
-    moved = ArticleDraft(guid="https://newsroom.example.org/news/kyrgyz/",
-                         title="Kyrgyz border guards train in winter",
-                         url="HTTP://newsroom.example.org/news/kyrgyz/#top")
+    moved = ArticleDraft(
+        guid="https://newsroom.example.org/news/kyrgyz/",
+        title="Kyrgyz border guards train in winter",
+        url="HTTP://newsroom.example.org/news/kyrgyz/#top",
+    )
     result = upsert(engine, [moved], LATER)
     assert result == UpsertResult(new_ids=[], updated=1, unchanged=0)
     (row,) = rows(engine)
@@ -103,8 +109,12 @@ def test_one_story_under_two_guids_in_one_batch_is_stored_once(engine: Engine) -
 def test_another_sources_row_is_not_overwritten(engine: Engine) -> None:
     url = "https://newsroom.example.org/news/shared"
     upsert(engine, [ArticleDraft(guid="feed-1", title="From the feed", url=url)])
-    result = upsert(engine, [ArticleDraft(guid="page-1", title="From the page", url=url)],
-                    LATER, source="listing")
+    result = upsert(
+        engine,
+        [ArticleDraft(guid="page-1", title="From the page", url=url)],
+        LATER,
+        source="listing",
+    )
     assert result == UpsertResult(new_ids=[], updated=0, unchanged=1)
     (row,) = rows(engine)
     assert (row.source, row.title) == ("newsroom", "From the feed")
@@ -116,8 +126,9 @@ def test_a_concurrent_insert_of_the_same_story_counts_as_existing(
     upsert(engine, drafts("rss_newsroom.xml"))
     # As if another poller committed these rows just after this one looked for them.
     monkeypatch.setattr(store, "_existing", lambda *args: ({}, {}))
-    extra = ArticleDraft(guid="wiu-0100", title="A new story",
-                         url="https://newsroom.example.org/news/new")
+    extra = ArticleDraft(
+        guid="wiu-0100", title="A new story", url="https://newsroom.example.org/news/new"
+    )
     result = upsert(engine, [*drafts("rss_newsroom.xml"), extra], LATER)
     assert result.unchanged == 7 and result.updated == 0
     assert len(result.new_ids) == 1
@@ -130,10 +141,19 @@ def test_values_the_columns_cannot_hold_as_is(engine: Engine) -> None:
     items = [
         ArticleDraft(guid=long_guid, title="Long GUID", url=long_url),
         # PostgreSQL refuses NUL characters in text; JSON Feed can carry them.
-        ArticleDraft(guid="nul\x00", title="Tab\x00le", summary="a\x00b",
-                     url="https://newsroom.example.org/nul", tags=("x\x00",)),
-        ArticleDraft(guid="dated", title="Dated", url="https://newsroom.example.org/n",
-                     published_at=datetime(2025, 1, 1, 12, 0, tzinfo=UTC)),
+        ArticleDraft(
+            guid="nul\x00",
+            title="Tab\x00le",
+            summary="a\x00b",
+            url="https://newsroom.example.org/nul",
+            tags=("x\x00",),
+        ),
+        ArticleDraft(
+            guid="dated",
+            title="Dated",
+            url="https://newsroom.example.org/n",
+            published_at=datetime(2025, 1, 1, 12, 0, tzinfo=UTC),
+        ),
     ]
     assert len(upsert(engine, items).new_ids) == 3
     assert upsert(engine, items, LATER).unchanged == 3
@@ -144,8 +164,10 @@ def test_values_the_columns_cannot_hold_as_is(engine: Engine) -> None:
 
 
 def test_a_big_batch_costs_a_few_queries_not_one_per_story(engine: Engine) -> None:
-    many = [ArticleDraft(guid=f"g{i}", title=f"Story {i}",
-                         url=f"https://newsroom.example.org/s/{i}") for i in range(1200)]
+    many = [
+        ArticleDraft(guid=f"g{i}", title=f"Story {i}", url=f"https://newsroom.example.org/s/{i}")
+        for i in range(1200)
+    ]
     statements: list[str] = []
 
     def count(conn: object, cursor: object, statement: str, *args: object) -> None:

@@ -28,8 +28,14 @@ def make_config(**sections: Any) -> Config:
     data: dict[str, Any] = {
         "root": str(ROOT),
         "site": site,
-        "digests": [{"name": "daily", "cron": "0 7 * * *", "timezone": "Africa/Kigali",
-                     "subject": "{{ site.name }} daily: {{ edition.articles[0].title }}"}],
+        "digests": [
+            {
+                "name": "daily",
+                "cron": "0 7 * * *",
+                "timezone": "Africa/Kigali",
+                "subject": "{{ site.name }} daily: {{ edition.articles[0].title }}",
+            }
+        ],
         **sections,
     }
     return Config.model_validate(data)

@@ -40,10 +40,12 @@ def by_guid(result: FetchResult) -> dict[str, ArticleDraft]:
 def test_rss_entry_maps_every_field() -> None:
     story = by_guid(parse("rss_newsroom.xml"))["wiu-0001"]
     assert story.title == "Rwanda to send all-woman peacekeeping force to South Sudan"
-    assert story.url == ("https://newsroom.example.org/news/rwanda-all-woman-unit"
-                         "?utm_source=rss&utm_medium=feed")
-    assert story.summary == ("<p>Rwanda is preparing a police unit made up <em>entirely</em> "
-                             "of women.</p>")
+    assert story.url == (
+        "https://newsroom.example.org/news/rwanda-all-woman-unit?utm_source=rss&utm_medium=feed"
+    )
+    assert story.summary == (
+        "<p>Rwanda is preparing a police unit made up <em>entirely</em> of women.</p>"
+    )
     assert "full story" in story.body
     assert story.image == "https://newsroom.example.org/images/rwanda-unit.jpg"
     assert story.author == "Claire Mukamana"
@@ -59,7 +61,8 @@ def test_a_story_listed_twice_is_reported_twice_for_the_store_to_merge() -> None
 
 def test_cr_lf_and_runs_of_spaces_in_a_title_become_one_space() -> None:
     story = by_guid(parse("rss_newsroom.xml"))[
-        "https://newsroom.example.org/news/kyrgyz-winter-training"]
+        "https://newsroom.example.org/news/kyrgyz-winter-training"
+    ]
     assert story.title == "Kyrgyz border guards train women officers for winter posts"
 
 
@@ -76,8 +79,9 @@ def test_hostile_html_is_kept_raw_for_the_sanitiser_and_entities_are_decoded() -
 
 def test_emoji_and_non_latin_scripts_survive() -> None:
     story = by_guid(parse("rss_newsroom.xml"))["wiu-0006"]
-    assert story.title == ("Abapolisikazi b’u Rwanda 🇷🇼 · Женщины-пограничники · "
-                           "女性维和人员 👮\u200d♀️")
+    assert story.title == (
+        "Abapolisikazi b’u Rwanda 🇷🇼 · Женщины-пограничники · 女性维和人员 👮\u200d♀️"
+    )
     assert "她们守护和平" in story.summary and "Женщины служат" in story.summary
     assert story.tags == ("多语言", "пограничники")
 
@@ -101,7 +105,8 @@ def test_guid_falls_back_to_the_link_then_to_a_hash(tmp_path: Path) -> None:
     assert "https://newsroom.example.org/news/tajik-network" in by_guid(parse("rss_newsroom.xml"))
     (tmp_path / "f.xml").write_text(
         "<rss version='2.0'><channel><title>x</title><item><title>Only a title</title>"
-        "<pubDate>Mon, 06 Jan 2025 10:00:00 +0000</pubDate></item></channel></rss>")
+        "<pubDate>Mon, 06 Jan 2025 10:00:00 +0000</pubDate></item></channel></rss>"
+    )
     first, second = parse("f.xml", tmp_path).drafts[0], parse("f.xml", tmp_path).drafts[0]
     assert first.guid.startswith("sha256:") and first.guid == second.guid
     assert first.url is None
@@ -109,15 +114,18 @@ def test_guid_falls_back_to_the_link_then_to_a_hash(tmp_path: Path) -> None:
 
 def test_one_guid_on_every_item_falls_back_to_the_links() -> None:
     guids = [d.guid for d in parse("shared_guid.xml").drafts]
-    assert guids == ["https://newsroom.example.org/news/first",
-                     "https://newsroom.example.org/news/second"]
+    assert guids == [
+        "https://newsroom.example.org/news/first",
+        "https://newsroom.example.org/news/second",
+    ]
 
 
 def test_unsafe_link_schemes_are_dropped(tmp_path: Path) -> None:
     (tmp_path / "f.xml").write_text(
         "<rss version='2.0'><channel><title>x</title><item><title>Bad link</title>"
         "<link>javascript:alert(1)</link><guid isPermaLink='false'>b1</guid></item>"
-        "</channel></rss>")
+        "</channel></rss>"
+    )
     assert parse("f.xml", tmp_path).drafts[0].url is None
 
 
@@ -126,8 +134,7 @@ def test_the_bundled_example_feed() -> None:
     titles = [d.title for d in result.drafts]
     assert 6 <= len(titles) <= 8 and not result.skipped
     assert "Rwanda to send all-woman peacekeeping force to South Sudan" in titles
-    assert all(d.url and d.url.startswith("https://newsroom.example.org/")
-               for d in result.drafts)
+    assert all(d.url and d.url.startswith("https://newsroom.example.org/") for d in result.drafts)
     assert all(d.tags and d.author and d.published_at for d in result.drafts)
 
 
@@ -253,16 +260,24 @@ def test_unsupported_scheme() -> None:
 @pytest.mark.parametrize(
     ("url", "expected"),
     [
-        ("HTTPS://NewsRoom.Example.ORG:443/News/Story#comments",
-         "https://newsroom.example.org/News/Story"),
+        (
+            "HTTPS://NewsRoom.Example.ORG:443/News/Story#comments",
+            "https://newsroom.example.org/News/Story",
+        ),
         ("http://newsroom.example.org:80/a/", "https://newsroom.example.org/a"),
         ("https://newsroom.example.org", "https://newsroom.example.org/"),
-        ("https://newsroom.example.org/?b=2&utm_source=rss&a=1&fbclid=x&gclid=y&mc_cid=1"
-         "&mc_eid=2&UTM_Medium=z", "https://newsroom.example.org/?a=1&b=2"),
+        (
+            "https://newsroom.example.org/?b=2&utm_source=rss&a=1&fbclid=x&gclid=y&mc_cid=1"
+            "&mc_eid=2&UTM_Medium=z",
+            "https://newsroom.example.org/?a=1&b=2",
+        ),
         ("https://newsroom.example.org/a?ref=main", "https://newsroom.example.org/a?ref=main"),
         ("https://newsroom.example.org:8443/a", "https://newsroom.example.org:8443/a"),
         ("https://user:pw@newsroom.example.org./a", "https://newsroom.example.org/a"),
-        ("https://newsroom.example.org/%7euser/caf%c3%a9", "https://newsroom.example.org/~user/caf%C3%A9"),
+        (
+            "https://newsroom.example.org/%7euser/caf%c3%a9",
+            "https://newsroom.example.org/~user/caf%C3%A9",
+        ),
         ("https://newsroom.example.org/café", "https://newsroom.example.org/caf%C3%A9"),
         ("https://bücher.example/x", "https://xn--bcher-kva.example/x"),
         ("https://newsroom.example.org/#!/story/1", "https://newsroom.example.org/#!/story/1"),
@@ -281,23 +296,41 @@ def test_canonical_url(url: str | None, expected: str | None) -> None:
 
 
 def test_content_hash_follows_what_readers_see() -> None:
-    base = ArticleDraft(guid="g", title="Title", url="https://newsroom.example.org/a?utm_source=x",
-                        summary="<p>s</p>", tags=("b", "a"))
+    base = ArticleDraft(
+        guid="g",
+        title="Title",
+        url="https://newsroom.example.org/a?utm_source=x",
+        summary="<p>s</p>",
+        tags=("b", "a"),
+    )
     same = [
-        ArticleDraft(guid="other", title="Title", url="https://newsroom.example.org/a?utm_source=y",
-                     summary="<p>s</p>", tags=("a", "b"), author="Someone",
-                     published_at=datetime(2025, 1, 1, tzinfo=UTC)),
+        ArticleDraft(
+            guid="other",
+            title="Title",
+            url="https://newsroom.example.org/a?utm_source=y",
+            summary="<p>s</p>",
+            tags=("a", "b"),
+            author="Someone",
+            published_at=datetime(2025, 1, 1, tzinfo=UTC),
+        ),
     ]
     different = [
         ArticleDraft(guid="g", title="Title!", url=base.url, summary="<p>s</p>", tags=("a", "b")),
         ArticleDraft(guid="g", title="Title", url=base.url, summary="<p>S</p>", tags=("a", "b")),
-        ArticleDraft(guid="g", title="Title", url=base.url, summary="<p>s</p>", body="b",
-                     tags=("a", "b")),
-        ArticleDraft(guid="g", title="Title", url=base.url, summary="<p>s</p>", image="i",
-                     tags=("a", "b")),
+        ArticleDraft(
+            guid="g", title="Title", url=base.url, summary="<p>s</p>", body="b", tags=("a", "b")
+        ),
+        ArticleDraft(
+            guid="g", title="Title", url=base.url, summary="<p>s</p>", image="i", tags=("a", "b")
+        ),
         ArticleDraft(guid="g", title="Title", url=base.url, summary="<p>s</p>", tags=("a",)),
-        ArticleDraft(guid="g", title="Title", url="https://newsroom.example.org/b",
-                     summary="<p>s</p>", tags=("a", "b")),
+        ArticleDraft(
+            guid="g",
+            title="Title",
+            url="https://newsroom.example.org/b",
+            summary="<p>s</p>",
+            tags=("a", "b"),
+        ),
     ]
     digest = content_hash(base)
     assert len(digest) == 64 and int(digest, 16) >= 0

@@ -62,9 +62,12 @@ def test_a_failed_write_keeps_the_previous_file_whole(
 
 def _config(tmp_path: Path, email: dict[str, Any]) -> Config:
     site = {
-        "name": "Daily", "url": "https://news.example.org",
-        "public_url": "https://news.example.org/nb", "from": "news@example.org",
-        "list_id": "daily.news.example.org", "unsubscribe_mailto": "unsub@example.org",
+        "name": "Daily",
+        "url": "https://news.example.org",
+        "public_url": "https://news.example.org/nb",
+        "from": "news@example.org",
+        "list_id": "daily.news.example.org",
+        "unsubscribe_mailto": "unsub@example.org",
         "secret": "x" * 32,
     }
     return Config.model_validate(

@@ -48,19 +48,31 @@ def story(title: str = "Rwanda's first women border officers graduate", **kw: An
 
 
 def edition(*stories: StoryView) -> EditionView:
-    return EditionView(id=12, digest="daily", period="2026-03-02", created_at=NOW,
-                       stories=list(stories) or [story()])
+    return EditionView(
+        id=12,
+        digest="daily",
+        period="2026-03-02",
+        created_at=NOW,
+        stories=list(stories) or [story()],
+    )
 
 
-def prepare(config: Config | None = None, *stories: StoryView,
-            env: jinja2.Environment | None = None) -> PreparedEdition:
+def prepare(
+    config: Config | None = None, *stories: StoryView, env: jinja2.Environment | None = None
+) -> PreparedEdition:
     config = config or make_config()
-    return prepare_edition(env or make_environment(TEMPLATES), config, config.digests[0],
-                           edition(*stories))
+    return prepare_edition(
+        env or make_environment(TEMPLATES), config, config.digests[0], edition(*stories)
+    )
 
 
-def send(prepared: PreparedEdition, subscriber_id: int = 34, address: str = "jane@example.org",
-         name: str | None = "Jane Uwase", config: Config | None = None) -> bytes:
+def send(
+    prepared: PreparedEdition,
+    subscriber_id: int = 34,
+    address: str = "jane@example.org",
+    name: str | None = "Jane Uwase",
+    config: Config | None = None,
+) -> bytes:
     message_id = make_message_id(config or make_config(), 12, subscriber_id)
     return prepared.message(Recipient(subscriber_id, address, name), message_id, NOW)
 
@@ -80,6 +92,7 @@ def parts(data: bytes) -> tuple[str, str]:
 
 
 # --- structure ------------------------------------------------------------------------------
+
 
 def test_multipart_alternative_with_text_then_html_in_utf8_quoted_printable() -> None:
     message = parse(send(prepare()))
@@ -116,13 +129,15 @@ def test_headers() -> None:
     assert message["To"].addresses[0].display_name == "Jane Uwase"
     assert message["To"].addresses[0].addr_spec == "jane@example.org"
     assert message["Subject"] == (
-        "Women in Uniform daily: Rwanda's first women border officers graduate")
+        "Women in Uniform daily: Rwanda's first women border officers graduate"
+    )
     assert message["Date"].datetime == NOW
     assert message["MIME-Version"] == "1.0"
     assert message["Message-ID"] == f"<{make_message_id(config, 12, 34)}>"
     assert message["Reply-To"] is None
     assert message["List-Id"] == (
-        '"Women in Uniform daily digest" <daily.digest.newsroom.example.org>')
+        '"Women in Uniform daily digest" <daily.digest.newsroom.example.org>'
+    )
 
 
 def test_list_unsubscribe_headers_are_exactly_rfc_8058() -> None:
@@ -131,10 +146,12 @@ def test_list_unsubscribe_headers_are_exactly_rfc_8058() -> None:
     token = tokens.sign(SECRET, "unsubscribe", 34)
     assert message["List-Unsubscribe"] == (
         f"<https://news.example.org/unsubscribe/{token}>, "
-        f"<mailto:unsubscribe@newsroom.example.org?subject=unsubscribe%20{token}>")
+        f"<mailto:unsubscribe@newsroom.example.org?subject=unsubscribe%20{token}>"
+    )
     assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     assert recipient_links(config, 34)["unsubscribe_url"] == (
-        f"https://news.example.org/unsubscribe/{token}")
+        f"https://news.example.org/unsubscribe/{token}"
+    )
 
 
 def test_reply_to_when_configured() -> None:
@@ -155,6 +172,7 @@ def test_message_id_is_deterministic_per_edition_and_subscriber() -> None:
 
 
 # --- per-recipient parts --------------------------------------------------------------------
+
 
 def test_unsubscribe_links_verify_back_to_the_subscriber() -> None:
     data = send(prepare(), subscriber_id=34)
@@ -231,24 +249,40 @@ def test_an_address_that_cannot_be_written_is_a_permanent_failure() -> None:
     with pytest.raises(PermanentSendError):
         send(prepare(), address="пользователь@example.org")
     # An internationalised domain is fine: it is written in its ASCII (IDNA) form.
-    assert parse(send(prepare(), address="jane@bücher.example"))["To"].addresses[0].domain == \
-        "xn--bcher-kva.example"
+    assert (
+        parse(send(prepare(), address="jane@bücher.example"))["To"].addresses[0].domain
+        == "xn--bcher-kva.example"
+    )
 
 
 # --- untrusted article data -----------------------------------------------------------------
+
 
 def test_title_with_cr_lf_does_not_inject_headers() -> None:
     evil = story(title="Big news\r\nBcc: victim@example.org\r\nX-Evil: 1\n\nbody")
     data = send(prepare(None, evil), name="Jane\r\nCc: other@example.org")
     message = parse(data)
     assert message["Bcc"] is None and message["X-Evil"] is None and message["Cc"] is None
-    assert message["Subject"] == \
-        "Women in Uniform daily: Big news Bcc: victim@example.org X-Evil: 1 body"
+    assert (
+        message["Subject"]
+        == "Women in Uniform daily: Big news Bcc: victim@example.org X-Evil: 1 body"
+    )
     assert message["To"].addresses[0].addr_spec == "jane@example.org"
     assert len(message["To"].addresses) == 1
-    assert sorted(message.keys()) == sorted([
-        "From", "To", "Subject", "Date", "Message-ID", "List-Id", "List-Unsubscribe",
-        "List-Unsubscribe-Post", "MIME-Version", "Content-Type"])
+    assert sorted(message.keys()) == sorted(
+        [
+            "From",
+            "To",
+            "Subject",
+            "Date",
+            "Message-ID",
+            "List-Id",
+            "List-Unsubscribe",
+            "List-Unsubscribe-Post",
+            "MIME-Version",
+            "Content-Type",
+        ]
+    )
 
 
 def test_scripts_handlers_and_javascript_urls_never_reach_the_html() -> None:
@@ -256,8 +290,10 @@ def test_scripts_handlers_and_javascript_urls_never_reach_the_html() -> None:
         title='<img src=x onerror="alert(1)">Title',
         url="javascript:alert(1)",
         image="javascript:alert(2)",
-        summary=('<p onclick="alert(3)">Hi<script>alert(4)</script>'
-                 '<img src="x" onerror="alert(5)"><a href="javascript:alert(6)">x</a></p>'),
+        summary=(
+            '<p onclick="alert(3)">Hi<script>alert(4)</script>'
+            '<img src="x" onerror="alert(5)"><a href="javascript:alert(6)">x</a></p>'
+        ),
     )
     text, html = parts(send(prepare(None, evil)))
     elements = _elements(html)
@@ -284,15 +320,18 @@ def _elements(html: str) -> list[tuple[str, list[tuple[str, str | None]]]]:
 
 
 def test_subject_is_plain_text_not_html_escaped() -> None:
-    message = parse(send(prepare(None, story(title="Police & army <3 \"women\""))))
+    message = parse(send(prepare(None, story(title='Police & army <3 "women"'))))
     assert message["Subject"] == 'Women in Uniform daily: Police & army <3 "women"'
 
 
-@pytest.mark.parametrize("title", [
-    "Abapolisikazi b'u Rwanda bahawe amapeti mashya 🇷🇼👮‍♀️",
-    "Женщины в полиции получили новые звания",
-    "女警察在边境机构中担任领导职务",
-])
+@pytest.mark.parametrize(
+    "title",
+    [
+        "Abapolisikazi b'u Rwanda bahawe amapeti mashya 🇷🇼👮‍♀️",
+        "Женщины в полиции получили новые звания",
+        "女警察在边境机构中担任领导职务",
+    ],
+)
 def test_non_latin_text_and_emoji_survive_in_subject_body_and_name(title: str) -> None:
     summary = f"<p>{title} — 🎖️</p>"
     data = send(prepare(None, story(title=title, summary=summary)), name=title[:20])
@@ -312,6 +351,7 @@ def test_a_very_long_subject_is_cut_not_refused() -> None:
 
 
 # --- design ---------------------------------------------------------------------------------
+
 
 def test_html_is_inlined_but_keeps_responsive_and_dark_mode_rules() -> None:
     _, html = parts(send(prepare()))
@@ -349,23 +389,34 @@ def test_a_broken_template_is_a_config_error_with_its_line(tmp_path: Path) -> No
 
 # --- DKIM -----------------------------------------------------------------------------------
 
+
 @pytest.fixture
 def dkim_config(tmp_path: Path) -> tuple[Config, bytes]:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                            serialization.NoEncryption())
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
     (tmp_path / "dkim.pem").write_bytes(pem)
-    public = key.public_key().public_bytes(serialization.Encoding.DER,
-                                           serialization.PublicFormat.SubjectPublicKeyInfo)
+    public = key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
     record = b"v=DKIM1; k=rsa; p=" + base64.b64encode(public)
-    config = make_config(root=str(tmp_path), email={"dkim": {
-        "domain": "newsroom.example.org", "selector": "nb2026",
-        "private_key_file": "dkim.pem"}})
+    config = make_config(
+        root=str(tmp_path),
+        email={
+            "dkim": {
+                "domain": "newsroom.example.org",
+                "selector": "nb2026",
+                "private_key_file": "dkim.pem",
+            }
+        },
+    )
     return config, record
 
 
 def test_dkim_signature_verifies_and_covers_the_unsubscribe_headers(
-        dkim_config: tuple[Config, bytes]) -> None:
+    dkim_config: tuple[Config, bytes],
+) -> None:
     config, record = dkim_config
 
     def dns(name: bytes | str, timeout: float = 5) -> bytes | None:
@@ -377,15 +428,34 @@ def test_dkim_signature_verifies_and_covers_the_unsubscribe_headers(
     assert dkim.verify(data, dnsfunc=dns)
     signature = parse(data)["DKIM-Signature"]
     signed = {h.strip() for h in re.search(r"h=([^;]+)", signature).group(1).split(":")}
-    assert {"from", "to", "subject", "date", "message-id", "list-unsubscribe",
-            "list-unsubscribe-post", "list-id", "mime-version"} <= signed
-    tampered = data.replace(b"List-Unsubscribe-Post: List-Unsubscribe=One-Click",
-                            b"List-Unsubscribe-Post: List-Unsubscribe=Two-Click")
+    assert {
+        "from",
+        "to",
+        "subject",
+        "date",
+        "message-id",
+        "list-unsubscribe",
+        "list-unsubscribe-post",
+        "list-id",
+        "mime-version",
+    } <= signed
+    tampered = data.replace(
+        b"List-Unsubscribe-Post: List-Unsubscribe=One-Click",
+        b"List-Unsubscribe-Post: List-Unsubscribe=Two-Click",
+    )
     assert not dkim.verify(tampered, dnsfunc=dns)
 
 
 def test_a_missing_dkim_key_is_a_config_error(tmp_path: Path) -> None:
-    config = make_config(root=str(tmp_path), email={"dkim": {
-        "domain": "newsroom.example.org", "selector": "s", "private_key_file": "none.pem"}})
+    config = make_config(
+        root=str(tmp_path),
+        email={
+            "dkim": {
+                "domain": "newsroom.example.org",
+                "selector": "s",
+                "private_key_file": "none.pem",
+            }
+        },
+    )
     with pytest.raises(ConfigError, match="private_key_file"):
         prepare(config)

@@ -45,7 +45,7 @@ def test_every_single_character_change_is_rejected() -> None:
     for i, char in enumerate(token):
         for other in alphabet:
             if other != char:
-                tampered = token[:i] + other + token[i + 1:]
+                tampered = token[:i] + other + token[i + 1 :]
                 with pytest.raises(InvalidToken):
                     verify([SECRET], "unsubscribe", tampered, NOW)
 
@@ -83,11 +83,20 @@ def test_naive_times_are_taken_as_utc() -> None:
     assert _reason([SECRET], "confirm", token, datetime(2026, 3, 1, 13, 0)) == "expired"
 
 
-@pytest.mark.parametrize("token", [
-    "", "a", "!!!!", "abc def", "a" * 200, "AQ", "AQ==",
-    sign(SECRET, "unsubscribe", 34) + "=",
-    sign(SECRET, "unsubscribe", 34)[:-3],
-])
+@pytest.mark.parametrize(
+    "token",
+    [
+        "",
+        "a",
+        "!!!!",
+        "abc def",
+        "a" * 200,
+        "AQ",
+        "AQ==",
+        sign(SECRET, "unsubscribe", 34) + "=",
+        sign(SECRET, "unsubscribe", 34)[:-3],
+    ],
+)
 def test_malformed_tokens_are_rejected_not_crashing(token: str) -> None:
     with pytest.raises(InvalidToken):
         verify([SECRET], "unsubscribe", token, NOW)

@@ -52,8 +52,19 @@ MAX_SUBJECT = 255
 MAX_PREHEADER = 140
 # Headers DKIM covers. Receivers (Gmail) expect both List-Unsubscribe headers to be signed,
 # or one-click unsubscribe is not offered.
-DKIM_HEADERS = ("from", "to", "subject", "date", "message-id", "reply-to", "list-id",
-                "list-unsubscribe", "list-unsubscribe-post", "mime-version", "content-type")
+DKIM_HEADERS = (
+    "from",
+    "to",
+    "subject",
+    "date",
+    "message-id",
+    "reply-to",
+    "list-id",
+    "list-unsubscribe",
+    "list-unsubscribe-post",
+    "mime-version",
+    "content-type",
+)
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\x85\u2028\u2029]+")
 _SPACES = re.compile(r"[ \t]{2,}")
@@ -110,8 +121,11 @@ def make_message_id(config: Config, edition_id: int, subscriber_id: int) -> str:
     """``edition-E.sub-S.<mac>@<sender domain>``, without angle brackets. The same for the
     same edition and subscriber, so a message resent after a crash is recognisably the
     same message; the MAC keeps outsiders from forging our ids for other subscribers."""
-    mac = hmac.new(config.site.secret.encode(), f"message-id:{edition_id}:{subscriber_id}".encode(),
-                   hashlib.sha256).hexdigest()[:12]
+    mac = hmac.new(
+        config.site.secret.encode(),
+        f"message-id:{edition_id}:{subscriber_id}".encode(),
+        hashlib.sha256,
+    ).hexdigest()[:12]
     return f"edition-{edition_id}.sub-{subscriber_id}.{mac}@{_domain_of(config.site.sender)}"
 
 
@@ -129,23 +143,30 @@ def recipient_links(config: Config, subscriber_id: int) -> dict[str, str]:
     }
 
 
-def template_context(env: jinja2.Environment, config: Config, digest: Digest,
-                     edition: EditionView) -> dict[str, Any]:
+def template_context(
+    env: jinja2.Environment, config: Config, digest: Digest, edition: EditionView
+) -> dict[str, Any]:
     """What the digest templates see, except the per-recipient values (``subscriber``,
     ``unsubscribe_url``, ``preferences_url``): ``site``, ``digest``, ``edition`` (with its
     ``articles``), ``subject`` and ``preheader``. Raises ConfigError for a bad subject."""
     articles = [_article_view(story, config.site.url) for story in edition.stories]
     site = {"name": config.site.name, "url": config.site.url, "language": config.site.language}
-    edition_context = {"id": edition.id, "digest": edition.digest, "period": edition.period,
-                       "created_at": edition.created_at, "articles": articles}
+    edition_context = {
+        "id": edition.id,
+        "digest": edition.digest,
+        "period": edition.period,
+        "created_at": edition.created_at,
+        "articles": articles,
+    }
     context: dict[str, Any] = {"site": site, "digest": digest, "edition": edition_context}
     context["subject"] = _render_subject(env, digest, context)
     context["preheader"] = _preheader(articles)
     return context
 
 
-def prepare_edition(env: jinja2.Environment, config: Config, digest: Digest,
-                    edition: EditionView) -> PreparedEdition:
+def prepare_edition(
+    env: jinja2.Environment, config: Config, digest: Digest, edition: EditionView
+) -> PreparedEdition:
     """Render ``edition`` with ``digest``'s templates (``email/<template>.html.j2`` and
     ``.txt.j2``) once. Raises ConfigError, located in the template, when a template is
     missing or fails."""
@@ -175,15 +196,23 @@ def prepare_edition(env: jinja2.Environment, config: Config, digest: Digest,
         text = _render(env, text_name, {**context, **per_recipient})
         variants[named] = (_Body(page, sentinels), _Body(text, sentinels))
 
-    return PreparedEdition(config=config, digest=digest, subject=subject, variants=variants,
-                           boundary=f"=_nb_{nonce}")
+    return PreparedEdition(
+        config=config, digest=digest, subject=subject, variants=variants, boundary=f"=_nb_{nonce}"
+    )
 
 
 class PreparedEdition:
     """An edition rendered and CSS-inlined once; ``message`` is cheap per recipient."""
 
-    def __init__(self, *, config: Config, digest: Digest, subject: str,
-                 variants: dict[bool, tuple[_Body, _Body]], boundary: str) -> None:
+    def __init__(
+        self,
+        *,
+        config: Config,
+        digest: Digest,
+        subject: str,
+        variants: dict[bool, tuple[_Body, _Body]],
+        boundary: str,
+    ) -> None:
         self.subject = subject
         self._config = config
         self._variants = variants
@@ -199,17 +228,29 @@ class PreparedEdition:
         static.append(_header("List-Id", f"{list_name} <{digest.name}.{site.list_id}>"))
         self._head_static = "".join(static)
         # RFC 8058: with List-Unsubscribe (https), this asks receivers for one-click POSTs.
-        self._head_tail = ("List-Unsubscribe-Post: List-Unsubscribe=One-Click" + CRLF
-                           + "MIME-Version: 1.0" + CRLF
-                           + f'Content-Type: multipart/alternative; boundary="{boundary}"' + CRLF
-                           + CRLF).encode("ascii")
+        self._head_tail = (
+            "List-Unsubscribe-Post: List-Unsubscribe=One-Click"
+            + CRLF
+            + "MIME-Version: 1.0"
+            + CRLF
+            + f'Content-Type: multipart/alternative; boundary="{boundary}"'
+            + CRLF
+            + CRLF
+        ).encode("ascii")
 
         def part_head(subtype: str) -> bytes:
             # Each part's quoted-printable body ends with CRLF, which also serves as the
             # line break that must precede the next boundary line.
-            return ("--" + boundary + CRLF
-                    + f'Content-Type: text/{subtype}; charset="utf-8"' + CRLF
-                    + "Content-Transfer-Encoding: quoted-printable" + CRLF + CRLF).encode("ascii")
+            return (
+                "--"
+                + boundary
+                + CRLF
+                + f'Content-Type: text/{subtype}; charset="utf-8"'
+                + CRLF
+                + "Content-Transfer-Encoding: quoted-printable"
+                + CRLF
+                + CRLF
+            ).encode("ascii")
 
         self._text_open = part_head("plain")
         self._html_open = part_head("html")
@@ -230,21 +271,39 @@ class PreparedEdition:
         html_body, text_body = self._variants[bool(name)]
         if now.tzinfo is None:
             now = now.replace(tzinfo=UTC)  # naive times in this project are UTC
-        head = "".join((
-            self._head_static,
-            _header("To", _address(name, address)),
-            "Date: ", format_datetime(now), CRLF,
-            "Message-ID: <", message_id, ">", CRLF,
-            # Folded between the two URIs: long, and both must survive intact.
-            "List-Unsubscribe: <", links["unsubscribe_url"], ">,", CRLF,
-            " <", links["unsubscribe_mailto"], ">", CRLF,
-        )).encode("ascii")
-        data = b"".join((
-            head, self._head_tail,
-            self._text_open, _quoted_printable(text_body.fill(raw)),
-            self._html_open, _quoted_printable(html_body.fill(escaped)),
-            self._close,
-        ))
+        head = "".join(
+            (
+                self._head_static,
+                _header("To", _address(name, address)),
+                "Date: ",
+                format_datetime(now),
+                CRLF,
+                "Message-ID: <",
+                message_id,
+                ">",
+                CRLF,
+                # Folded between the two URIs: long, and both must survive intact.
+                "List-Unsubscribe: <",
+                links["unsubscribe_url"],
+                ">,",
+                CRLF,
+                " <",
+                links["unsubscribe_mailto"],
+                ">",
+                CRLF,
+            )
+        ).encode("ascii")
+        data = b"".join(
+            (
+                head,
+                self._head_tail,
+                self._text_open,
+                _quoted_printable(text_body.fill(raw)),
+                self._html_open,
+                _quoted_printable(html_body.fill(escaped)),
+                self._close,
+            )
+        )
         if self._dkim is not None:
             data = self._dkim.sign(data)
         return data
@@ -283,24 +342,45 @@ class _DkimSigner:
             key = key_file.read_bytes().replace(b"\r\n", b"\n")
             dkim.crypto.parse_pem_private_key(key)
         except OSError as e:
-            raise ConfigError([Problem(problem_at, None, f"email.dkim.private_key_file: cannot "
-                                       f"read {key_file}: {e.strerror}")]) from e
+            raise ConfigError(
+                [
+                    Problem(
+                        problem_at,
+                        None,
+                        f"email.dkim.private_key_file: cannot read {key_file}: {e.strerror}",
+                    )
+                ]
+            ) from e
         except dkim.crypto.UnparsableKeyError as e:
-            raise ConfigError([Problem(problem_at, None, f"email.dkim.private_key_file: {key_file}"
-                                       f" is not a PEM RSA private key ({e})")]) from e
+            raise ConfigError(
+                [
+                    Problem(
+                        problem_at,
+                        None,
+                        f"email.dkim.private_key_file: {key_file}"
+                        f" is not a PEM RSA private key ({e})",
+                    )
+                ]
+            ) from e
         self._key = key
         self._selector = settings.selector.encode("ascii")
         self._domain = settings.domain.encode("ascii")
         # Only headers every message has: Reply-To is there exactly when configured.
-        self._headers = [h.encode("ascii") for h in DKIM_HEADERS
-                         if h != "reply-to" or config.site.reply_to]
+        self._headers = [
+            h.encode("ascii") for h in DKIM_HEADERS if h != "reply-to" or config.site.reply_to
+        ]
 
     def sign(self, message: bytes) -> bytes:
         # relaxed/relaxed: a relay that rewraps headers or trims trailing spaces must not
         # break the signature.
-        signature = dkim.sign(message, self._selector, self._domain, self._key,
-                              canonicalize=(b"relaxed", b"relaxed"),
-                              include_headers=self._headers)
+        signature = dkim.sign(
+            message,
+            self._selector,
+            self._domain,
+            self._key,
+            canonicalize=(b"relaxed", b"relaxed"),
+            include_headers=self._headers,
+        )
         return signature + message
 
 
@@ -337,13 +417,13 @@ def _render_subject(env: jinja2.Environment, digest: Digest, context: dict[str, 
         raise ConfigError([Problem(where, None, f"the subject template fails: {e}")]) from e
     subject = _one_line(subject)
     if len(subject) > MAX_SUBJECT:
-        subject = subject[:MAX_SUBJECT - 1].rstrip() + "…"
+        subject = subject[: MAX_SUBJECT - 1].rstrip() + "…"
     return subject or str(context["site"]["name"])
 
 
 def _preheader(articles: list[ArticleView]) -> str:
     text = " · ".join(a.title for a in articles[:3])
-    return text if len(text) <= MAX_PREHEADER else text[:MAX_PREHEADER - 1].rstrip() + "…"
+    return text if len(text) <= MAX_PREHEADER else text[: MAX_PREHEADER - 1].rstrip() + "…"
 
 
 def _render(env: jinja2.Environment, name: str, context: dict[str, Any]) -> str:
@@ -352,8 +432,9 @@ def _render(env: jinja2.Environment, name: str, context: dict[str, Any]) -> str:
     except jinja2.TemplateSyntaxError as e:
         raise ConfigError([Problem(e.filename or name, e.lineno, e.message or str(e))]) from e
     except jinja2.TemplateNotFound as e:
-        raise ConfigError([Problem(name, None, "template not found (looked under "
-                                   f"{_search_path(env)})")]) from e
+        raise ConfigError(
+            [Problem(name, None, f"template not found (looked under {_search_path(env)})")]
+        ) from e
     except jinja2.TemplateError as e:
         raise ConfigError([Problem(name, _template_line(e, name), str(e))]) from e
 

@@ -77,13 +77,15 @@ def fit(
         else:
             hi = mid - 1
     if best is None:
-        raise ValueError(f"the post is {measure(render(''))} long without its summary; "
-                         f"the limit is {limit}")
+        raise ValueError(
+            f"the post is {measure(render(''))} long without its summary; the limit is {limit}"
+        )
     return best
 
 
-def render_post(template: jinja2.Template, story: PostStory, limit: int,
-                measure: Callable[[str], int] = len) -> str:
+def render_post(
+    template: jinja2.Template, story: PostStory, limit: int, measure: Callable[[str], int] = len
+) -> str:
     """The post text for ``story``, fitted to ``limit``."""
 
     def render(summary: str) -> str:

@@ -18,18 +18,71 @@ __all__ = ["format_date", "html_to_text", "make_environment", "sanitize_html"]
 
 # Enough for a newsroom's summaries; anything that could run code, load a resource or break
 # the email's layout (img, table, div with styles) is left out.
-ALLOWED_TAGS = frozenset({"p", "a", "em", "strong", "b", "i", "br", "ul", "ol", "li",
-                          "blockquote"})
+ALLOWED_TAGS = frozenset({"p", "a", "em", "strong", "b", "i", "br", "ul", "ol", "li", "blockquote"})
 ALLOWED_URL_SCHEMES = frozenset({"http", "https", "mailto"})
 # Removed together with their content: their text is code or chrome, never prose.
-_DROPPED_WITH_CONTENT = frozenset({"script", "style", "template", "iframe", "object", "embed",
-                                   "svg", "math", "noscript", "textarea", "select", "title"})
+_DROPPED_WITH_CONTENT = frozenset(
+    {
+        "script",
+        "style",
+        "template",
+        "iframe",
+        "object",
+        "embed",
+        "svg",
+        "math",
+        "noscript",
+        "textarea",
+        "select",
+        "title",
+    }
+)
 # English month names, so "10 July 2018" does not depend on the process's locale.
-_MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August",
-           "September", "October", "November", "December")
-_BLOCK_TAGS = frozenset({"p", "br", "div", "li", "ul", "ol", "blockquote", "h1", "h2", "h3",
-                         "h4", "h5", "h6", "tr", "td", "th", "table", "section", "article",
-                         "header", "footer", "hr", "pre", "figure", "figcaption", "dd", "dt"})
+_MONTHS = (
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+)
+_BLOCK_TAGS = frozenset(
+    {
+        "p",
+        "br",
+        "div",
+        "li",
+        "ul",
+        "ol",
+        "blockquote",
+        "h1",
+        "h2",
+        "h3",
+        "h4",
+        "h5",
+        "h6",
+        "tr",
+        "td",
+        "th",
+        "table",
+        "section",
+        "article",
+        "header",
+        "footer",
+        "hr",
+        "pre",
+        "figure",
+        "figcaption",
+        "dd",
+        "dt",
+    }
+)
 _WHITESPACE = re.compile(r"\s+")
 
 

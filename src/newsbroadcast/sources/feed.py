@@ -50,8 +50,13 @@ _ACCEPT = (
     "application/json;q=0.8, */*;q=0.5"
 )
 _FEED_TYPES = {
-    "application/rss+xml", "application/atom+xml", "application/rdf+xml",
-    "application/feed+json", "application/json", "application/xml", "text/xml",
+    "application/rss+xml",
+    "application/atom+xml",
+    "application/rdf+xml",
+    "application/feed+json",
+    "application/json",
+    "application/xml",
+    "text/xml",
 }
 _JSONFEED_VERSION = re.compile(r"^https?://jsonfeed\.org/version/", re.IGNORECASE)
 # Two characters at least, so a Windows drive letter ("C:\feeds") is not taken for a scheme.
@@ -103,19 +108,22 @@ def fetch_feed(
     if scheme in ("http", "https"):
         doc = _download(source, url, etag, last_modified, client, user_agent)
         if doc.not_modified:
-            return FetchResult(not_modified=True, etag=doc.etag,
-                               last_modified=doc.last_modified)
+            return FetchResult(not_modified=True, etag=doc.etag, last_modified=doc.last_modified)
     elif scheme == "file":
         doc = _read_file(source.name, _file_url_path(source.name, url))
     elif scheme:
-        raise SourceError(source.name, f"{url}: unsupported URL scheme {scheme!r} "
-                          "(use an http(s) URL, a file:// URL or a file path)")
+        raise SourceError(
+            source.name,
+            f"{url}: unsupported URL scheme {scheme!r} "
+            "(use an http(s) URL, a file:// URL or a file path)",
+        )
     else:
         path = Path(url).expanduser()
         doc = _read_file(source.name, path if path.is_absolute() else base_dir / path)
     drafts, skipped = _parse(source.name, doc)
-    return FetchResult(drafts=drafts, etag=doc.etag, last_modified=doc.last_modified,
-                       skipped=skipped)
+    return FetchResult(
+        drafts=drafts, etag=doc.etag, last_modified=doc.last_modified, skipped=skipped
+    )
 
 
 # --- reading bytes -----------------------------------------------------------------------
@@ -139,14 +147,18 @@ def _download(
     own_client = client is None
     http = client or httpx.Client()
     try:
-        with http.stream("GET", url, headers=headers, timeout=httpx.Timeout(seconds),
-                         follow_redirects=True) as response:
+        with http.stream(
+            "GET", url, headers=headers, timeout=httpx.Timeout(seconds), follow_redirects=True
+        ) as response:
             if response.status_code == 304:
                 # A 304 may repeat or refresh the validators; keep ours when it does not.
-                return _Document(b"", url, not_modified=True,
-                                 etag=response.headers.get("etag") or etag,
-                                 last_modified=response.headers.get("last-modified")
-                                 or last_modified)
+                return _Document(
+                    b"",
+                    url,
+                    not_modified=True,
+                    etag=response.headers.get("etag") or etag,
+                    last_modified=response.headers.get("last-modified") or last_modified,
+                )
             _check_status(source.name, url, response)
             _note_permanent_redirect(source.name, url, response)
             data = _read_body(source.name, url, response, seconds)
@@ -161,17 +173,24 @@ def _download(
                 last_modified=response.headers.get("last-modified"),
             )
     except httpx.TimeoutException as e:
-        raise SourceError(source.name, f"{url}: no answer within {seconds:g}s "
-                          f"({type(e).__name__}); the server is down or slow (raise the "
-                          "source's timeout if it is only slow)") from e
+        raise SourceError(
+            source.name,
+            f"{url}: no answer within {seconds:g}s "
+            f"({type(e).__name__}); the server is down or slow (raise the "
+            "source's timeout if it is only slow)",
+        ) from e
     except httpx.ConnectError as e:
-        raise SourceError(source.name, f"{url}: cannot connect ({e or 'connection failed'}); "
-                          "check the host name and that the server is up") from e
+        raise SourceError(
+            source.name,
+            f"{url}: cannot connect ({e or 'connection failed'}); "
+            "check the host name and that the server is up",
+        ) from e
     except httpx.TooManyRedirects as e:
         raise SourceError(source.name, f"{url}: too many redirects (a redirect loop?)") from e
     except httpx.DecodingError as e:
-        raise SourceError(source.name, f"{url}: the response could not be decompressed "
-                          f"({e})") from e
+        raise SourceError(
+            source.name, f"{url}: the response could not be decompressed ({e})"
+        ) from e
     except (httpx.HTTPError, httpx.InvalidURL) as e:
         raise SourceError(source.name, f"{url}: {type(e).__name__}: {e}") from e
     finally:
@@ -191,7 +210,8 @@ def _check_status(name: str, url: str, response: httpx.Response) -> None:
     elif status == 429:
         after = response.headers.get("retry-after")
         hint = "the server says we poll too often; raise poll_every" + (
-            f" (it asks us to wait {after}s)" if after and after.isdigit() else "")
+            f" (it asks us to wait {after}s)" if after and after.isdigit() else ""
+        )
     elif status >= 500:
         hint = "the server failed; the next poll tries again"
     elif 300 <= status < 400:
@@ -204,15 +224,19 @@ def _check_status(name: str, url: str, response: httpx.Response) -> None:
 def _note_permanent_redirect(name: str, url: str, response: httpx.Response) -> None:
     # Following is automatic, but the config should be fixed before the old address dies.
     if response.history and response.history[0].status_code in (301, 308):
-        log.warning("source %r: %s has moved permanently to %s; update its url", name, url,
-                    response.url)
+        log.warning(
+            "source %r: %s has moved permanently to %s; update its url", name, url, response.url
+        )
 
 
 def _read_body(name: str, url: str, response: httpx.Response, seconds: float) -> bytes:
     declared = response.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > MAX_FEED_BYTES:
-        raise SourceError(name, f"{url}: the response is {int(declared):,} bytes, more than "
-                          f"the {MAX_FEED_BYTES:,} a feed may have (is this really the feed?)")
+        raise SourceError(
+            name,
+            f"{url}: the response is {int(declared):,} bytes, more than "
+            f"the {MAX_FEED_BYTES:,} a feed may have (is this really the feed?)",
+        )
     # httpx's timeout applies to each read; a server trickling a byte at a time would never
     # trip it, so the whole body also gets an overall budget.
     deadline = time.monotonic() + 3 * seconds
@@ -221,11 +245,17 @@ def _read_body(name: str, url: str, response: httpx.Response, seconds: float) ->
     for chunk in response.iter_bytes():  # decompressed: the limit also stops gzip bombs
         size += len(chunk)
         if size > MAX_FEED_BYTES:
-            raise SourceError(name, f"{url}: the response is more than {MAX_FEED_BYTES:,} "
-                              "bytes (is this really the feed?)")
+            raise SourceError(
+                name,
+                f"{url}: the response is more than {MAX_FEED_BYTES:,} "
+                "bytes (is this really the feed?)",
+            )
         if time.monotonic() > deadline:
-            raise SourceError(name, f"{url}: still downloading after {3 * seconds:g}s; "
-                              "the server is too slow (raise the source's timeout?)")
+            raise SourceError(
+                name,
+                f"{url}: still downloading after {3 * seconds:g}s; "
+                "the server is too slow (raise the source's timeout?)",
+            )
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -244,8 +274,9 @@ def _content_type(value: str) -> tuple[str, str | None]:
 def _file_url_path(name: str, url: str) -> Path:
     parts = urlsplit(url)
     if parts.netloc not in ("", "localhost"):
-        raise SourceError(name, f"{url}: a file:// URL must name a local file "
-                          "(file:///path/to/feed.xml)")
+        raise SourceError(
+            name, f"{url}: a file:// URL must name a local file (file:///path/to/feed.xml)"
+        )
     return Path(url2pathname(unquote(parts.path)))
 
 
@@ -253,12 +284,15 @@ def _read_file(name: str, path: Path) -> _Document:
     try:
         size = path.stat().st_size
         if size > MAX_FEED_BYTES:
-            raise SourceError(name, f"{path}: {size:,} bytes, more than the "
-                              f"{MAX_FEED_BYTES:,} a feed may have")
+            raise SourceError(
+                name, f"{path}: {size:,} bytes, more than the {MAX_FEED_BYTES:,} a feed may have"
+            )
         data = path.read_bytes()
     except FileNotFoundError as e:
-        raise SourceError(name, f"{path}: no such file (a relative url is resolved against "
-                          "the configuration's root)") from e
+        raise SourceError(
+            name,
+            f"{path}: no such file (a relative url is resolved against the configuration's root)",
+        ) from e
     except IsADirectoryError as e:
         raise SourceError(name, f"{path}: is a directory, not a feed file") from e
     except PermissionError as e:
@@ -275,8 +309,9 @@ def _parse(name: str, doc: _Document) -> tuple[list[ArticleDraft], list[str]]:
     if doc.data[:2] == b"\x1f\x8b":
         doc = replace(doc, data=_gunzip(name, doc))
     if not doc.data.strip():
-        raise SourceError(name, f"{doc.where}: empty {'response' if doc.base_url else 'file'}, "
-                          "not a feed")
+        raise SourceError(
+            name, f"{doc.where}: empty {'response' if doc.base_url else 'file'}, not a feed"
+        )
     json_feed = _load_json_feed(name, doc)
     if json_feed is not None:
         return _dedupe_guids(*_json_feed_drafts(name, doc, json_feed))
@@ -295,12 +330,20 @@ def _parse(name: str, doc: _Document) -> tuple[list[ArticleDraft], list[str]]:
     drafts, skipped = _dedupe_guids(*_feedparser_drafts(parsed, doc.base_url))
     if parsed.get("bozo") and not drafts:
         problem = parsed.get("bozo_exception")
-        raise SourceError(name, f"{doc.where}: the feed is broken and no entry could be read "
-                          f"({problem or 'malformed document'}); check it in a feed validator "
-                          "such as https://validator.w3.org/feed/")
+        raise SourceError(
+            name,
+            f"{doc.where}: the feed is broken and no entry could be read "
+            f"({problem or 'malformed document'}); check it in a feed validator "
+            "such as https://validator.w3.org/feed/",
+        )
     if parsed.get("bozo"):
-        log.info("source %r: %s is not well-formed (%s); read %d entries anyway", name,
-                 doc.where, parsed.get("bozo_exception"), len(drafts))
+        log.info(
+            "source %r: %s is not well-formed (%s); read %d entries anyway",
+            name,
+            doc.where,
+            parsed.get("bozo_exception"),
+            len(drafts),
+        )
     return drafts, skipped
 
 
@@ -310,11 +353,13 @@ def _gunzip(name: str, doc: _Document) -> bytes:
     try:
         data = inflate.decompress(doc.data, MAX_FEED_BYTES)
     except zlib.error as e:
-        raise SourceError(name, f"{doc.where}: looks gzip-compressed but is corrupt ({e})"
-                          ) from e
+        raise SourceError(name, f"{doc.where}: looks gzip-compressed but is corrupt ({e})") from e
     if inflate.unconsumed_tail:
-        raise SourceError(name, f"{doc.where}: more than {MAX_FEED_BYTES:,} bytes once "
-                          "decompressed (is this really the feed?)")
+        raise SourceError(
+            name,
+            f"{doc.where}: more than {MAX_FEED_BYTES:,} bytes once "
+            "decompressed (is this really the feed?)",
+        )
     return data
 
 
@@ -328,8 +373,7 @@ def _feedparse(name: str, doc: _Document, base: str | None) -> Mapping[str, Any]
     try:
         # Bytes go in a BytesIO: given bytes or str, feedparser may treat them as a file
         # name or URL to open. HTML is kept as published: it is sanitised at render time.
-        return feedparser.parse(io.BytesIO(doc.data), response_headers=headers,
-                                sanitize_html=False)
+        return feedparser.parse(io.BytesIO(doc.data), response_headers=headers, sanitize_html=False)
     except Exception as e:  # feedparser is lenient, but a crash must not stop other sources
         raise SourceError(name, f"{doc.where}: the feed parser failed ({e!r})") from e
 
@@ -364,8 +408,11 @@ def _not_a_feed(doc: _Document, problem: object) -> str:
     ):
         page = _scan_html(doc.data.decode(doc.charset or "utf-8", "replace"))
         found = [u for u in (_absolute(h, doc.base_url) for h in page.feeds) if u]
-        hint = (f"; the page points to a feed at {found[0]}: use that as the url" if found
-                else "; set the url to the feed itself, not to the web page")
+        hint = (
+            f"; the page points to a feed at {found[0]}: use that as the url"
+            if found
+            else "; set the url to the feed itself, not to the web page"
+        )
         return f"{doc.where}: this is an HTML page, not a feed{hint}"
     what = f" (served as {doc.media_type})" if doc.media_type else ""
     detail = f": {problem}" if problem else ""
@@ -382,8 +429,9 @@ def _feedparser_drafts(
     # Atom entries inherit the feed's author; RSS has no such rule.
     atom = str(parsed.get("version", "")).startswith("atom")
     feed_authors = _names(feed.get("authors")) if atom else None
-    return _collect(parsed.get("entries") or [],
-                    lambda entry: _draft_from_entry(entry, site, feed_authors))
+    return _collect(
+        parsed.get("entries") or [], lambda entry: _draft_from_entry(entry, site, feed_authors)
+    )
 
 
 def _draft_from_entry(
@@ -402,8 +450,9 @@ def _draft_from_entry(
     summary = _as_html(detail, entry.get("summary") or "") if detail else body
     if not title:
         title = _excerpt(summary or body) or url or ""
-    stamp = (entry.get("published_parsed") or entry.get("updated_parsed")
-             or entry.get("created_parsed"))
+    stamp = (
+        entry.get("published_parsed") or entry.get("updated_parsed") or entry.get("created_parsed")
+    )
     date_text = entry.get("published") or entry.get("updated") or ""
     return ArticleDraft(
         guid=_one_line(entry.get("id") or "") or url or _hash_guid(title, date_text),
@@ -412,8 +461,10 @@ def _draft_from_entry(
         summary=summary,
         body=body,
         image=_entry_image(entry, site, body or summary),
-        author=_names(entry.get("authors")) or _one_line(entry.get("author") or "")
-        or feed_authors or None,
+        author=_names(entry.get("authors"))
+        or _one_line(entry.get("author") or "")
+        or feed_authors
+        or None,
         tags=_unique(t.get("term") or t.get("label") for t in entry.get("tags") or []),
         published_at=_from_struct(stamp),
     )
@@ -440,8 +491,7 @@ def _collect(
 def _best_content(contents: list[Mapping[str, Any]]) -> str:
     """Atom may offer alternatives (text and HTML): prefer the HTML one."""
     for content in contents:
-        if content.get("type") in ("text/html", "application/xhtml+xml") and content.get(
-                "value"):
+        if content.get("type") in ("text/html", "application/xhtml+xml") and content.get("value"):
             return str(content["value"])
     return next((_as_html(c, str(c["value"])) for c in contents if c.get("value")), "")
 
@@ -455,13 +505,17 @@ def _entry_image(entry: Mapping[str, Any], base: str | None, markup: str) -> str
     candidates: list[str | None] = [t.get("url") for t in entry.get("media_thumbnail") or []]
     for media in entry.get("media_content") or []:
         kind = media.get("medium") or media.get("type") or ""
-        if kind == "image" or kind.startswith("image/") or (
-                not kind and _IMAGE_EXT.search(media.get("url") or "")):
+        if (
+            kind == "image"
+            or kind.startswith("image/")
+            or (not kind and _IMAGE_EXT.search(media.get("url") or ""))
+        ):
             candidates.append(media.get("url"))
     for link in [*(entry.get("links") or []), *(entry.get("enclosures") or [])]:
         if link.get("rel", "enclosure") == "enclosure" and (
-                (link.get("type") or "").startswith("image/")
-                or (not link.get("type") and _IMAGE_EXT.search(link.get("href") or ""))):
+            (link.get("type") or "").startswith("image/")
+            or (not link.get("type") and _IMAGE_EXT.search(link.get("href") or ""))
+        ):
             candidates.append(link.get("href"))
     itunes = entry.get("image")
     if isinstance(itunes, Mapping):
@@ -477,7 +531,8 @@ def _entry_image(entry: Mapping[str, Any], base: str | None, markup: str) -> str
 def _load_json_feed(name: str, doc: _Document) -> dict[str, Any] | None:
     """The JSON Feed object, or None when the document is not JSON (then it is XML)."""
     json_type = doc.media_type in ("application/feed+json", "application/json") or (
-        doc.media_type.endswith("+json"))
+        doc.media_type.endswith("+json")
+    )
     if not json_type and not doc.data.removeprefix(codecs.BOM_UTF8).lstrip().startswith(b"{"):
         return None
     try:
@@ -487,8 +542,9 @@ def _load_json_feed(name: str, doc: _Document) -> dict[str, Any] | None:
             obj = json.loads(doc.data.decode("utf-8", "replace"))
     except (ValueError, RecursionError) as e:
         if json_type:
-            raise SourceError(name, f"{doc.where}: served as {doc.media_type} but the JSON "
-                              f"is broken ({e})") from e
+            raise SourceError(
+                name, f"{doc.where}: served as {doc.media_type} but the JSON is broken ({e})"
+            ) from e
         return None
     if isinstance(obj, dict) and (
         _JSONFEED_VERSION.match(str(obj.get("version") or ""))
@@ -496,8 +552,11 @@ def _load_json_feed(name: str, doc: _Document) -> dict[str, Any] | None:
         or (json_type and isinstance(obj.get("items"), list))
     ):
         return obj
-    raise SourceError(name, f"{doc.where}: JSON, but not a JSON Feed (no \"version\": "
-                      "\"https://jsonfeed.org/version/1.1\" and \"items\")")
+    raise SourceError(
+        name,
+        f'{doc.where}: JSON, but not a JSON Feed (no "version": '
+        '"https://jsonfeed.org/version/1.1" and "items")',
+    )
 
 
 def _json_feed_drafts(
@@ -505,19 +564,19 @@ def _json_feed_drafts(
 ) -> tuple[list[ArticleDraft], list[str]]:
     items = feed.get("items")
     if not isinstance(items, list):
-        raise SourceError(name, f"{doc.where}: the JSON Feed has no \"items\" list")
+        raise SourceError(name, f'{doc.where}: the JSON Feed has no "items" list')
     site = _absolute(_str(feed.get("home_page_url")), doc.base_url)
     base = doc.base_url or site or _absolute(_str(feed.get("feed_url")), None)
     feed_authors = _json_authors(feed)
     return _collect(items, lambda item: _draft_from_item(item, base, feed_authors))
 
 
-def _draft_from_item(item: object, base: str | None, feed_authors: str | None
-                     ) -> ArticleDraft | str:
+def _draft_from_item(
+    item: object, base: str | None, feed_authors: str | None
+) -> ArticleDraft | str:
     if not isinstance(item, dict):
         return "not a JSON object"
-    url = _absolute(_str(item.get("url")), base) or _absolute(
-        _str(item.get("external_url")), base)
+    url = _absolute(_str(item.get("url")), base) or _absolute(_str(item.get("external_url")), base)
     title = _one_line(_str(item.get("title")))
     if not title and not url:
         return "no title and no link"
@@ -527,12 +586,18 @@ def _draft_from_item(item: object, base: str | None, feed_authors: str | None
     if not title:
         title = _excerpt(summary) or url or ""
     item_id = item.get("id")  # a string by the spec; numbers are common in the wild
-    guid = _one_line(str(item_id)) if isinstance(item_id, str | int) and not isinstance(
-        item_id, bool) else ""
+    guid = (
+        _one_line(str(item_id))
+        if isinstance(item_id, str | int) and not isinstance(item_id, bool)
+        else ""
+    )
     date_text = _str(item.get("date_published")) or _str(item.get("date_modified"))
     images = [_str(item.get("image")), _str(item.get("banner_image"))]
-    images += [_str(a.get("url")) for a in _list(item.get("attachments"))
-               if isinstance(a, dict) and _str(a.get("mime_type")).startswith("image/")]
+    images += [
+        _str(a.get("url"))
+        for a in _list(item.get("attachments"))
+        if isinstance(a, dict) and _str(a.get("mime_type")).startswith("image/")
+    ]
     images += _scan_html(body).images if body else []
     return ArticleDraft(
         guid=guid or url or _hash_guid(title, date_text),
@@ -609,7 +674,8 @@ def _text_to_html(text: str) -> str:
         return ""
     paragraphs = re.split(r"\n\s*\n", text.strip())
     return "\n".join(
-        "<p>" + html.escape(p.strip()).replace("\n", "<br>\n") + "</p>" for p in paragraphs)
+        "<p>" + html.escape(p.strip()).replace("\n", "<br>\n") + "</p>" for p in paragraphs
+    )
 
 
 def _str(value: object) -> str:
@@ -686,8 +752,12 @@ class _HtmlScan(HTMLParser):
             self._hidden += 1
         elif tag == "img" and attr.get("src"):
             self.images.append(attr["src"])
-        elif (tag == "link" and "alternate" in attr.get("rel", "").lower().split()
-              and attr.get("type", "").lower() in _FEED_TYPES and attr.get("href")):
+        elif (
+            tag == "link"
+            and "alternate" in attr.get("rel", "").lower().split()
+            and attr.get("type", "").lower() in _FEED_TYPES
+            and attr.get("href")
+        ):
             self.feeds.append(attr["href"])
         elif tag in self._BREAKS:
             self.parts.append(" ")

@@ -195,8 +195,11 @@ class SmtpTransport:
         try:
             if s.security == "tls":
                 conn: smtplib.SMTP = smtplib.SMTP_SSL(
-                    s.host, s.effective_port, s.local_hostname,
-                    timeout=timeout, context=self._ssl_context,
+                    s.host,
+                    s.effective_port,
+                    s.local_hostname,
+                    timeout=timeout,
+                    context=self._ssl_context,
                 )
             else:
                 conn = smtplib.SMTP(s.host, s.effective_port, s.local_hostname, timeout=timeout)
