@@ -15,8 +15,8 @@ import httpx
 from sqlalchemy import Engine, select
 
 from newsbroadcast import db
+from newsbroadcast.channels import make_channel
 from newsbroadcast.channels.base import Channel
-from newsbroadcast.channels.file import FileChannel
 from newsbroadcast.config import Config, Digest
 from newsbroadcast.dispatch import Dispatcher, DispatchReport, story_view
 from newsbroadcast.ingest import PollReport, poll_all
@@ -61,7 +61,7 @@ class Service:
         self.sessions = db.sessions(self.engine)
         self.templates = make_environment(config.path(config.templates))
         self.channels: dict[str, Channel] = {
-            ch.name: FileChannel(ch.name, config.path(ch.dir)) for ch in config.social
+            ch.name: make_channel(ch, config) for ch in config.social
         }
         self.dispatcher = Dispatcher(
             config,
@@ -119,7 +119,8 @@ class Service:
                         author=article.author,
                         tags=tuple(article.tags or ()),
                     )
-                    text = render_post(template, story, channel.max_length)
+                    network = self.channels[channel.name]
+                    text = render_post(template, story, network.limit, network.measure)
                     count += insert_post(session, article.id, channel.name, text, now)
             session.commit()
         if count:

@@ -190,19 +190,24 @@ class Digest(Model):
         return CronTrigger.from_crontab(self.cron, timezone=ZoneInfo(self.timezone))
 
 
-class FileChannel(Model):
-    """Writes each post as one JSON line to ``dir/<channel name>.jsonl``."""
+class ChannelBase(Model):
+    """What every social channel has: a name, a template, filters and flood protection."""
 
-    type: Literal["file"]
     name: Name
-    dir: Path = Path("var/posts")
     template: str = "default.txt.j2"  # under templates/social/
-    max_length: int = Field(500, ge=20)
     # Articles first seen before the channel was added are never announced, except the
     # newest `backfill`; and none published more than `max_age` ago (an old feed's archive).
     backfill: int = Field(0, ge=0)
     max_age: Duration = timedelta(days=2)
-    tags: list[str] = []
+    tags: list[str] = []  # only articles with one of these tags; empty = all
+
+
+class FileChannel(ChannelBase):
+    """Writes each post as one JSON line to ``dir/<channel name>.jsonl``."""
+
+    type: Literal["file"]
+    dir: Path = Path("var/posts")
+    max_length: int = Field(500, ge=20)
 
 
 Channel = Annotated[FileChannel, Field(discriminator="type")]

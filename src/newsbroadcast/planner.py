@@ -18,7 +18,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from newsbroadcast.config import Digest, FileChannel
+from newsbroadcast.config import ChannelBase, Digest
 from newsbroadcast.models import (
     Article,
     ChannelState,
@@ -187,7 +187,7 @@ def register_channels(session: Session, names: Sequence[str], now: datetime) -> 
 
 
 def articles_to_announce(
-    session: Session, channel: FileChannel, added_at: datetime, now: datetime
+    session: Session, channel: ChannelBase, added_at: datetime, now: datetime
 ) -> list[Article]:
     """Articles that should get a post on ``channel`` and have none yet, oldest first.
 

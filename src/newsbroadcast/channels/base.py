@@ -25,8 +25,15 @@ class Published:
 class Channel(Protocol):
     """Publishes posts. ``publish`` raises TransientSendError (retry later),
     RateLimited (retry after its delay) or PermanentSendError; it must be safe to call
-    again for a post whose earlier attempt may have gone through (no double post)."""
+    again for a post whose earlier attempt may have gone through (no double post).
+
+    ``limit`` and ``measure`` are the network's length rule: a post's text is fitted so
+    that ``measure(text) <= limit`` when it is planned.
+    """
 
     name: str
+    limit: int
+
+    def measure(self, text: str) -> int: ...
 
     def publish(self, post: OutgoingPost) -> Published: ...

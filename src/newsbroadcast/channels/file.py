@@ -16,9 +16,13 @@ from newsbroadcast.errors import TransientSendError
 
 
 class FileChannel:
-    def __init__(self, name: str, directory: Path) -> None:
+    def __init__(self, name: str, directory: Path, limit: int = 500) -> None:
         self.name = name
+        self.limit = limit
         self.path = directory / f"{name}.jsonl"
+
+    def measure(self, text: str) -> int:
+        return len(text)
 
     def publish(self, post: OutgoingPost) -> Published:
         remote_id = f"{self.name}-{post.post_id}"
