@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 # A development-only secret so the demo runs out of the box; set your own in production.
 export NEWSBROADCAST_SECRET ?= dev-only-secret-change-me
 
-.PHONY: run test lint venv clean
+.PHONY: run test lint venv clean schema
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,10 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+# The config's JSON Schema for editors; a test fails when the committed copy is stale.
+schema: $(STAMP)
+	$(NB) config schema --out config/newsbroadcast.schema.json
 
 clean:
 	rm -rf var/ .pytest_cache

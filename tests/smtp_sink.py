@@ -14,6 +14,7 @@ may be changed while the sink runs (e.g. ``sink.reject.add(...)``).
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import re
 import socket
@@ -72,6 +73,8 @@ class SmtpSink:
       reply instead (e.g. ``"550 5.7.1 sender refused"``). A ``421`` reply also closes
       the connection, as real servers do.
     - ``data_size_limit``: advertised SIZE, bigger messages are refused with 552.
+    - ``port``: listen here (0: a free port, the default); to bring a stopped sink back.
+    - ``delay``: seconds to wait before answering each end of DATA, as a remote MTA would.
     """
 
     def __init__(
@@ -88,11 +91,14 @@ class SmtpSink:
         mail_reply: str | None = None,
         data_reply: str | None = None,
         data_size_limit: int = 2**25,
+        port: int = 0,
+        delay: float = 0.0,
     ) -> None:
         if starttls and implicit_tls:
             raise ValueError("choose starttls or implicit_tls, not both")
         self.host = host
-        self.port = 0
+        self.port = port
+        self.delay = delay
         self.defer = dict(defer or {})
         self.reject = set(reject)
         self.drop_after = drop_after
@@ -127,7 +133,7 @@ class SmtpSink:
             self,
             _Handler(self),
             hostname=self.host,
-            port=0,
+            port=self.port,
             ssl_context=self.implicit_tls,
             server_hostname="sink.test",  # skips aiosmtpd's getfqdn() DNS lookup
             authenticator=self._authenticate,
@@ -279,6 +285,8 @@ class _Handler:
 
     async def handle_DATA(self, server: _SinkSMTP, session: Any, envelope: Any) -> str:
         data: bytes = envelope.original_content
+        if self.sink.delay:
+            await asyncio.sleep(self.sink.delay)  # a remote MTA's time to accept a message
         if _BARE_CR_OR_LF.search(data):
             return "550 5.6.11 Message contains a bare CR or LF (RFC 5322 2.3)"
         if any(len(line) > MAX_LINE for line in data.split(b"\r\n")):

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 import httpx
+import jinja2
 from sqlalchemy import Engine, select
 
 from newsbroadcast import db
@@ -19,6 +20,7 @@ from newsbroadcast.channels import make_channel
 from newsbroadcast.channels.base import Channel
 from newsbroadcast.config import Config, Digest
 from newsbroadcast.dispatch import Dispatcher, DispatchReport, story_view
+from newsbroadcast.dryrun import DryChannel, DryRunDatabase, DryTransport, Tally
 from newsbroadcast.ingest import PollReport, poll_all
 from newsbroadcast.models import Article, ChannelState, utcnow
 from newsbroadcast.planner import (
@@ -32,7 +34,7 @@ from newsbroadcast.planner import (
 from newsbroadcast.render.email import EditionView, PreparedEdition, prepare_edition
 from newsbroadcast.render.social import PostStory, render_post
 from newsbroadcast.render.templates import html_to_text, make_environment
-from newsbroadcast.transports import make_transport
+from newsbroadcast.transports import Transport, make_transport
 
 log = logging.getLogger("newsbroadcast")
 
@@ -52,6 +54,7 @@ class Service:
         engine: Engine | None = None,
         clock: Callable[[], datetime] = utcnow,
         http: httpx.Client | None = None,
+        dry_run: bool = False,
     ) -> None:
         self.config = config
         self.clock = clock
@@ -59,14 +62,21 @@ class Service:
         self.engine = engine or db.make_engine(config.database_url)
         db.upgrade(self.engine)
         self.sessions = db.sessions(self.engine)
-        self.templates = make_environment(config.path(config.templates))
-        self.channels: dict[str, Channel] = {
-            ch.name: make_channel(ch, config) for ch in config.social
-        }
+        # Dry run (see dryrun.py): one transaction rolled back at close, nothing handed over.
+        self.dry_run: DryRunDatabase | None = None
+        self.tally = Tally()
+        if dry_run:
+            self.dry_run = DryRunDatabase(self.engine.url)
+            self.sessions = self.dry_run.sessions
+        # A snapshot of the templates: a file saved broken on disk changes nothing until
+        # a reload has checked it (see reload.py).
+        self.templates = make_environment(config.path(config.templates), snapshot=True)
+        self.channels: dict[str, Channel] = self._make_channels(config)
         self.dispatcher = Dispatcher(
-            config,
+            # One connection at a time when dry: the rolled-back transaction is one connection.
+            _single_connection(config) if dry_run else config,
             self.sessions,
-            transport=lambda: make_transport(config),
+            transport=self._make_transport,
             channels=self.channels,
             prepare=self._prepare,
             clock=clock,
@@ -74,8 +84,33 @@ class Service:
         with self.sessions() as session:
             register_channels(session, [ch.name for ch in config.social], clock())
 
-    def _prepare(self, digest: str, view: EditionView) -> PreparedEdition:
-        return prepare_edition(self.templates, self.config, self.config.digest(digest), view)
+    def _make_transport(self) -> Transport:
+        return DryTransport(self.tally) if self.dry_run else make_transport(self.config)
+
+    def _make_channels(self, config: Config) -> dict[str, Channel]:
+        channels = {ch.name: make_channel(ch, config) for ch in config.social}
+        if self.dry_run:
+            return {name: DryChannel(ch, self.tally) for name, ch in channels.items()}
+        return channels
+
+    def reconfigure(self, config: Config, templates: jinja2.Environment) -> None:
+        """Use a new, already checked configuration and templates from the next step on.
+        Rendered editions are dropped so they render again with the new templates. The
+        database and the rate limits stay as they were started (a restart changes them)."""
+        self.config = config
+        self.templates = templates
+        self.channels.clear()
+        self.channels.update(self._make_channels(config))
+        self.dispatcher.config = _single_connection(config) if self.dry_run else config
+        with self.dispatcher._prepared_lock:
+            self.dispatcher._prepared.clear()
+        with self.sessions() as session:
+            register_channels(session, [ch.name for ch in config.social], self.clock())
+
+    def _prepare(self, digest: str, view: EditionView, language: str = "en") -> PreparedEdition:
+        return prepare_edition(
+            self.templates, self.config, self.config.digest(digest), view, language
+        )
 
     # -- steps ----------------------------------------------------------------------------
 
@@ -139,4 +174,12 @@ class Service:
         return report
 
     def close(self) -> None:
+        if self.dry_run is not None:
+            self.dry_run.close()
         self.engine.dispose()
+
+
+def _single_connection(config: Config) -> Config:
+    return config.model_copy(
+        update={"email": config.email.model_copy(update={"transport": "file"})}
+    )

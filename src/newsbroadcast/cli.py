@@ -10,7 +10,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine, func, select
 
-from newsbroadcast import __version__, db
+from newsbroadcast import __version__, cli_admin, db, lifecycle_cli, logs
 from newsbroadcast.config import Config, config_path, load_config
 from newsbroadcast.errors import ConfigError, InputError, NewsBroadcastError
 from newsbroadcast.models import (
@@ -28,11 +28,8 @@ EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    # JSON lines when stderr is not a terminal, readable lines when it is; no secrets.
+    logs.setup(verbose=args.verbose)
     # Migrations and the scheduler narrate every step at INFO; keep their warnings only.
     for noisy in ("alembic", "apscheduler"):
         logging.getLogger(noisy).setLevel(logging.DEBUG if args.verbose else logging.WARNING)
@@ -70,10 +67,21 @@ def _parser() -> argparse.ArgumentParser:
         "--once", action="store_true", help="one pass: poll, plan what is due, send, exit"
     )
     run.add_argument("--force", action="store_true", help="treat every digest as due")
+    run.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="plan and render everything, send nothing, change nothing in the database",
+    )
     run.set_defaults(handler=cmd_run)
 
     check = sub.add_parser("check", help="validate the config and templates")
+    check.add_argument(
+        "--connect",
+        action="store_true",
+        help="also log in to the SMTP server and check each social channel's credentials",
+    )
     check.set_defaults(handler=cmd_check)
+    cli_admin.add_parsers(sub)
 
     dbp = sub.add_parser("db", help="database maintenance")
     dbsub = dbp.add_subparsers(dest="db_command", required=True, metavar="ACTION")
@@ -93,15 +101,55 @@ def _parser() -> argparse.ArgumentParser:
     lst = ssub.add_parser("list", help="list subscribers")
     lst.add_argument("--status", choices=[s.value for s in SubscriberStatus])
     lst.set_defaults(handler=cmd_subscribers_list)
+    # serve, mailbox, subscribers export|data|remove|suppress|erase
+    lifecycle_cli.register(sub, ssub)
+
+    arts = sub.add_parser("articles", help="add articles by hand")
+    asub = arts.add_subparsers(dest="articles_command", required=True, metavar="ACTION")
+    aadd = asub.add_parser("add", help="store the article at URL, from its page's metadata")
+    aadd.add_argument("--url", required=True)
+    aadd.add_argument("--source", default="manual", help="source name to store it under")
+    aadd.set_defaults(handler=cmd_articles_add)
+    api = sub.add_parser("api", help="push API helpers")
+    apisub = api.add_subparsers(dest="api_command", required=True, metavar="ACTION")
+    hasher = apisub.add_parser(
+        "hash-token", help="make a token (or hash one read from stdin) for api.tokens"
+    )
+    hasher.add_argument("--stdin", action="store_true", help="hash the token given on stdin")
+    hasher.set_defaults(handler=cmd_api_hash_token)
+
+    wrk = sub.add_parser("worker", help="run only the dispatcher (many may share PostgreSQL)")
+    wrk.add_argument("--once", action="store_true", help="send everything due now, then exit")
+    wrk.add_argument("--metrics-port", type=int, help="serve Prometheus /metrics on this port")
+    wrk.add_argument("--metrics-addr", default="127.0.0.1", help="address for --metrics-port")
+    wrk.set_defaults(handler=cmd_worker)
+    edp = sub.add_parser("edition", help="pause, resume or cancel an edition being sent")
+    esub = edp.add_subparsers(dest="edition_command", required=True, metavar="ACTION")
+    for action, text in (
+        ("pause", "stop sending; queued deliveries wait"),
+        ("resume", "send a paused edition again, from where it stopped"),
+        ("cancel", "stop for good; queued deliveries are skipped"),
+    ):
+        act = esub.add_parser(action, help=text)
+        act.add_argument("edition_id", type=int, metavar="ID")
+        act.set_defaults(handler=cmd_edition)
 
     sub.add_parser("status", help="what was sent, what waits, how sources fare").set_defaults(
         handler=cmd_status
     )
+
+    post = sub.add_parser("post", help="social posts")
+    postsub = post.add_subparsers(dest="post_command", required=True, metavar="ACTION")
+    preview = postsub.add_parser("preview", help="what each channel would post (posts nothing)")
+    preview.add_argument("article_id", type=int, nargs="?", metavar="ARTICLE_ID")
+    preview.set_defaults(handler=cmd_post_preview)
     return p
 
 
 def _config(args: argparse.Namespace) -> Config:
-    return load_config(config_path(args.config))
+    config = load_config(config_path(args.config))
+    logs.protect(config)  # from here on, no configured secret appears in a log line
+    return config
 
 
 def _engine(config: Config) -> Engine:
@@ -119,10 +167,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     from newsbroadcast.scheduler import run_forever
 
     config = _config(args)
-    service = Service(config)
+    service = Service(config, dry_run=args.dry_run)
     try:
         if args.once:
-            report = service.run_once(force=args.force)
+            from contextlib import nullcontext
+
+            from newsbroadcast.progress import ProgressBar
+
+            # The progress bar reads from its own thread; a dry run has one connection.
+            with nullcontext() if args.dry_run else ProgressBar(service.sessions):
+                report = service.run_once(force=args.force)
             polls_failed = [p for p in report.polls if p.error]
             print(
                 f"polled {len(report.polls)} source(s) ({len(polls_failed)} failed), "
@@ -133,29 +187,85 @@ def cmd_run(args: argparse.Namespace) -> int:
             )
             for p in polls_failed:
                 print(f"source {p.source}: {p.error}", file=sys.stderr)
+            if args.dry_run:
+                print(
+                    f"dry run: {service.tally.messages} message(s) rendered and "
+                    f"{service.tally.posts} post(s) made, none sent; database unchanged"
+                )
             return EXIT_OK
         if args.force:
             service.plan_digests(force=True)
-        run_forever(service)
+        run_forever(service, watch=config_path(args.config))
         return EXIT_OK
     finally:
         service.close()
 
 
+def cmd_worker(args: argparse.Namespace) -> int:
+    from newsbroadcast import metrics
+    from newsbroadcast.app import Service
+    from newsbroadcast.progress import ProgressBar
+    from newsbroadcast.worker import run_worker
+
+    service = Service(_config(args))
+    stop_metrics = None
+    try:
+        if args.metrics_port is not None:
+            metrics.watch_queue(service.sessions)
+            stop_metrics = metrics.serve(args.metrics_port, args.metrics_addr).stop
+        if args.once:
+            with ProgressBar(service.sessions):
+                report = run_worker(service, once=True)
+            print(
+                f"sent {report.sent}, retry later {report.retried}, failed {report.failed}, "
+                f"skipped {report.skipped}"
+            )
+        else:
+            run_worker(service)
+        return EXIT_OK
+    finally:
+        if stop_metrics is not None:
+            stop_metrics()
+        service.close()
+
+
+def cmd_edition(args: argparse.Namespace) -> int:
+    from newsbroadcast.editions import cancel_edition, pause_edition, resume_edition
+
+    config = _config(args)
+    engine = _engine(config)
+    try:
+        with db.sessions(engine)() as session:
+            eid = args.edition_id
+            if args.edition_command == "pause":
+                done = pause_edition(session, eid, "by hand")
+                print(f"edition {eid} paused" if done else f"edition {eid} was not sending")
+            elif args.edition_command == "resume":
+                done = resume_edition(session, eid)
+                print(f"edition {eid} resumed" if done else f"edition {eid} was not paused")
+            else:
+                skipped = cancel_edition(session, eid, utcnow())
+                print(f"edition {eid} cancelled; {skipped} waiting deliveries skipped")
+    finally:
+        engine.dispose()
+    return EXIT_OK
+
+
 def cmd_check(args: argparse.Namespace) -> int:
-    from newsbroadcast.checks import template_problems
+    from newsbroadcast.checks import template_problems, trial_problems
 
     path = config_path(args.config)
     config = load_config(path)
-    problems = template_problems(config)
+    problems = template_problems(config) or trial_problems(config)
     if problems:
         raise ConfigError(problems)
+    logs.protect(config)
     backend = config.database_url.split(":", 1)[0].split("+", 1)[0]
     print(
         f"{path}: OK: {len(config.sources)} source(s), {len(config.digests)} digest(s), "
         f"{len(config.social)} channel(s), {config.email.transport} transport, {backend} database"
     )
-    return EXIT_OK
+    return cli_admin.print_check_extras(config, args.connect)
 
 
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
@@ -194,7 +304,7 @@ def cmd_subscribers_import(args: argparse.Namespace) -> int:
     if not args.quiet or report.problems:
         print(
             f"imported {report.added}, already there {report.existing}, "
-            f"bad rows {len(report.problems)}"
+            f"bad rows {len(report.problems)}, suppressed {report.suppressed}"
         )
     return EXIT_FAILED if report.problems else EXIT_OK
 
@@ -210,6 +320,60 @@ def cmd_subscribers_list(args: argparse.Namespace) -> int:
             print(f"{s.id}\t{s.email}\t{s.status}\t{s.name or ''}\t{s.language}")
     engine.dispose()
     return EXIT_OK
+
+
+def cmd_articles_add(args: argparse.Namespace) -> int:
+    from newsbroadcast.ingest import user_agent
+    from newsbroadcast.sources.push import draft_from_page, record_failure, store_pushed
+
+    config = _config(args)
+    engine = _engine(config)
+    sessions = db.sessions(engine)
+    try:
+        try:
+            draft = draft_from_page(args.url, None, user_agent(config))
+        except NewsBroadcastError as e:
+            record_failure(sessions, args.source, utcnow(), str(e))
+            raise
+        stored = store_pushed(sessions, args.source, [draft], utcnow())
+    finally:
+        engine.dispose()
+    verb = "added" if stored.created else "updated" if stored.updated else "already there"
+    print(f"{verb}: {draft.title} <{draft.url}>")
+    return EXIT_OK
+
+
+def cmd_api_hash_token(args: argparse.Namespace) -> int:
+    import secrets
+
+    from newsbroadcast.sources.push import hash_token
+
+    if args.stdin:
+        token = sys.stdin.readline().strip()
+        if not token:
+            raise InputError("no token on stdin")
+    else:
+        token = secrets.token_urlsafe(32)
+        print(f"token (give it to the client; it is not stored): {token}")
+    print(f"for api.tokens in the config: {hash_token(token)}")
+    return EXIT_OK
+
+
+def cmd_post_preview(args: argparse.Namespace) -> int:
+    from newsbroadcast.app import Service
+    from newsbroadcast.preview import preview_posts
+
+    service = Service(_config(args))
+    try:
+        article, previews = preview_posts(service, args.article_id)
+    finally:
+        service.close()
+    print(f"article {article.id}: {article.title}")
+    for p in previews:
+        verdict = "fits" if not p.problem and p.length <= p.limit else "TOO LONG"
+        print(f"\n== {p.channel} ({p.kind}): {p.length}/{p.limit} {verdict} ==")
+        print(p.problem or p.text)
+    return EXIT_OK if all(not p.problem for p in previews) else EXIT_FAILED
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -228,6 +392,12 @@ def cmd_status(args: argparse.Namespace) -> int:
             ).all()
         )
         print("subscribers: " + (", ".join(f"{k} {v}" for k, v in sorted(subs.items())) or "none"))
+        from newsbroadcast.editions import progress
+
+        running = progress(session, utcnow())
+        print("editions in progress:" if running else "editions in progress: none")
+        for p in running:
+            print(f"  {p.line()}")
         print("last editions:")
         editions = session.scalars(select(Edition).order_by(Edition.id.desc()).limit(10)).all()
         for e in editions:
@@ -240,16 +410,25 @@ def cmd_status(args: argparse.Namespace) -> int:
             print("  none yet")
         print("sources:")
         states = {s.name: s for s in session.scalars(select(SourceState))}
-        for source in config.sources:
-            s = states.get(source.name)
+        # Pushed articles (the API, `articles add`) have a state but no configured source.
+        names = [src.name for src in config.sources] + sorted(
+            set(states) - {src.name for src in config.sources}
+        )
+        for name in names:
+            s = states.get(name)
             if s is None:
-                print(f"  {source.name}: never polled")
+                print(f"  {name}: never polled")
                 continue
             health = "ok" if not s.last_error else f"ERROR {s.last_error}"
             print(
-                f"  {source.name}: last poll {_when(s.last_polled_at)}, last success "
+                f"  {name}: last poll {_when(s.last_polled_at)}, last success "
                 f"{_when(s.last_success_at)}, {s.items_seen} items seen, {health}"
             )
+            problems = (s.last_problems or "").splitlines()
+            for problem in problems[:5]:
+                print(f"    left out: {problem}")
+            if len(problems) > 5:
+                print(f"    … and {len(problems) - 5} more (see the log)")
     engine.dispose()
     return EXIT_OK
 

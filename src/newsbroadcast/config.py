@@ -21,6 +21,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
@@ -48,7 +49,12 @@ def _duration(value: Any) -> Any:
     raise ValueError(f"{value!r} is not a duration (write e.g. 30s, 15m, 2h or 1d)")
 
 
-Duration = Annotated[timedelta, BeforeValidator(_duration)]
+# In the JSON Schema as the admin writes it ("15m", or seconds), not pydantic's ISO 8601.
+_DURATION_SCHEMA = {
+    "anyOf": [{"type": "string", "pattern": _DURATION.pattern}, {"type": "number", "minimum": 0}],
+    "description": "a duration: 30s, 15m, 2h, 1d, 1w, or a number of seconds",
+}
+Duration = Annotated[timedelta, BeforeValidator(_duration), WithJsonSchema(_DURATION_SCHEMA)]
 Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")]
 
 
@@ -94,7 +100,14 @@ class Site(Model):
     unsubscribe_mailto: Address
     # Signs unsubscribe/preferences tokens. Comes from the environment, never from the file.
     secret: str = Field(min_length=16)
+    # Secrets used before a rotation: links already sent and signed with them still verify.
+    previous_secrets: list[str] = []
     language: str = "en"
+
+    @property
+    def secrets(self) -> list[str]:
+        """Every secret a token may be signed with, the current one first."""
+        return [self.secret, *self.previous_secrets]
 
 
 class Database(Model):
@@ -111,7 +124,96 @@ class FeedSource(Model):
     timeout: Duration = timedelta(seconds=20)
 
 
-Source = Annotated[FeedSource, Field(discriminator="type")]
+class HtmlSelectors(Model):
+    """CSS selectors; all but ``item`` apply inside one item. ``sel@attr`` reads an
+    attribute (``time@datetime``, ``img@src``), otherwise the element's text is used."""
+
+    item: str
+    title: str
+    link: str = "a@href"
+    date: str | None = None
+    summary: str | None = None
+    image: str | None = None
+
+
+class HtmlPages(Model):
+    """Pagination: follow a "next" link, or fill ``{page}`` (2, 3, …) into a URL pattern."""
+
+    next: str | None = None
+    pattern: str | None = Field(None, pattern=r"\{page\}")
+    max_pages: int = Field(1, ge=1, le=100)
+
+
+class HtmlSource(Model):
+    """A "latest news" listing page read with CSS selectors."""
+
+    type: Literal["html"]
+    name: Name
+    url: str = Field(pattern=r"^https?://")
+    selectors: HtmlSelectors
+    date_formats: list[str] = []  # strptime formats, tried in order; none: dateutil guesses
+    date_timezone: TimeZone = "UTC"  # for dates written without an offset
+    day_first: bool = False  # 03/04/2025 is 3 April (dateutil guessing only)
+    pages: HtmlPages = HtmlPages()
+    # Read each new story's own page for og:title/description/image, article:published_time.
+    fetch_articles: bool = False
+    delay: Duration = timedelta(seconds=1)  # between two requests to one host
+    poll_every: Duration = timedelta(minutes=15)
+    timeout: Duration = timedelta(seconds=20)
+
+
+class SitemapSource(Model):
+    """A Google News sitemap (or a sitemap index of them)."""
+
+    type: Literal["sitemap"]
+    name: Name
+    url: str = Field(pattern=r"^https?://")
+    max_sitemaps: int = Field(20, ge=1, le=1000)  # children of an index read per poll
+    delay: Duration = timedelta(seconds=1)
+    poll_every: Duration = timedelta(minutes=15)
+    timeout: Duration = timedelta(seconds=20)
+
+
+class SqlColumns(Model):
+    """Which column of the foreign table holds each article field."""
+
+    guid: str
+    title: str
+    url: str | None = None
+    summary: str | None = None
+    body: str | None = None
+    image: str | None = None
+    author: str | None = None
+    tags: str | None = None  # comma-separated text, a JSON list or an array column
+    published_at: str | None = None
+
+
+class SqlSource(Model):
+    """Rows of a table or view in another application's database, read strictly read-only."""
+
+    type: Literal["sql"]
+    name: Name
+    url: str  # any SQLAlchemy URL; put the password in the environment: ${NEWS_DB_URL}
+    table: str
+    db_schema: str | None = Field(None, alias="schema")
+    columns: SqlColumns
+    cursor: str  # an increasing column (an id or a timestamp): only rows past it are read
+    timezone: TimeZone = "UTC"  # of timestamps stored without an offset
+    batch_size: int = Field(500, ge=1, le=100_000)
+    max_rows: int = Field(10_000, ge=1)  # per poll; a backlog is read over several polls
+    poll_every: Duration = timedelta(minutes=5)
+    timeout: Duration = timedelta(seconds=20)
+
+
+Source = Annotated[FeedSource | HtmlSource | SitemapSource | SqlSource, Field(discriminator="type")]
+
+
+class Api(Model):
+    """The push API (``POST /api/articles``). Tokens are stored hashed: ``sha256:<hex>``
+    (``newsbroadcast api hash-token`` makes one)."""
+
+    tokens: list[Annotated[str, Field(pattern=r"^sha256:[0-9a-f]{64}$")]] = []
+    source: Name = "push"  # the source name pushed articles are stored under
 
 
 class Smtp(Model):
@@ -125,6 +227,8 @@ class Smtp(Model):
     password: str | None = None
     timeout: Duration = timedelta(seconds=30)
     local_hostname: str | None = None
+    # Connections kept open at once by each dispatcher, messages back-to-back on each.
+    connections: int = Field(1, ge=1, le=64)
 
     @field_validator("username", "password", mode="before")
     @classmethod
@@ -146,6 +250,21 @@ class Dkim(Model):
     private_key_file: Path
 
 
+class RateLimit(Model):
+    """A provider's sending limit, held for all dispatchers together (state in the database).
+    Sliding windows: at most ``per_second`` in any second, ``per_hour`` in any hour."""
+
+    per_second: int | None = Field(None, ge=1)
+    per_hour: int | None = Field(None, ge=1)
+
+
+class AutoPause(Model):
+    """Pause an edition when, of its last ``window`` messages, this share was refused."""
+
+    window: int = Field(200, ge=1)
+    failure_share: float = Field(0.5, gt=0, le=1)
+
+
 class Email(Model):
     transport: Literal["file", "smtp"] = "file"
     file: FileTransport = FileTransport()
@@ -155,6 +274,8 @@ class Email(Model):
     retry_after: Duration = timedelta(minutes=1)  # first retry; doubles each attempt
     bounce_after: int = Field(3, ge=1)  # permanent failures before a subscriber is 'bounced'
     batch_size: int = Field(200, ge=1)
+    rate_limit: RateLimit = RateLimit()
+    auto_pause: AutoPause | None = AutoPause()  # null turns it off
 
     @model_validator(mode="after")
     def _smtp_needs_settings(self) -> Email:
@@ -190,6 +311,25 @@ class Digest(Model):
         return CronTrigger.from_crontab(self.cron, timezone=ZoneInfo(self.timezone))
 
 
+class Pace(Model):
+    """At most one post per ``every`` on a channel, and only ``between`` two local times
+    ("07:00-21:00"; "22:00-06:00" spans midnight) in ``timezone``. Held in the database, so it
+    holds for every dispatcher and across restarts."""
+
+    every: Duration = timedelta(0)
+    between: str | None = Field(None, pattern=r"^\d{1,2}:\d{2}-\d{1,2}:\d{2}$")
+    timezone: TimeZone = "UTC"
+
+    @field_validator("between")
+    @classmethod
+    def _real_times(cls, value: str | None) -> str | None:
+        for hm in value.split("-") if value else ():
+            hours, minutes = (int(x) for x in hm.split(":"))
+            if hours > 24 or minutes > 59 or (hours == 24 and minutes):
+                raise ValueError(f"{hm!r} is not a time of day (write e.g. 07:00-21:00)")
+        return value
+
+
 class ChannelBase(Model):
     """What every social channel has: a name, a template, filters and flood protection."""
 
@@ -200,6 +340,7 @@ class ChannelBase(Model):
     backfill: int = Field(0, ge=0)
     max_age: Duration = timedelta(days=2)
     tags: list[str] = []  # only articles with one of these tags; empty = all
+    pace: Pace | None = None  # e.g. {every: 10m, between: "07:00-21:00", timezone: UTC}
 
 
 class FileChannel(ChannelBase):
@@ -210,12 +351,112 @@ class FileChannel(ChannelBase):
     max_length: int = Field(500, ge=20)
 
 
-Channel = Annotated[FileChannel, Field(discriminator="type")]
+class BlueskyChannel(ChannelBase):
+    """Posts to a Bluesky (AT Protocol) account with an app password."""
+
+    type: Literal["bluesky"]
+    service: str = Field("https://bsky.social", pattern=r"^https?://")  # the account's PDS
+    handle: str  # or the account's DID; put it in the environment: ${BLUESKY_HANDLE}
+    app_password: str = Field(repr=False)  # ${BLUESKY_APP_PASSWORD}, never in the file
+    # The login is kept here and refreshed (createSession is rate-limited hard); mode 0600.
+    session_file: Path | None = None  # default: var/bluesky-<name>.session
+    language: str | None = None  # the posts' language; default: site.language
+    link_card: bool = True  # an external embed with title, description and thumbnail
+    timeout: Duration = timedelta(seconds=30)
+
+
+class TelegramChannel(ChannelBase):
+    """Sends each post with the Bot API's sendMessage to a channel the bot administers."""
+
+    type: Literal["telegram"]
+    api_url: str = Field("https://api.telegram.org", pattern=r"^https?://")
+    token: str = Field(repr=False)  # ${TELEGRAM_BOT_TOKEN}
+    chat_id: str = Field(pattern=r"^(@[A-Za-z0-9_]{4,}|-?\d+)$")  # @channel or -100…
+    link_preview: bool = True
+    silent: bool = False  # disable_notification
+    # Telegram cannot tell whether a request whose answer was lost went through. false: such
+    # a post is marked failed, never sent twice; true: it is sent again, never lost.
+    resend_unconfirmed: bool = False
+    timeout: Duration = timedelta(seconds=30)
+
+
+class WebhookChannel(ChannelBase):
+    """POSTs each post as JSON, signed with HMAC-SHA256 when a secret is set."""
+
+    type: Literal["webhook"]
+    url: str = Field(pattern=r"^https?://")
+    format: Literal["generic", "slack", "discord"] = "generic"
+    secret: str | None = Field(None, repr=False)  # ${WEBHOOK_SECRET}; empty: unsigned
+    max_length: int | None = Field(None, ge=20)  # default: slack 4000, discord 2000, 4000
+    timeout: Duration = timedelta(seconds=30)
+
+    @field_validator("secret", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: str | None) -> str | None:
+        return value or None
+
+
+class XChannel(ChannelBase):
+    """Posts to X with OAuth 1.0a user context (the app's keys and the account's token)."""
+
+    type: Literal["x"]
+    consumer_key: str = Field(repr=False)  # ${X_CONSUMER_KEY}
+    consumer_secret: str = Field(repr=False)  # ${X_CONSUMER_SECRET}
+    access_token: str = Field(repr=False)  # ${X_ACCESS_TOKEN}
+    access_token_secret: str = Field(repr=False)  # ${X_ACCESS_TOKEN_SECRET}
+    timeout: Duration = timedelta(seconds=30)
+
+
+class MastodonChannel(ChannelBase):
+    """Posts statuses to a Mastodon account with an access token."""
+
+    type: Literal["mastodon"]
+    api_base_url: str = Field(pattern=r"^https?://")  # the instance, e.g. https://mastodon.social
+    access_token: str = Field(repr=False)  # ${MASTODON_ACCESS_TOKEN}
+    visibility: Literal["public", "unlisted", "private", "direct"] = "public"
+    language: str | None = None  # ISO 639 code of the posts; default: the account's
+    spoiler_text: str | None = None  # a content warning shown before each post
+    timeout: Duration = timedelta(seconds=30)
+
+
+Channel = Annotated[
+    FileChannel | BlueskyChannel | TelegramChannel | WebhookChannel | XChannel | MastodonChannel,
+    Field(discriminator="type"),
+]
+
+
+class Web(Model):
+    """`newsbroadcast serve`: the subscriber pages (sign-up, preferences, unsubscribe, archive)."""
+
+    # Offered on the sign-up and preferences pages; empty = only site.language.
+    languages: list[str] = []
+    topics: list[str] = []  # article tags a subscriber may choose; none chosen = everything
+    confirm_within: Duration = timedelta(days=2)  # a confirmation link's lifetime
+    # At most one confirmation email per address this often, whoever asks.
+    resend_after: Duration = timedelta(minutes=10)
+    # Sign-ups accepted from one client (IP address) per window.
+    signups_per_client: int = Field(5, ge=1)
+    signup_window: Duration = timedelta(hours=1)
+    # Behind a reverse proxy, the client is the first X-Forwarded-For address; only trust it
+    # when the proxy sets it.
+    trust_forwarded_for: bool = False
+
+
+class Mailbox(Model):
+    """Where unsubscribe requests (to site.unsubscribe_mailto) and bounces arrive: a Maildir
+    the mail server (or fetchmail/getmail from an IMAP account) delivers into."""
+
+    maildir: Path
+    check_every: Duration = timedelta(minutes=5)
+    # Soft bounces (4.x.x, delayed) before an address is treated as bounced.
+    soft_bounce_limit: int = Field(5, ge=1)
 
 
 class Scheduler(Model):
     dispatch_every: Duration = timedelta(seconds=5)
     lease: Duration = timedelta(minutes=5)  # a claim not finished by then is taken again
+    # `run` looks at config/ and templates/ this often and reloads a valid change; 0: never.
+    watch_every: Duration = timedelta(seconds=2)
 
 
 class Config(Model):
@@ -228,6 +469,9 @@ class Config(Model):
     digests: list[Digest] = []
     social: list[Channel] = []
     scheduler: Scheduler = Scheduler()
+    web: Web = Web()
+    mailbox: Mailbox | None = None
+    api: Api = Api()
 
     # Set by load_config: where the file was, for resolving relative paths.
     config_file: Path | None = Field(None, exclude=True)

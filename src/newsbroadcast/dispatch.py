@@ -10,17 +10,23 @@ was on the wire.
 from __future__ import annotations
 
 import logging
+import threading
+import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email.utils import parseaddr
 from typing import Any
 
-from sqlalchemy import and_, exists, or_, select, update
+from sqlalchemy import and_, bindparam, exists, or_, select, text, tuple_, update
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
+from newsbroadcast import metrics
 from newsbroadcast.channels.base import Channel, OutgoingPost
-from newsbroadcast.config import Config
+from newsbroadcast.config import AutoPause, Config
+from newsbroadcast.editions import pause_edition
 from newsbroadcast.errors import DeliveryError, PermanentSendError, RateLimited, TransportDown
 from newsbroadcast.models import (
     Article,
@@ -34,6 +40,8 @@ from newsbroadcast.models import (
     SubscriberStatus,
     utcnow,
 )
+from newsbroadcast.pacing import take_slot
+from newsbroadcast.ratelimit import SendRateLimiter
 from newsbroadcast.render.email import (
     EditionView,
     PreparedEdition,
@@ -46,6 +54,23 @@ from newsbroadcast.transports.base import Envelope, Transport
 log = logging.getLogger("newsbroadcast.dispatch")
 
 MAX_BACKOFF = timedelta(hours=6)
+# Messages between two looks at whether an edition was paused or cancelled meanwhile.
+HALT_CHECK_EVERY = 20
+
+_deliveries = Delivery.__table__
+# Built once: recording a send is the statement run most, once per message.
+_RECORD_SENT = (
+    update(_deliveries)
+    .where(_deliveries.c.id == bindparam("b_id"))
+    .values(
+        status=SendStatus.sent.value,
+        sent_at=bindparam("b_at"),
+        smtp_reply=bindparam("b_reply"),
+        message_id=bindparam("b_mid"),
+        lease_until=None,
+        last_error=None,
+    )
+)
 
 
 @dataclass
@@ -115,7 +140,7 @@ class Dispatcher:
         sessions: sessionmaker[Session],
         transport: Callable[[], Transport],
         channels: dict[str, Channel],
-        prepare: Callable[[str, EditionView], PreparedEdition],
+        prepare: Callable[[str, EditionView, str], PreparedEdition],
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.config = config
@@ -124,7 +149,15 @@ class Dispatcher:
         self.channels = channels
         self.prepare = prepare
         self.clock = clock
-        self._prepared: dict[int, PreparedEdition] = {}  # edition id → rendered once
+        # (edition id, language) → rendered once per language variant
+        self._prepared: dict[tuple[int, str], PreparedEdition] = {}
+        self._prepared_lock = threading.Lock()
+        self._failures = FailureWindows(config.email.auto_pause)
+        transport_name = config.email.transport
+        self.limiter = SendRateLimiter(sessions, transport_name, config.email.rate_limit, clock)
+        self._postgres = sessions.kw["bind"].dialect.name == "postgresql"
+        #: Set it (from a signal handler, another thread) to stop after the messages in flight.
+        self.stopping = threading.Event()
 
     # -- the loop -----------------------------------------------------------------------------
 
@@ -134,7 +167,7 @@ class Dispatcher:
         while True:
             report = self.dispatch_once()
             total.add(report)
-            if report.handled == 0:
+            if report.handled == 0 or self.stopping.is_set():
                 return total
 
     def dispatch_once(self) -> DispatchReport:
@@ -147,66 +180,37 @@ class Dispatcher:
     # -- email --------------------------------------------------------------------------------
 
     def send_deliveries(self) -> DispatchReport:
+        """Send due deliveries until none is due (or ``stopping`` is set).
+
+        ``email.smtp.connections`` connections work at once, each in a thread of its own
+        with its own transport and database session, messages back to back on each.
+        """
+        pool = self.connections
+        reports = [DispatchReport() for _ in range(pool)]
+        if pool == 1:
+            self._connection_loop(reports[0])
+        else:
+            errors: list[BaseException] = []
+
+            def work(report: DispatchReport) -> None:
+                try:
+                    self._connection_loop(report)
+                except BaseException as e:  # re-raised below, in the caller's thread
+                    errors.append(e)
+
+            threads = [
+                threading.Thread(target=work, args=(r,), name=f"delivery-{i}", daemon=True)
+                for i, r in enumerate(reports)
+            ]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            if errors:
+                raise errors[0]
         report = DispatchReport()
-        email = self.config.email
-        with self.sessions() as session:
-            sending_edition = exists().where(
-                Edition.id == Delivery.edition_id, Edition.status == EditionStatus.sending
-            )
-            ids = claim(
-                session,
-                Delivery,
-                self.clock(),
-                self.config.scheduler.lease,
-                email.batch_size,
-                [sending_edition],
-            )
-            if not ids:
-                return report
-            rows = session.execute(
-                select(Delivery, Subscriber)
-                .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
-                .where(Delivery.id.in_(ids))
-                .order_by(Delivery.id)
-            ).all()
-            sender = parseaddr(self.config.site.sender)[1]
-            with self.make_transport() as transport:
-                for n, (delivery, subscriber) in enumerate(rows):
-                    if subscriber.status != SubscriberStatus.active:
-                        self._finish(
-                            session,
-                            delivery,
-                            SendStatus.skipped,
-                            error=f"subscriber is {subscriber.status}",
-                        )
-                        report.skipped += 1
-                        continue
-                    prepared = self._prepared_edition(session, delivery.edition_id)
-                    message_id = make_message_id(self.config, delivery.edition_id, subscriber.id)
-                    recipient = Recipient(subscriber.id, subscriber.email, subscriber.name)
-                    try:
-                        data = prepared.message(recipient, message_id, self.clock())
-                        reply = transport.send(Envelope(sender, subscriber.email, data, message_id))
-                    except PermanentSendError as e:
-                        self._fail_permanently(session, delivery, subscriber, e)
-                        report.failed += 1
-                        report.errors.append(f"delivery {delivery.id}: {e}")
-                    except DeliveryError as e:
-                        report.errors.append(f"delivery {delivery.id}: {e}")
-                        if self._retry_later(session, delivery, e):
-                            report.retried += 1
-                        else:
-                            report.failed += 1
-                        if isinstance(e, TransportDown):
-                            # The server is unwell: hand the rest of the batch back untouched
-                            # rather than spend an attempt of each on a known-bad connection.
-                            self._release(session, Delivery, [d.id for d, _ in rows[n + 1 :]])
-                            break
-                    else:
-                        delivery.smtp_reply = reply
-                        delivery.message_id = message_id
-                        self._finish(session, delivery, SendStatus.sent)
-                        report.sent += 1
+        for r in reports:
+            report.add(r)
         if report.handled:
             log.info(
                 "deliveries: sent=%d retried=%d failed=%d skipped=%d",
@@ -217,39 +221,359 @@ class Dispatcher:
             )
         return report
 
-    def _prepared_edition(self, session: Session, edition_id: int) -> PreparedEdition:
-        if edition_id not in self._prepared:
-            edition = session.get_one(Edition, edition_id)
-            articles = session.scalars(
-                select(Article)
-                .join(EditionArticle, EditionArticle.article_id == Article.id)
-                .where(EditionArticle.edition_id == edition_id)
-                .order_by(EditionArticle.position)
-            ).all()
-            view = EditionView(
-                id=edition.id,
-                digest=edition.digest,
-                period=edition.period,
-                created_at=edition.created_at,
-                stories=[story_view(a) for a in articles],
-            )
-            self._prepared[edition_id] = self.prepare(edition.digest, view)
-        return self._prepared[edition_id]
+    @property
+    def connections(self) -> int:
+        email = self.config.email
+        return email.smtp.connections if email.transport == "smtp" and email.smtp else 1
 
-    def _fail_permanently(
-        self, session: Session, delivery: Delivery, subscriber: Subscriber, error: DeliveryError
+    def _connection_loop(self, report: DispatchReport) -> None:
+        """One connection's work: claim a batch, send it, record each outcome; again."""
+        with self.make_transport() as transport:
+            while not self.stopping.is_set() and self._send_batch(transport, report):
+                pass
+
+    def _send_batch(self, transport: Transport, report: DispatchReport) -> bool:
+        """Claim and send one batch. False when this connection should stop for now:
+        nothing due, the server is down, or the rate limit frees no slot soon."""
+        size = self.config.email.batch_size
+        if self.limiter.enabled:
+            size = max(1, min(size, self.limiter.available()))
+        with self.sessions() as session:
+            if not self._postgres:
+                return self._claim_and_send(session, size, transport, report)
+            # Outcomes are committed one message at a time; waiting for each commit's WAL
+            # flush would cost more than the SMTP transaction. A killed worker loses nothing
+            # this way (the commit is in the server's memory); only a crash of PostgreSQL
+            # itself may forget the last few hundred milliseconds of records, and those
+            # messages are then sent again with the same Message-ID. SQLite makes the same
+            # trade with synchronous=NORMAL (see db.py).
+            session.execute(text("SET synchronous_commit TO off"))
+            try:
+                return self._claim_and_send(session, size, transport, report)
+            finally:
+                try:
+                    session.rollback()
+                    session.execute(text("RESET synchronous_commit"))
+                    session.commit()
+                except DBAPIError:
+                    pass  # the connection is gone (and discarded); the first error matters
+
+    def _claim_and_send(
+        self, session: Session, size: int, transport: Transport, report: DispatchReport
+    ) -> bool:
+        sending_edition = exists().where(
+            Edition.id == Delivery.edition_id, Edition.status == EditionStatus.sending
+        )
+        ids = claim(
+            session, Delivery, self.clock(), self.config.scheduler.lease, size,
+            [sending_edition],
+        )  # fmt: skip
+        if not ids:
+            return False
+        rows: list[Any] = list(
+            session.execute(
+                select(
+                    Delivery.id,
+                    Delivery.edition_id,
+                    Delivery.attempts,
+                    Subscriber.id.label("subscriber_id"),
+                    Subscriber.email,
+                    Subscriber.name,
+                    Subscriber.status,
+                    Subscriber.language,
+                )
+                .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
+                .where(Delivery.id.in_(ids))
+                .order_by(Delivery.id)
+            )
+        )
+        grant = self.limiter.take(len(rows))
+        if grant.granted < len(rows):
+            # Over the limit: the rest waits, unspent, until a slot frees up.
+            retry_at = grant.retry_at or self.clock() + timedelta(seconds=1)
+            self._release_deliveries(session, [r.id for r in rows[grant.granted :]], retry_at)
+            rows = rows[: grant.granted]
+            if not rows:
+                wait = (retry_at - self.clock()).total_seconds()
+                if wait > self.config.scheduler.dispatch_every.total_seconds():
+                    return False
+                self.stopping.wait(max(wait, 0.0))
+                return True
+        before = (report.sent, report.retried, report.failed, report.skipped)
+        more = self._send_rows(session, transport, rows, report)
+        sent, retried, failed, skipped = (
+            now - then
+            for now, then in zip(
+                (report.sent, report.retried, report.failed, report.skipped),
+                before,
+                strict=True,
+            )
+        )
+        log.info(
+            "delivery batch: %d claimed, sent=%d retried=%d failed=%d skipped=%d",
+            len(rows), sent, retried, failed, skipped,
+            extra={
+                "edition_ids": sorted({r.edition_id for r in rows}),
+                "first_delivery_id": rows[0].id,
+                "last_delivery_id": rows[-1].id,
+                "sent": sent, "retried": retried, "failed": failed, "skipped": skipped,
+            },
+        )  # fmt: skip
+        return more
+
+    def _send_rows(
+        self, session: Session, transport: Transport, rows: list[Any], report: DispatchReport
+    ) -> bool:
+        sender = parseaddr(self.config.site.sender)[1]
+        look = False  # look at the editions' status before the next message
+        renew_every = self.config.scheduler.lease.total_seconds() / 4
+        renewed = time.monotonic()
+        n = 0
+        while n < len(rows):
+            if self.stopping.is_set():
+                self._release_deliveries(session, [r.id for r in rows[n:]], self.clock())
+                return False
+            if look or (n and n % HALT_CHECK_EVERY == 0):
+                rows[n:] = self._drop_halted(session, rows[n:])
+                look = False
+            if time.monotonic() - renewed > renew_every:
+                rows[n:] = self._renew_lease(session, rows[n:])
+                renewed = time.monotonic()
+            if n >= len(rows):
+                break
+            row = rows[n]
+            n += 1
+            if row.status != SubscriberStatus.active:
+                self._set_delivery(
+                    session, row.id, status=SendStatus.skipped,
+                    last_error=f"subscriber is {row.status}",
+                )  # fmt: skip
+                self._count(transport, report, "skipped")
+                continue
+            prepared = self._prepared_edition(session, row.edition_id, row.language)
+            message_id = make_message_id(self.config, row.edition_id, row.subscriber_id)
+            recipient = Recipient(row.subscriber_id, row.email, row.name)
+            started = time.perf_counter()
+            try:
+                data = prepared.message(recipient, message_id, self.clock())
+                reply = transport.send(Envelope(sender, row.email, data, message_id))
+            except PermanentSendError as e:
+                self._fail_permanently(session, row, e)
+                self._count(transport, report, "failed", started, error=f"delivery {row.id}: {e}")
+                look = self._note_outcome(session, row.edition_id, refused=True)
+            except TransportDown as e:
+                # The server is unwell: hand the rest of the batch back untouched rather
+                # than spend an attempt of each on a known-bad connection. Not a refusal
+                # of this recipient, so it does not count towards the automatic pause.
+                outcome = "retry" if self._retry_delivery(session, row, e) else "failed"
+                self._count(transport, report, outcome, started, error=f"delivery {row.id}: {e}")
+                retry_at = self.clock() + self.config.email.retry_after
+                self._release_deliveries(session, [r.id for r in rows[n:]], retry_at)
+                return False
+            except DeliveryError as e:
+                outcome = "retry" if self._retry_delivery(session, row, e) else "failed"
+                self._count(transport, report, outcome, started, error=f"delivery {row.id}: {e}")
+                look = self._note_outcome(session, row.edition_id, refused=True)
+            else:
+                # Committed before the next message goes out: a kill repeats at most the
+                # one message that was on the wire on this connection.
+                session.execute(
+                    _RECORD_SENT,
+                    {"b_id": row.id, "b_at": self.clock(), "b_reply": reply, "b_mid": message_id},
+                )
+                session.commit()
+                self._count(transport, report, "sent", started)
+                self._note_outcome(session, row.edition_id, refused=False)
+        return True
+
+    def _renew_lease(self, session: Session, rows: list[Any]) -> list[Any]:
+        """Extend the lease on ``rows`` (a slow server must not let a sibling take them
+        while this connection still works through them), keeping only those still ours: a
+        row another dispatcher claimed after our lease ran out has a higher attempt count."""
+        if not rows:
+            return rows
+        mine = tuple_(Delivery.id, Delivery.attempts).in_([(r.id, r.attempts) for r in rows])
+        kept = set(
+            session.scalars(
+                update(Delivery)
+                .where(mine, Delivery.status == SendStatus.sending)
+                .values(lease_until=self.clock() + self.config.scheduler.lease)
+                .returning(Delivery.id)
+                .execution_options(synchronize_session=False)
+            )
+        )
+        session.commit()
+        if len(kept) < len(rows):
+            log.warning("%d claimed deliveries were taken over by another dispatcher",
+                        len(rows) - len(kept))  # fmt: skip
+        return [r for r in rows if r.id in kept]
+
+    def _drop_halted(self, session: Session, rows: list[Any]) -> list[Any]:
+        """``rows`` without those of editions paused or cancelled meanwhile: a paused
+        edition's rows are handed back unspent, a cancelled one's are skipped."""
+        editions = {r.edition_id for r in rows}
+        halted = dict(
+            session.execute(
+                select(Edition.id, Edition.status).where(
+                    Edition.id.in_(editions), Edition.status != EditionStatus.sending
+                )
+            ).all()
+        )
+        if not halted:
+            return rows
+        paused = [r.id for r in rows if halted.get(r.edition_id) == EditionStatus.paused]
+        self._release_deliveries(session, paused, self.clock())
+        ended = [
+            r.id
+            for r in rows
+            if r.edition_id in halted and halted[r.edition_id] != EditionStatus.paused
+        ]
+        if ended:
+            session.execute(
+                update(Delivery)
+                .where(Delivery.id.in_(ended), Delivery.status == SendStatus.sending)
+                .values(
+                    status=SendStatus.skipped,
+                    lease_until=None,
+                    attempts=Delivery.attempts - 1,
+                    last_error="edition cancelled",
+                )
+                .execution_options(synchronize_session=False)
+            )
+            session.commit()
+        return [r for r in rows if r.edition_id not in halted]
+
+    def _count(
+        self,
+        transport: Transport,
+        report: DispatchReport,
+        outcome: str,
+        started: float | None = None,
+        error: str | None = None,
     ) -> None:
-        delivery.smtp_reply = error.reply
-        subscriber.bounce_count += 1
-        if subscriber.bounce_count >= self.config.email.bounce_after:
-            subscriber.status = SubscriberStatus.bounced
-            subscriber.updated_at = self.clock()
+        if outcome == "sent":
+            report.sent += 1
+        elif outcome == "retry":
+            report.retried += 1
+        elif outcome == "failed":
+            report.failed += 1
+        else:
+            report.skipped += 1
+        if error:
+            report.errors.append(error)
+        name = getattr(transport, "name", "email")
+        metrics.MESSAGES.labels(name, outcome).inc()
+        if started is not None:
+            metrics.SEND_SECONDS.labels(name).observe(time.perf_counter() - started)
+
+    def _note_outcome(self, session: Session, edition_id: int, refused: bool) -> bool:
+        """Feed the automatic pause: too many refusals in a row of messages pauses the
+        edition, so a block or an outage does not burn through the whole list. True when
+        it did."""
+        if self._failures.note(edition_id, refused):
+            settings = self.config.email.auto_pause
+            assert settings is not None
+            pause_edition(
+                session,
+                edition_id,
+                f"at least {settings.failure_share:.0%} of the last {settings.window} "
+                "messages were refused; see `newsbroadcast status`, then "
+                f"`newsbroadcast edition resume {edition_id}`",
+            )
+            return True
+        return False
+
+    def _set_delivery(self, session: Session, delivery_id: int, **values: Any) -> None:
+        values.setdefault("lease_until", None)
+        session.execute(
+            update(Delivery)
+            .where(Delivery.id == delivery_id)
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+        session.commit()
+
+    def _retry_delivery(self, session: Session, row: Any, error: DeliveryError) -> bool:
+        """Queue the delivery again after a backoff; False (and failed) once attempts run out."""
+        if row.attempts >= self.config.email.max_attempts:
+            self._set_delivery(
+                session, row.id, status=SendStatus.failed, last_error=f"gave up: {error}",
+                smtp_reply=error.reply,
+            )  # fmt: skip
+            return False
+        delay = (
+            timedelta(seconds=error.retry_after)
+            if isinstance(error, RateLimited)
+            else backoff(self.config.email.retry_after, row.attempts)
+        )
+        self._set_delivery(
+            session, row.id, status=SendStatus.queued, last_error=str(error),
+            next_attempt_at=self.clock() + delay, smtp_reply=error.reply,
+        )  # fmt: skip
+        return True
+
+    def _release_deliveries(self, session: Session, ids: list[int], when: datetime) -> None:
+        """Give claimed deliveries back, due at ``when``, without counting the attempt."""
+        if not ids:
+            return
+        session.execute(
+            update(Delivery)
+            .where(Delivery.id.in_(ids), Delivery.status == SendStatus.sending)
+            .values(
+                status=SendStatus.queued,
+                lease_until=None,
+                attempts=Delivery.attempts - 1,
+                next_attempt_at=when,
+            )
+            .execution_options(synchronize_session=False)
+        )
+        session.commit()
+
+    def _prepared_edition(
+        self, session: Session, edition_id: int, language: str = "en"
+    ) -> PreparedEdition:
+        key = (edition_id, language)
+        with self._prepared_lock:  # one render per variant, whichever thread comes first
+            if key not in self._prepared:
+                edition = session.get_one(Edition, edition_id)
+                articles = session.scalars(
+                    select(Article)
+                    .join(EditionArticle, EditionArticle.article_id == Article.id)
+                    .where(EditionArticle.edition_id == edition_id)
+                    .order_by(EditionArticle.position)
+                ).all()
+                view = EditionView(
+                    id=edition.id,
+                    digest=edition.digest,
+                    period=edition.period,
+                    created_at=edition.created_at,
+                    stories=[story_view(a) for a in articles],
+                )
+                self._prepared[key] = self.prepare(edition.digest, view, language)
+            return self._prepared[key]
+
+    def _fail_permanently(self, session: Session, row: Any, error: DeliveryError) -> None:
+        bounces = session.scalar(
+            update(Subscriber)
+            .where(Subscriber.id == row.subscriber_id)
+            .values(bounce_count=Subscriber.bounce_count + 1)
+            .returning(Subscriber.bounce_count)
+        )
+        if bounces is not None and bounces >= self.config.email.bounce_after:
+            session.execute(
+                update(Subscriber)
+                .where(Subscriber.id == row.subscriber_id)
+                .values(status=SubscriberStatus.bounced, updated_at=self.clock())
+            )
             log.warning(
                 "subscriber %s marked bounced after %d permanent failures",
-                subscriber.id,
-                subscriber.bounce_count,
+                row.subscriber_id,
+                bounces,
             )
-        self._finish(session, delivery, SendStatus.failed, error=str(error))
+        self._set_delivery(
+            session, row.id, status=SendStatus.failed, last_error=str(error),
+            smtp_reply=error.reply,
+        )  # fmt: skip
 
     # -- social -------------------------------------------------------------------------------
 
@@ -258,8 +582,14 @@ class Dispatcher:
         if not self.channels:
             return report
         with self.sessions() as session:
-            known = Post.channel.in_(list(self.channels))
-            ids = claim(session, Post, self.clock(), self.config.scheduler.lease, 20, [known])
+            now, lease = self.clock(), self.config.scheduler.lease
+            paced = {c.name: c.pace for c in self.config.social if c.pace}
+            free = Post.channel.in_([n for n in self.channels if n not in paced])
+            ids = claim(session, Post, now, lease, 20, [free])
+            for name, pace in paced.items():
+                # One post per slot of the channel's pace; slot and claim commit together.
+                if take_slot(session, name, pace, now):
+                    ids += claim(session, Post, now, lease, 1, [Post.channel == name])
             if not ids:
                 return report
             rows = session.execute(
@@ -271,8 +601,21 @@ class Dispatcher:
             for post, article in rows:
                 channel = self.channels[post.channel]
                 outgoing = OutgoingPost(
-                    post.id, article.id, post.channel, post.text, article.url, article.title
+                    post.id,
+                    article.id,
+                    post.channel,
+                    post.text,
+                    article.url,
+                    article.title,
+                    summary=article.summary,
+                    image=article.image,
+                    first_attempt_at=post.first_attempt_at,
                 )
+                if post.first_attempt_at is None:
+                    # Committed before the request leaves: after a crash, the next attempt
+                    # knows this one may have been accepted and settles it first.
+                    post.first_attempt_at = self.clock()
+                    session.commit()
                 try:
                     published = channel.publish(outgoing)
                 except PermanentSendError as e:
@@ -290,6 +633,17 @@ class Dispatcher:
                     post.remote_url = published.remote_url
                     self._finish(session, post, SendStatus.sent)
                     report.sent += 1
+                    log.info(
+                        "post %s sent on %s",
+                        post.id,
+                        post.channel,
+                        extra={
+                            "post_id": post.id,
+                            "article_id": article.id,
+                            "channel": post.channel,
+                            "remote_id": published.remote_id,
+                        },
+                    )
         if report.handled:
             log.info(
                 "posts: sent=%d retried=%d failed=%d", report.sent, report.retried, report.failed
@@ -372,3 +726,26 @@ def story_view(article: Article) -> StoryView:
         author=article.author,
         tags=tuple(article.tags or ()),
     )
+
+
+class FailureWindows:
+    """The last ``window`` outcomes of each edition this dispatcher sent (thread-safe)."""
+
+    def __init__(self, settings: AutoPause | None) -> None:
+        self.settings = settings
+        self._lock = threading.Lock()
+        self._recent: dict[int, deque[bool]] = {}
+
+    def note(self, edition_id: int, refused: bool) -> bool:
+        """Record one outcome; True when the edition should be paused now."""
+        if self.settings is None:
+            return False
+        with self._lock:
+            recent = self._recent.setdefault(edition_id, deque(maxlen=self.settings.window))
+            recent.append(refused)
+            if len(recent) < self.settings.window:
+                return False
+            if sum(recent) / len(recent) >= self.settings.failure_share:
+                recent.clear()  # judged once; a resumed edition starts a fresh window
+                return True
+            return False

@@ -3,7 +3,10 @@
     NewsBroadcastError
      ├── ConfigError            the YAML, a template or a secret is wrong (file:line problems)
      ├── SourceError            one source could not be read or parsed (carries the source name)
+     │    └── RobotsDisallowed    the site's robots.txt asks us not to fetch that URL
      ├── InputError             a record given by a person is wrong (CSV row, CLI argument)
+     │    └── SuppressedAddress   the address is on the suppression list
+     ├── MailboxError           the bounce/unsubscribe mailbox could not be read
      └── DeliveryError          a message or post could not be handed over
           ├── TransientSendError  try again later (a 4xx for this recipient, a timeout)
           │    ├── RateLimited      try again after `retry_after` seconds
@@ -53,8 +56,20 @@ class SourceError(NewsBroadcastError):
         super().__init__(f"source {source!r}: {message}")
 
 
+class RobotsDisallowed(SourceError):
+    """The site's robots.txt asks us not to fetch this URL (we obey)."""
+
+
 class InputError(NewsBroadcastError):
     """Input given by a person (a CSV row, an argument) is invalid."""
+
+
+class SuppressedAddress(InputError):
+    """The address is on the suppression list (hard bounce, erase, admin): never added again."""
+
+
+class MailboxError(NewsBroadcastError):
+    """The mailbox of bounces and unsubscribe requests could not be opened or read."""
 
 
 class DeliveryError(NewsBroadcastError):

@@ -18,10 +18,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from newsbroadcast import __version__
-from newsbroadcast.config import Config, FeedSource
+from newsbroadcast.config import Config, Source
 from newsbroadcast.errors import InputError, SourceError
 from newsbroadcast.models import SourceState
-from newsbroadcast.sources.feed import fetch_feed
+from newsbroadcast.sources.registry import fetch_source, known_guids
 from newsbroadcast.store import upsert_articles
 
 __all__ = ["PollReport", "poll_all", "poll_source", "user_agent"]
@@ -48,7 +48,7 @@ def user_agent(config: Config) -> str:
 def poll_source(
     sessions: sessionmaker[Session],
     config: Config,
-    source: FeedSource,
+    source: Source,
     now: datetime,
     client: httpx.Client | None = None,
 ) -> PollReport:
@@ -58,9 +58,17 @@ def poll_source(
     with sessions() as session:
         state = session.get(SourceState, source.name)
         etag, last_modified = (state.etag, state.last_modified) if state else (None, None)
+        cursor = state.cursor if state else None
     try:
-        result = fetch_feed(
-            source, config.base_dir, etag, last_modified, client, user_agent=user_agent(config)
+        result = fetch_source(
+            source,
+            config.base_dir,
+            etag,
+            last_modified,
+            cursor,
+            client,
+            user_agent=user_agent(config),
+            known=known_guids(sessions, source.name),
         )
     except SourceError as e:
         log.warning("%s", e)
@@ -77,6 +85,10 @@ def poll_source(
         state.last_success_at = now
         state.last_error = None
         state.items_seen = (state.items_seen or 0) + len(result.drafts)
+        if result.cursor is not None:
+            state.cursor = result.cursor
+        if not result.not_modified:
+            state.last_problems = "\n".join(result.skipped[:50]) or None
         state.etag = result.etag
         state.last_modified = result.last_modified
     for reason in result.skipped:

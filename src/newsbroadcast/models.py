@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     DateTime,
     ForeignKey,
     Index,
@@ -16,6 +17,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -84,6 +86,10 @@ class SourceState(Base):
     last_success_at: Mapped[datetime | None]
     last_error: Mapped[str | None] = mapped_column(Text)
     items_seen: Mapped[int] = mapped_column(Integer, default=0)
+    # An sql source's position (JSON: the cursor column's last value), committed with the rows.
+    cursor: Mapped[str | None] = mapped_column(Text)
+    # What the last successful poll had to leave out, each with where (URL, row), one a line.
+    last_problems: Mapped[str | None] = mapped_column(Text)
 
 
 class Article(Base):
@@ -125,6 +131,70 @@ class Subscriber(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
     confirmed_at: Mapped[datetime | None]
     unsubscribed_at: Mapped[datetime | None]
+    # Preferences (the subscriber's own, from the preferences page). A paused subscriber
+    # stays active but gets no edition; digests and topics live in their own tables.
+    paused: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # When the last confirmation email went out: at most one per address per resend_after.
+    confirmation_sent_at: Mapped[datetime | None]
+    soft_bounce_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
+
+class SubscriberDigest(Base):
+    """A digest the subscriber chose. None chosen means every digest (the default)."""
+
+    __tablename__ = "subscriber_digests"
+
+    subscriber_id: Mapped[int] = mapped_column(
+        ForeignKey("subscribers.id", ondelete="CASCADE"), primary_key=True
+    )
+    digest: Mapped[str] = mapped_column(String(200), primary_key=True)
+
+
+class SubscriberTopic(Base):
+    """A topic (article tag, case-folded) the subscriber chose. None chosen means all."""
+
+    __tablename__ = "subscriber_topics"
+
+    subscriber_id: Mapped[int] = mapped_column(
+        ForeignKey("subscribers.id", ondelete="CASCADE"), primary_key=True
+    )
+    topic: Mapped[str] = mapped_column(String(200), primary_key=True)
+
+
+class Suppression(Base):
+    """An address that must never be added or mailed again (hard bounce, complaint, erase,
+    admin). Kept as a SHA-256 of the lower-cased address, so an erased person's address is
+    not stored in the clear."""
+
+    __tablename__ = "suppressions"
+
+    email_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    reason: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class SignupAttempt(Base):
+    """One sign-up request from a client (hashed address): the per-client rate limit counts
+    these rows, so it holds across processes. Old rows are pruned as new ones come."""
+
+    __tablename__ = "signup_attempts"
+    __table_args__ = (Index("ix_signup_attempts_client_at", "client", "created_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    client: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ErasedDeliveries(Base):
+    """What remains of erased subscribers' deliveries: counts per edition and outcome."""
+
+    __tablename__ = "erased_deliveries"
+
+    edition_id: Mapped[int] = mapped_column(
+        ForeignKey("editions.id", ondelete="CASCADE"), primary_key=True
+    )
+    status: Mapped[str] = mapped_column(String(16), primary_key=True)
+    count: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class Edition(Base):
@@ -188,6 +258,9 @@ class ChannelState(Base):
 
     name: Mapped[str] = mapped_column(String(200), primary_key=True)
     added_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # The channel's pace: no post on it may start before this moment (taken atomically by
+    # whichever dispatcher posts next, so the pace holds across processes and restarts).
+    next_post_at: Mapped[datetime | None]
 
 
 class Post(OutboxRow, Base):
@@ -204,3 +277,28 @@ class Post(OutboxRow, Base):
     text: Mapped[str] = mapped_column(Text)
     remote_id: Mapped[str | None] = mapped_column(Text)
     remote_url: Mapped[str | None] = mapped_column(Text)
+    # Committed just before the first request leaves: a later attempt knows an earlier one
+    # may have been accepted (and since when) and settles that before posting again.
+    first_attempt_at: Mapped[datetime | None]
+
+
+class RateLimitLock(Base):
+    """One row per transport, updated to take the lock that serialises taking send slots
+    across every dispatcher (a row lock on PostgreSQL, the write lock on SQLite)."""
+
+    __tablename__ = "rate_limit_locks"
+
+    transport: Mapped[str] = mapped_column(String(200), primary_key=True)
+    touched_at: Mapped[datetime | None]
+
+
+class SendSlot(Base):
+    """One message a transport was allowed to send at ``taken_at``: the sliding windows of
+    its rate limit are counts of these rows. Rows older than the longest window are deleted."""
+
+    __tablename__ = "send_slots"
+    __table_args__ = (Index("ix_send_slots_transport_taken", "transport", "taken_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    transport: Mapped[str] = mapped_column(String(200))
+    taken_at: Mapped[datetime]

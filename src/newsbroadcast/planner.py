@@ -18,6 +18,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from newsbroadcast.audience import edition_audience
 from newsbroadcast.config import ChannelBase, Digest
 from newsbroadcast.models import (
     Article,
@@ -109,14 +110,7 @@ def bulk_plan_edition(
     """
     if edition_exists(session, digest.name, period):
         return None
-    previous_cutoff = session.scalar(
-        select(func.max(Edition.cutoff)).where(Edition.digest == digest.name)
-    )
-    q = select(Article).where(Article.first_seen_at <= now)
-    if previous_cutoff is not None:
-        q = q.where(Article.first_seen_at > previous_cutoff)
-    candidates = [a for a in session.scalars(q) if matches_tags(a.tags, digest.tags)]
-    stories = sorted(candidates, key=_newest_first, reverse=True)[: digest.max_items]
+    stories = edition_stories(session, digest, now)
     if not stories:
         log.info("digest %s: no new articles for %s, no edition", digest.name, period)
         return None
@@ -150,13 +144,35 @@ def bulk_plan_edition(
         period,
         len(stories),
         deliveries,
+        extra={
+            "edition_id": edition.id,
+            "digest": digest.name,
+            "period": period,
+            "stories": len(stories),
+            "deliveries": deliveries,
+        },
     )
     return PlannedEdition(edition.id, digest.name, period, len(stories), deliveries)
 
 
+def edition_stories(session: Session, digest: Digest, now: datetime) -> list[Article]:
+    """The stories ``digest``'s next edition holds if made at ``now``: articles first seen
+    since the previous edition's cutoff, with one of its tags, the newest ``max_items``.
+    Reads only (``preview`` shows the same)."""
+    previous_cutoff = session.scalar(
+        select(func.max(Edition.cutoff)).where(Edition.digest == digest.name)
+    )
+    q = select(Article).where(Article.first_seen_at <= now)
+    if previous_cutoff is not None:
+        q = q.where(Article.first_seen_at > previous_cutoff)
+    candidates = [a for a in session.scalars(q) if matches_tags(a.tags, digest.tags)]
+    return sorted(candidates, key=_newest_first, reverse=True)[: digest.max_items]
+
+
 def fan_out(session: Session, edition_id: int, now: datetime) -> int:
-    """One queued delivery per active subscriber, in one INSERT … SELECT: no Python loop,
-    flat memory whatever the list's size."""
+    """One queued delivery per active subscriber who wants this edition (digest, topics,
+    not paused: see audience.py), in one INSERT … SELECT: no Python loop, flat memory
+    whatever the list's size."""
     rows = select(
         literal(edition_id),
         Subscriber.id,
@@ -164,7 +180,7 @@ def fan_out(session: Session, edition_id: int, now: datetime) -> int:
         literal(0),
         literal(now, Delivery.next_attempt_at.type),
         literal(now, Delivery.created_at.type),
-    ).where(Subscriber.status == SubscriberStatus.active)
+    ).where(Subscriber.status == SubscriberStatus.active, *edition_audience(session, edition_id))
     stmt = insert(Delivery).from_select(
         ["edition_id", "subscriber_id", "status", "attempts", "next_attempt_at", "created_at"],
         rows,

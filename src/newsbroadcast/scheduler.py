@@ -19,12 +19,14 @@ import signal
 import threading
 from collections.abc import Callable
 from datetime import timedelta
+from pathlib import Path
 from types import FrameType
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
+from newsbroadcast import reload
 from newsbroadcast.app import Service
 from newsbroadcast.config import Digest
 
@@ -66,6 +68,17 @@ def build_scheduler(service: Service) -> BackgroundScheduler:
         misfire_grace_time=_grace(every),
         replace_existing=True,
     )
+    if config.mailbox is not None:
+        from newsbroadcast.mailbox import process_mailbox
+
+        check = config.mailbox.check_every
+        scheduler.add_job(
+            _guarded("mailbox", lambda: process_mailbox(config, service.sessions, service.clock)),
+            IntervalTrigger(seconds=check.total_seconds()),
+            id="mailbox",
+            misfire_grace_time=_grace(check),
+            replace_existing=True,
+        )
     return scheduler
 
 
@@ -85,9 +98,16 @@ def _guarded(what: str, step: Callable[[], object]) -> Callable[[], None]:
     return run
 
 
-def run_forever(service: Service, stop: threading.Event | None = None) -> None:
-    """Run until SIGINT/SIGTERM (or ``stop`` is set), then finish the step in progress."""
+def run_forever(
+    service: Service, stop: threading.Event | None = None, watch: Path | None = None
+) -> None:
+    """Run until SIGINT/SIGTERM (or ``stop`` is set), then finish the step in progress.
+    With ``watch`` (the config file), changes to it, its folder and the templates are
+    reloaded while running (see reload.py)."""
     stop = stop or threading.Event()
+    every = service.config.scheduler.watch_every.total_seconds()
+    # Made first: a change saved during the start-up pass is seen by the first look.
+    watcher = reload.ConfigWatcher(service, watch) if watch is not None and every > 0 else None
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         if not stop.is_set():
@@ -107,6 +127,15 @@ def run_forever(service: Service, stop: threading.Event | None = None) -> None:
         _guarded(step.__name__, step)()
 
     scheduler = build_scheduler(service)
+    if watcher is not None:
+
+        def jobs_follow(_config: object) -> None:
+            touched = reload.reschedule(scheduler, build_scheduler(service))
+            if touched:
+                log.info("jobs rescheduled: %s", ", ".join(touched), extra={"jobs": touched})
+
+        watcher.on_applied = jobs_follow
+        reload.watch(scheduler, watcher, every)
     scheduler.start()
     log.info(
         "running: %d sources, %d digests, %d channels; Ctrl-C stops",

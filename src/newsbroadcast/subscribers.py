@@ -12,8 +12,9 @@ from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from newsbroadcast.errors import InputError
+from newsbroadcast.errors import InputError, SuppressedAddress
 from newsbroadcast.models import Subscriber, SubscriberStatus
+from newsbroadcast.suppressions import is_suppressed
 
 
 def normalize_email(raw: str) -> str:
@@ -49,6 +50,8 @@ def add_subscriber(
     existing = session.scalar(select(Subscriber).where(Subscriber.email_key == email_key(address)))
     if existing is not None:
         return existing, False
+    if is_suppressed(session, address):
+        raise SuppressedAddress(f"{address} is on the suppression list; it is not added")
     sub = Subscriber(
         email=address,
         email_key=email_key(address),
@@ -68,6 +71,7 @@ def add_subscriber(
 class ImportReport:
     added: int = 0
     existing: int = 0
+    suppressed: int = 0  # rows skipped because the address is on the suppression list
     problems: list[str] = field(default_factory=list)  # "file:line: message"
 
 
@@ -108,7 +112,11 @@ def import_csv(session: Session, path: Path, now: datetime) -> ImportReport:
             continue
         seen.add(email_key(address))
         language = col("language") or "en"
-        _, created = add_subscriber(session, address, now, name=col("name"), language=language)
+        try:
+            _, created = add_subscriber(session, address, now, name=col("name"), language=language)
+        except SuppressedAddress:
+            report.suppressed += 1
+            continue
         if created:
             report.added += 1
         else:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
 
 
@@ -14,11 +15,18 @@ class OutgoingPost:
     text: str  # final, as stored when the post was planned
     url: str | None  # the article's link, for channels that make link cards
     title: str
+    summary: str | None = None  # the article's summary as stored (may hold HTML), for cards
+    image: str | None = None  # the article's image URL, for link-card thumbnails
+    # When an earlier attempt's request may have reached the network (None: this is the
+    # first): a channel settles that attempt before posting again.
+    first_attempt_at: datetime | None = None
 
 
 @dataclass(frozen=True)
 class Published:
-    remote_id: str
+    # None when the network confirms the post exists without saying which it is (X's
+    # duplicate-content refusal of a retried post).
+    remote_id: str | None
     remote_url: str | None = None
 
 

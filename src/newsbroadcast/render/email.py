@@ -11,6 +11,7 @@ Pure: no database, no network, no clock (``now`` is an argument).
 from __future__ import annotations
 
 import binascii
+import functools
 import hashlib
 import hmac
 import html
@@ -31,6 +32,7 @@ from markupsafe import Markup
 from newsbroadcast import tokens
 from newsbroadcast.config import Config, Digest
 from newsbroadcast.errors import ConfigError, PermanentSendError, Problem
+from newsbroadcast.render import i18n
 from newsbroadcast.render.templates import html_to_text, sanitize_html
 
 __all__ = [
@@ -135,7 +137,7 @@ def recipient_links(config: Config, subscriber_id: int) -> dict[str, str]:
     base = config.site.public_url.rstrip("/")
     unsubscribe = tokens.sign(config.site.secret, "unsubscribe", subscriber_id)
     preferences = tokens.sign(config.site.secret, "preferences", subscriber_id)
-    mailbox = parseaddr(config.site.unsubscribe_mailto)[1]
+    mailbox = _bare_address(config.site.unsubscribe_mailto)
     return {
         "unsubscribe_url": f"{base}/unsubscribe/{unsubscribe}",
         "preferences_url": f"{base}/preferences/{preferences}",
@@ -144,7 +146,11 @@ def recipient_links(config: Config, subscriber_id: int) -> dict[str, str]:
 
 
 def template_context(
-    env: jinja2.Environment, config: Config, digest: Digest, edition: EditionView
+    env: jinja2.Environment,
+    config: Config,
+    digest: Digest,
+    edition: EditionView,
+    language: str | None = None,
 ) -> dict[str, Any]:
     """What the digest templates see, except the per-recipient values (``subscriber``,
     ``unsubscribe_url``, ``preferences_url``): ``site``, ``digest``, ``edition`` (with its
@@ -158,20 +164,42 @@ def template_context(
         "created_at": edition.created_at,
         "articles": articles,
     }
-    context: dict[str, Any] = {"site": site, "digest": digest, "edition": edition_context}
+    context: dict[str, Any] = {
+        "site": site,
+        "digest": digest,
+        "edition": edition_context,
+        "language": language or config.site.language,
+    }
     context["subject"] = _render_subject(env, digest, context)
     context["preheader"] = _preheader(articles)
     return context
 
 
 def prepare_edition(
-    env: jinja2.Environment, config: Config, digest: Digest, edition: EditionView
+    env: jinja2.Environment,
+    config: Config,
+    digest: Digest,
+    edition: EditionView,
+    language: str | None = None,
+    subject_prefix: str = "",
 ) -> PreparedEdition:
     """Render ``edition`` with ``digest``'s templates (``email/<template>.html.j2`` and
-    ``.txt.j2``) once. Raises ConfigError, located in the template, when a template is
-    missing or fails."""
-    context = template_context(env, config, digest, edition)
-    subject = context["subject"]
+    ``.txt.j2``) once, in ``language`` (its catalog, else English: see render.i18n).
+    Raises ConfigError, located in the template, when a template is missing or fails."""
+    with i18n.language(env, language) as used:
+        return _prepare(env, config, digest, edition, used, subject_prefix)
+
+
+def _prepare(
+    env: jinja2.Environment,
+    config: Config,
+    digest: Digest,
+    edition: EditionView,
+    language: str,
+    subject_prefix: str,
+) -> PreparedEdition:
+    context = template_context(env, config, digest, edition, language)
+    subject = context["subject"] = _one_line(subject_prefix + context["subject"])
 
     # A fresh random marker per edition: article text cannot contain it by accident or design.
     nonce = secrets.token_hex(8)
@@ -196,8 +224,15 @@ def prepare_edition(
         text = _render(env, text_name, {**context, **per_recipient})
         variants[named] = (_Body(page, sentinels), _Body(text, sentinels))
 
+    # Derived from the content, not random: a preview of an edition carries the very bytes
+    # the real send will. "=_" cannot occur in quoted-printable text, so it never collides.
+    content = hashlib.sha256()
+    for bodies in variants.values():
+        for body in bodies:
+            content.update(b"\0".join(body.literals))
+    boundary = f"=_nb_{content.hexdigest()[:16]}"
     return PreparedEdition(
-        config=config, digest=digest, subject=subject, variants=variants, boundary=f"=_nb_{nonce}"
+        config=config, digest=digest, subject=subject, variants=variants, boundary=boundary
     )
 
 
@@ -298,9 +333,9 @@ class PreparedEdition:
                 head,
                 self._head_tail,
                 self._text_open,
-                _quoted_printable(text_body.fill(raw)),
+                text_body.fill_encoded(raw),
                 self._html_open,
-                _quoted_printable(html_body.fill(escaped)),
+                html_body.fill_encoded(escaped),
                 self._close,
             )
         )
@@ -319,12 +354,28 @@ class _Body:
         index = {s: i for i, s in enumerate(sentinels)}
         self.literals = [p.encode("utf-8") for p in pieces[0::2]]
         self.slots = [index[p] for p in pieces[1::2]]
+        # Quoted-printable once per edition, not per recipient: each piece is encoded on its
+        # own and the recipient's values are joined in between with soft line breaks
+        # ("=" CRLF), which decode to nothing, so the decoded body is exactly ``fill``'s.
+        self.encoded = [_qp_piece(p) for p in self.literals[:-1]]
+        self.encoded.append(_quoted_printable(self.literals[-1]))
 
     def fill(self, values: tuple[str, ...]) -> bytes:
         encoded = [v.encode("utf-8") for v in values]
         out = [self.literals[0]]
         for slot, literal in zip(self.slots, self.literals[1:], strict=True):
             out.append(encoded[slot])
+            out.append(literal)
+        return b"".join(out)
+
+    def fill_encoded(self, values: tuple[str, ...]) -> bytes:
+        """``fill(values)`` as quoted-printable (CRLF-terminated), from the pieces encoded
+        once: only the values are encoded here."""
+        encoded = [_qp_piece(v.encode("utf-8")) for v in values]
+        out = [self.encoded[0]]
+        for slot, literal in zip(self.slots, self.encoded[1:], strict=True):
+            if encoded[slot]:
+                out += (_SOFT_BREAK, encoded[slot], _SOFT_BREAK)
             out.append(literal)
         return b"".join(out)
 
@@ -522,8 +573,26 @@ def _ascii_address(address: str) -> str:
     return f"{local}@{domain}"
 
 
+@functools.lru_cache(maxsize=64)
 def _domain_of(address: str) -> str:
-    return parseaddr(address)[1].rpartition("@")[2]
+    return _bare_address(address).rpartition("@")[2]
+
+
+@functools.lru_cache(maxsize=64)
+def _bare_address(address: str) -> str:
+    # Cached: parsing a configured address is slow next to building a whole message.
+    return parseaddr(address)[1]
+
+
+_SOFT_BREAK = b"=\r\n"
+
+
+def _qp_piece(piece: bytes) -> bytes:
+    """Quoted-printable of a piece that more text follows on the same line: no line
+    break added at its end, soft breaks CRLF like the rest."""
+    if not piece:
+        return b""
+    return _quoted_printable(piece + b"\r\n")[:-2]
 
 
 def _quoted_printable(body: bytes) -> bytes:

@@ -4,6 +4,7 @@ sanitised HTML (email bodies) and plain text (text parts, social posts)."""
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import lru_cache
 from html.parser import HTMLParser
@@ -12,7 +13,10 @@ from zoneinfo import ZoneInfo
 
 import jinja2
 import nh3
+from babel.dates import format_date as babel_format_date
 from markupsafe import Markup
+
+from newsbroadcast.render import i18n
 
 __all__ = ["format_date", "html_to_text", "make_environment", "sanitize_html"]
 
@@ -86,12 +90,18 @@ _BLOCK_TAGS = frozenset(
 _WHITESPACE = re.compile(r"\s+")
 
 
-def make_environment(templates_dir: Path) -> jinja2.Environment:
+def make_environment(templates_dir: Path, snapshot: bool = False) -> jinja2.Environment:
     """Templates under ``templates_dir``; ``*.html.j2`` and ``*.html`` are autoescaped,
     text templates are not. Undefined names are errors, so a typo in a template fails the
-    render instead of silently sending a blank."""
+    render instead of silently sending a blank.
+
+    ``snapshot``: read every template now and never look at the disk again, so a template
+    saved later (perhaps broken) changes nothing until a new environment is made."""
+    loader: jinja2.BaseLoader = (
+        SnapshotLoader(templates_dir) if snapshot else jinja2.FileSystemLoader(templates_dir)
+    )
     env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(templates_dir),
+        loader=loader,
         autoescape=jinja2.select_autoescape(
             enabled_extensions=("html", "htm", "xml", "html.j2", "htm.j2", "xml.j2"),
             disabled_extensions=(),
@@ -104,21 +114,53 @@ def make_environment(templates_dir: Path) -> jinja2.Environment:
         keep_trailing_newline=True,
     )
     env.filters["date"] = format_date
+    i18n.install(env, templates_dir)
     env.filters["sanitize_html"] = lambda s: Markup(sanitize_html(s or ""))
     env.filters["html_to_text"] = lambda s: html_to_text(s or "")
     return env
 
 
-def format_date(value: datetime | None, tz: str | None = None) -> str:
-    """``10 July 2018``; in time zone ``tz`` when given (naive values are taken as UTC);
-    ``""`` for None, so an undated story renders without a gap of placeholder text."""
+class SnapshotLoader(jinja2.BaseLoader):
+    """Every file under a folder, read once; error messages still name the real file."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.files: dict[str, str] = {}
+        if root.is_dir():
+            for path in sorted(root.rglob("*")):
+                if path.is_file() and not any(p.startswith(".") for p in path.parts):
+                    try:
+                        text = path.read_text(encoding="utf-8")
+                    except (OSError, UnicodeDecodeError):
+                        continue  # not a template (an image, a compiled catalog)
+                    self.files[path.relative_to(root).as_posix()] = text
+
+    def get_source(
+        self, environment: jinja2.Environment, template: str
+    ) -> tuple[str, str, Callable[[], bool]]:
+        if template not in self.files:
+            raise jinja2.TemplateNotFound(template)
+        return self.files[template], str(self.root / template), lambda: True
+
+    def list_templates(self) -> list[str]:
+        return sorted(self.files)
+
+
+def format_date(value: datetime | None, tz: str | None = None, lang: str | None = None) -> str:
+    """``10 July 2018`` (``10 juillet 2018`` in French: the render's language, see i18n,
+    unless ``lang`` is given); in time zone ``tz`` when given (naive values are taken as
+    UTC); ``""`` for None, so an undated story renders without a gap of placeholder text."""
     if value is None:
         return ""
     if tz is not None:
         if value.tzinfo is None:
             value = value.replace(tzinfo=UTC)
         value = value.astimezone(ZoneInfo(tz))
-    return f"{value.day} {_MONTHS[value.month - 1]} {value.year}"
+    lang = lang or i18n.current_language()
+    if lang == i18n.DEFAULT_LANGUAGE:
+        return f"{value.day} {_MONTHS[value.month - 1]} {value.year}"
+    # Babel's CLDR data: month names (and their grammatical case) as the language writes them.
+    return babel_format_date(value.date(), "d MMMM y", locale=lang)
 
 
 def sanitize_html(fragment: str, base_url: str | None = None) -> str:

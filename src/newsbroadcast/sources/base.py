@@ -32,3 +32,5 @@ class FetchResult:
     not_modified: bool = False
     # Entries skipped as unusable (no title and no link, …), each with where it was.
     skipped: list[str] = field(default_factory=list)
+    # A source read incrementally (sql) gives the position to store with these drafts.
+    cursor: str | None = None

@@ -1,0 +1,113 @@
+"""The mailbox of replies: unsubscribe requests to ``site.unsubscribe_mailto`` and bounces.
+
+Each new message in the Maildir is read once: a mailto unsubscribe with a valid token
+unsubscribes its subscriber; a DSN's hard bounces suppress the address, soft ones are
+counted. Read messages are flagged Seen (moved to ``cur/``), never deleted, so a person can
+still look at them; a second pass does nothing.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import logging
+import mailbox as stdlib_mailbox
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from newsbroadcast import tokens
+from newsbroadcast.bounces import parse_dsn, unsubscribe_token
+from newsbroadcast.config import Config
+from newsbroadcast.errors import MailboxError
+from newsbroadcast.subscriptions import record_bounce, unsubscribe
+
+__all__ = ["MailboxReport", "process_mailbox"]
+
+log = logging.getLogger("newsbroadcast.mailbox")
+
+
+@dataclass
+class MailboxReport:
+    read: int = 0
+    unsubscribed: int = 0
+    hard_bounces: int = 0
+    soft_bounces: int = 0
+    ignored: int = 0
+    problems: list[str] = field(default_factory=list)
+
+
+def process_mailbox(
+    config: Config, sessions: sessionmaker[Session], clock: Callable[[], datetime]
+) -> MailboxReport:
+    """Handle every unread message of the configured Maildir; commits after each message."""
+    report = MailboxReport()
+    if config.mailbox is None:
+        return report
+    path = config.path(config.mailbox.maildir)
+    try:
+        box = stdlib_mailbox.Maildir(path, factory=None, create=True)
+        keys = sorted(box.keys())
+    except OSError as e:
+        raise MailboxError(f"cannot read the Maildir {path}: {e.strerror or e}") from e
+    for key in keys:
+        try:
+            stored = box.get_message(key)
+        except (KeyError, OSError):
+            continue  # taken by another reader meanwhile
+        if "S" in stored.get_flags():
+            continue
+        message = email.message_from_bytes(box.get_bytes(key), policy=email.policy.default)
+        report.read += 1
+        with sessions() as session:
+            _handle(session, config, message, clock(), report)
+            session.commit()
+        stored.set_subdir("cur")
+        stored.add_flag("S")
+        box[key] = stored
+    if report.read:
+        log.info(
+            "mailbox: read %d, unsubscribed %d, hard bounces %d, soft bounces %d, ignored %d",
+            report.read,
+            report.unsubscribed,
+            report.hard_bounces,
+            report.soft_bounces,
+            report.ignored,
+        )
+    return report
+
+
+def _handle(
+    session: Session,
+    config: Config,
+    message: email.message.Message,
+    now: datetime,
+    report: MailboxReport,
+) -> None:
+    bounces = [b for b in parse_dsn(message) if b.is_failure]
+    if bounces:
+        for b in bounces:
+            reason = f"{b.status} {b.diagnostic}".strip()
+            record_bounce(session, config, b.recipient, b.hard, reason, now)
+            if b.hard:
+                report.hard_bounces += 1
+            else:
+                report.soft_bounces += 1
+        return
+    token = unsubscribe_token(message)
+    if token is None:
+        report.ignored += 1
+        return
+    try:
+        subscriber_id = tokens.verify(config.site.secrets, "unsubscribe", token, now)
+    except tokens.InvalidToken as e:
+        report.ignored += 1
+        report.problems.append(f"unsubscribe request with a bad token: {e}")
+        return
+    if unsubscribe(session, subscriber_id, now) is not None:
+        report.unsubscribed += 1
+        log.info("subscriber %s unsubscribed (mailto)", subscriber_id)
+    else:
+        report.ignored += 1

@@ -1,0 +1,112 @@
+"""The public archive: every edition as a page, and an Atom feed of editions.
+
+Rendered from the stored edition and its articles through the digest's own template
+context, without any subscriber: no name, no address, no personal link.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from xml.etree import ElementTree as ET
+
+import jinja2
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from newsbroadcast.config import Config, Digest
+from newsbroadcast.dispatch import story_view
+from newsbroadcast.models import Article, Edition, EditionArticle, EditionStatus
+from newsbroadcast.render.email import EditionView, template_context
+
+__all__ = ["ArchivedEdition", "atom_feed", "edition_context", "list_editions"]
+
+ATOM = "http://www.w3.org/2005/Atom"
+PUBLIC = (EditionStatus.sending, EditionStatus.done)
+
+
+@dataclass(frozen=True)
+class ArchivedEdition:
+    id: int
+    digest: str
+    subject: str
+    created_at: datetime
+
+
+def list_editions(session: Session, limit: int = 100) -> list[ArchivedEdition]:
+    rows = session.execute(
+        select(Edition.id, Edition.digest, Edition.subject, Edition.created_at)
+        .where(Edition.status.in_(PUBLIC))
+        .order_by(Edition.created_at.desc(), Edition.id.desc())
+        .limit(limit)
+    ).all()
+    return [ArchivedEdition(*row) for row in rows]
+
+
+def _digest(config: Config, name: str) -> Digest:
+    try:
+        return config.digest(name)
+    except KeyError:
+        # A digest removed from the config still has its old editions in the archive.
+        return Digest(name=name, cron="0 0 * * *")
+
+
+def edition_context(
+    session: Session, env: jinja2.Environment, config: Config, edition_id: int
+) -> dict[str, Any] | None:
+    """The digest template context of one public edition (None if there is none)."""
+    edition = session.get(Edition, edition_id)
+    if edition is None or edition.status not in PUBLIC:
+        return None
+    articles = session.scalars(
+        select(Article)
+        .join(EditionArticle, EditionArticle.article_id == Article.id)
+        .where(EditionArticle.edition_id == edition_id)
+        .order_by(EditionArticle.position)
+    ).all()
+    view = EditionView(
+        id=edition.id,
+        digest=edition.digest,
+        period=edition.period,
+        created_at=edition.created_at,
+        stories=[story_view(a) for a in articles],
+    )
+    context = template_context(env, config, _digest(config, edition.digest), view)
+    context["subject"] = edition.subject  # as it was sent
+    return context
+
+
+def atom_feed(session: Session, env: jinja2.Environment, config: Config, limit: int = 30) -> bytes:
+    """An Atom 1.0 document of the newest editions, each entry with its stories as HTML."""
+    base = config.site.public_url.rstrip("/")
+    editions = list_editions(session, limit)
+    ET.register_namespace("", ATOM)
+    feed = ET.Element(f"{{{ATOM}}}feed")
+
+    def child(parent: ET.Element, tag: str, text: str | None = None, **attrs: str) -> ET.Element:
+        el = ET.SubElement(parent, f"{{{ATOM}}}{tag}", attrs)
+        if text is not None:
+            el.text = text
+        return el
+
+    child(feed, "id", f"{base}/archive.atom")
+    child(feed, "title", f"{config.site.name}: digest archive")
+    child(feed, "link", rel="self", href=f"{base}/archive.atom")
+    child(feed, "link", rel="alternate", href=f"{base}/archive")
+    updated = editions[0].created_at if editions else datetime(2000, 1, 1).astimezone()
+    child(feed, "updated", updated.isoformat())
+    author = child(feed, "author")
+    child(author, "name", config.site.name)
+    for e in editions:
+        context = edition_context(session, env, config, e.id)
+        if context is None:
+            continue
+        entry = child(feed, "entry")
+        child(entry, "id", f"{base}/archive/{e.id}")
+        child(entry, "title", e.subject)
+        child(entry, "link", rel="alternate", href=f"{base}/archive/{e.id}")
+        child(entry, "updated", e.created_at.isoformat())
+        html = env.get_template("web/edition_entry.html.j2").render(context)
+        child(entry, "content", html, type="html")
+    return ET.tostring(feed, encoding="utf-8", xml_declaration=True)

@@ -1,0 +1,208 @@
+"""The bluesky channel against a PDS on loopback, through the real atproto client."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from newsbroadcast.channels.base import OutgoingPost
+from newsbroadcast.channels.bluesky import BlueskyChannel, record_key
+from newsbroadcast.errors import (
+    PermanentSendError,
+    RateLimited,
+    TransientSendError,
+    TransportConfigError,
+)
+from tests.bluesky_pds import BlueskyPds
+
+CREATE = "com.atproto.server.createSession"
+REFRESH = "com.atproto.server.refreshSession"
+PUT = "com.atproto.repo.putRecord"
+UPLOAD = "com.atproto.repo.uploadBlob"
+PNG = b"\x89PNG\r\n\x1a\n" + bytes(2000)
+
+
+@pytest.fixture
+def pds() -> Iterator[BlueskyPds]:
+    with BlueskyPds() as server:
+        server.state.images["small.png"] = ("image/png", PNG)
+        server.state.images["huge.jpg"] = ("image/jpeg", bytes(1_000_001))
+        yield server
+
+
+def channel(pds: BlueskyPds, tmp_path: Path, password: str = "app-pass-1234") -> BlueskyChannel:
+    return BlueskyChannel(
+        "bsky",
+        service=pds.url,
+        handle="newsroom.test",
+        app_password=password,
+        session_file=tmp_path / "var" / "bluesky-bsky.session",
+        timeout=5,
+    )
+
+
+def post(article_id: int, text: str | None = None, image: str | None = None) -> OutgoingPost:
+    url = f"https://newsroom.example.org/story-{article_id}"
+    return OutgoingPost(
+        post_id=100 + article_id,
+        article_id=article_id,
+        channel="bsky",
+        text=text or f"Café crème 🇷🇼 story {article_id} {url} #BorderGuards #Women",
+        url=url,
+        title=f"Story {article_id}",
+        summary="<p>Thirty officers &amp; their <b>trainers</b>.</p>",
+        image=image,
+    )
+
+
+def test_a_post_has_byte_exact_facets_a_link_card_and_a_deterministic_key(
+    pds: BlueskyPds, tmp_path: Path
+) -> None:
+    image = f"{pds.url}/img/small.png"
+    published = channel(pds, tmp_path).publish(post(7, image=image))
+
+    rkey = record_key(7, "bsky", "https://newsroom.example.org/story-7")
+    assert list(pds.state.records) == [rkey]
+    assert published.remote_id == f"at://{pds.state.account.did}/app.bsky.feed.post/{rkey}"
+    assert published.remote_url == f"https://bsky.app/profile/newsroom.test/post/{rkey}"
+    record = pds.state.records[rkey]
+    kinds = [f["features"][0]["$type"].split("#")[1] for f in record["facets"]]
+    assert kinds == ["link", "tag", "tag"]  # the server checked each range covers its value
+    card = record["embed"]["external"]
+    assert card["uri"] == "https://newsroom.example.org/story-7"
+    assert card["title"] == "Story 7"
+    assert card["description"] == "Thirty officers & their trainers."
+    assert card["thumb"]["mimeType"] == "image/png"
+    assert card["thumb"]["size"] == len(PNG)
+    assert record["langs"] == ["en"]
+
+
+def test_an_image_over_one_million_bytes_gives_a_card_without_thumbnail(
+    pds: BlueskyPds, tmp_path: Path
+) -> None:
+    channel(pds, tmp_path).publish(post(1, image=f"{pds.url}/img/huge.jpg"))
+    (record,) = pds.state.records.values()
+    assert "thumb" not in record["embed"]["external"]
+    assert pds.state.calls.get(UPLOAD, 0) == 0
+
+
+def test_one_login_serves_many_posts_and_the_next_process(pds: BlueskyPds, tmp_path: Path) -> None:
+    first = channel(pds, tmp_path)
+    for article_id in range(1, 6):
+        first.publish(post(article_id))
+    # A restarted service reads the stored session instead of logging in again.
+    second = channel(pds, tmp_path)
+    for article_id in range(6, 9):
+        second.publish(post(article_id))
+    assert len(pds.state.records) == 8
+    assert pds.state.calls[CREATE] == 1
+    stored = (tmp_path / "var" / "bluesky-bsky.session").stat()
+    assert stored.st_mode & 0o077 == 0  # live tokens: readable by the owner only
+
+
+def test_a_token_expired_on_the_server_is_refreshed_not_replaced_by_a_login(
+    pds: BlueskyPds, tmp_path: Path
+) -> None:
+    ch = channel(pds, tmp_path)
+    ch.publish(post(1))
+    pds.state.advance(3 * 3600)  # the 2-hour access token is now expired, server-side
+    ch.publish(post(2))
+    assert pds.state.calls[REFRESH] == 1
+    assert pds.state.calls[CREATE] == 1
+    # The refreshed session was saved: a new process uses it (the old refresh token is spent).
+    channel(pds, tmp_path).publish(post(3))
+    assert pds.state.calls[CREATE] == 1
+    assert len(pds.state.records) == 3
+
+
+def test_a_short_lived_token_is_refreshed_before_use(pds: BlueskyPds, tmp_path: Path) -> None:
+    pds.state.access_ttl = 600  # the client refreshes tokens within 15 minutes of expiry
+    ch = channel(pds, tmp_path)
+    ch.publish(post(1))
+    ch.publish(post(2))
+    assert pds.state.calls[REFRESH] >= 1
+    assert pds.state.calls[CREATE] == 1
+    assert len(pds.state.records) == 2
+
+
+def test_when_the_refresh_token_expired_too_it_logs_in_again(
+    pds: BlueskyPds, tmp_path: Path
+) -> None:
+    channel(pds, tmp_path).publish(post(1))
+    pds.state.advance(100 * 86400)
+    channel(pds, tmp_path).publish(post(2))
+    assert pds.state.calls[CREATE] == 2
+    assert len(pds.state.records) == 2
+
+
+def test_a_post_whose_answer_was_lost_is_not_posted_twice(pds: BlueskyPds, tmp_path: Path) -> None:
+    ch = channel(pds, tmp_path)
+    pds.state.drop_next_put = True  # stored on the server, the answer never arrives
+    with pytest.raises(TransientSendError):
+        ch.publish(post(1))
+    published = ch.publish(post(1))  # the dispatcher's retry
+    assert len(pds.state.records) == 1
+    assert pds.state.calls[PUT] == 1  # found by its key, not written again
+    assert published.remote_id.endswith("/" + record_key(1, "bsky", post(1).url))
+
+
+def test_a_retry_that_misses_the_earlier_record_rewrites_it(
+    pds: BlueskyPds, tmp_path: Path
+) -> None:
+    # Two dispatchers racing on one post both look, find nothing, and write: the fixed
+    # key makes the second write replace the first instead of adding a post.
+    ch = channel(pds, tmp_path)
+    ch.publish(post(1))
+    pds.state.hide_records = True
+    ch.publish(post(1))
+    assert pds.state.calls[PUT] == 2
+    assert len(pds.state.records) == 1
+
+
+def test_a_key_holding_another_post_is_never_overwritten(pds: BlueskyPds, tmp_path: Path) -> None:
+    foreign = {"$type": "app.bsky.feed.post", "text": "Written by hand", "createdAt": "x"}
+    pds.state.records[record_key(1, "bsky", post(1).url)] = foreign
+    with pytest.raises(PermanentSendError, match="another post"):
+        channel(pds, tmp_path).publish(post(1))
+    assert list(pds.state.records.values()) == [foreign]
+
+
+def test_a_story_posted_before_the_database_was_rebuilt_is_not_posted_again(
+    pds: BlueskyPds, tmp_path: Path
+) -> None:
+    ch = channel(pds, tmp_path)
+    first = ch.publish(post(1))
+    # The same story planned again, with a text from a newer template.
+    again = ch.publish(post(1, text=f"New template: {post(1).url}"))
+    assert again == first
+    assert pds.state.calls[PUT] == 1
+
+
+def test_a_wrong_app_password_is_a_configuration_problem(pds: BlueskyPds, tmp_path: Path) -> None:
+    with pytest.raises(TransportConfigError, match="app password"):
+        channel(pds, tmp_path, password="wrong").publish(post(1))
+    assert pds.state.records == {}
+
+
+def test_a_rate_limit_carries_the_servers_reset_time(pds: BlueskyPds, tmp_path: Path) -> None:
+    pds.state.rate_limit_next = 1
+    with pytest.raises(RateLimited) as caught:
+        channel(pds, tmp_path).publish(post(1))
+    assert 0 < caught.value.retry_after <= 300  # from RateLimit-Reset, not a guess
+
+
+def test_a_text_over_300_graphemes_is_refused_before_sending(
+    pds: BlueskyPds, tmp_path: Path
+) -> None:
+    with pytest.raises(PermanentSendError, match="300"):
+        channel(pds, tmp_path).publish(post(1, text="é" * 301))
+    assert pds.state.calls.get(PUT, 0) == 0
+
+
+def test_300_graphemes_of_combined_characters_are_accepted(pds: BlueskyPds, tmp_path: Path) -> None:
+    text = "e\u0301" * 290 + " 👩🏽‍✈️🇷🇼"  # 600 code points, 292 graphemes
+    channel(pds, tmp_path).publish(post(1, text=text))
+    assert json.dumps(list(pds.state.records.values())[0]["text"]) == json.dumps(text)

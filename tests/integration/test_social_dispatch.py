@@ -1,0 +1,244 @@
+"""X and Mastodon through the whole service (planner → posts → dispatcher) on SQLite and
+PostgreSQL, against the loopback APIs: once per story, settled after a crash, paced."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from sqlalchemy import Engine, select
+
+from newsbroadcast import cli
+from newsbroadcast.app import Service
+from newsbroadcast.config import Config
+from newsbroadcast.models import Post, SendStatus
+from tests.conftest import ROOT
+from tests.mastodon_server import TOKEN, MastodonServer, to_html
+from tests.x_server import CREDENTIALS, XServer, route_x_to
+
+SITE = {
+    "name": "Women in Uniform",
+    "url": "https://newsroom.example.org",
+    "public_url": "https://news.example.org",
+    "from": "digest@newsroom.example.org",
+    "list_id": "digest.example.org",
+    "unsubscribe_mailto": "unsubscribe@newsroom.example.org",
+    "secret": "social-secret-0123456789",
+}
+
+
+class Clock:
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def write_feed(path: Path, now: datetime, stories: int) -> None:
+    items = "".join(
+        f"<item><title>Story {i}: women officers in the border guard</title>"
+        f"<link>https://newsroom.example.org/story-{i}</link><guid>story-{i}</guid>"
+        f"<pubDate>{format_datetime(now - timedelta(minutes=30 + i))}</pubDate>"
+        f"<category>border management</category>"
+        f"<description>Cohort {i} of thirty officers finished training.</description></item>"
+        for i in range(stories)
+    )
+    path.write_text(
+        '<?xml version="1.0"?><rss version="2.0"><channel><title>t</title>'
+        "<link>https://newsroom.example.org/</link><description>d</description>"
+        f"{items}</channel></rss>"
+    )
+
+
+@pytest.fixture
+def servers() -> Iterator[tuple[XServer, MastodonServer]]:
+    with XServer() as xs, MastodonServer() as ms:
+        yield xs, ms
+
+
+def social(xs: XServer, ms: MastodonServer, **extra: Any) -> list[dict[str, Any]]:
+    return [
+        {"name": "x", "type": "x", **CREDENTIALS, "timeout": "5s", **extra},
+        {
+            "name": "fedi",
+            "type": "mastodon",
+            "api_base_url": ms.url,
+            "access_token": TOKEN,
+            "timeout": "5s",
+            **extra,
+        },
+    ]
+
+
+def make_service(
+    engine: Engine,
+    tmp_path: Path,
+    servers: tuple[XServer, MastodonServer],
+    clock: Clock,
+    **extra: Any,
+) -> Service:
+    xs, ms = servers
+    config = Config.model_validate(
+        {
+            "root": str(tmp_path),
+            "templates": str(ROOT / "templates"),
+            "site": SITE,
+            "sources": [{"name": "newsroom", "type": "feed", "url": "feed.xml"}],
+            "social": social(xs, ms, **extra),
+            "scheduler": {"lease": "5m"},
+        }
+    )
+    service = Service(config, engine=engine, clock=clock)
+    route_x_to(service.channels["x"].session, xs.url)  # type: ignore[attr-defined]
+    return service
+
+
+def posts(service: Service) -> list[Post]:
+    with service.sessions() as session:
+        return list(session.scalars(select(Post).order_by(Post.channel, Post.article_id)))
+
+
+def test_each_story_goes_out_once_per_channel_with_the_stored_text(
+    engine: Engine, tmp_path: Path, servers: tuple[XServer, MastodonServer]
+) -> None:
+    xs, ms = servers
+    clock = Clock(datetime.now(UTC))
+    write_feed(tmp_path / "feed.xml", clock(), 3)
+    service = make_service(engine, tmp_path, servers, clock)
+    service.poll()
+    service.dispatch()
+    service.poll()  # a second pass plans and sends nothing
+    assert service.dispatch().handled == 0
+
+    rows = posts(service)
+    assert [p.status for p in rows] == [SendStatus.sent] * 6
+    assert sorted(t["text"] for t in xs.tweets) == sorted(p.text for p in rows if p.channel == "x")
+    assert sorted(s["text"] for s in ms.statuses) == sorted(
+        p.text for p in rows if p.channel == "fedi"
+    )
+    assert {p.remote_id for p in rows} == {t["id"] for t in xs.tweets} | {
+        s["id"] for s in ms.statuses
+    }
+    assert all("#BorderManagement" in p.text and "/story-" in p.text for p in rows)
+
+
+def test_posts_left_sending_by_a_crash_are_settled_not_posted_again(
+    engine: Engine, tmp_path: Path, servers: tuple[XServer, MastodonServer]
+) -> None:
+    xs, ms = servers
+    clock = Clock(datetime.now(UTC))
+    write_feed(tmp_path / "feed.xml", clock(), 1)
+    service = make_service(engine, tmp_path, servers, clock)
+    service.poll()
+    # A dispatcher records its attempts, the networks accept both posts, and it dies
+    # before recording the outcome: both rows stay `sending` under its lease.
+    with service.sessions() as session:
+        for post in session.scalars(select(Post)):
+            post.status, post.attempts = SendStatus.sending, 1
+            post.lease_until = clock() + timedelta(minutes=5)
+            post.first_attempt_at = clock() - timedelta(hours=2)  # Mastodon forgot the key
+            if post.channel == "x":
+                xs.tweets.append({"id": "1861000000000000999", "text": post.text})
+            else:
+                ms.statuses.append(
+                    {
+                        "id": "113000000000000999",
+                        "url": "https://social.example.org/@newsroom/113000000000000999",
+                        "content": to_html(post.text),
+                        "card": None,
+                    }
+                )
+        session.commit()
+    assert service.dispatch().handled == 0  # the lease still holds
+    clock.now += timedelta(minutes=6)
+    report = service.dispatch()
+    assert report.sent == 2
+    assert len(xs.tweets) == 1 and len(ms.statuses) == 1
+    by_channel = {p.channel: p for p in posts(service)}
+    assert by_channel["x"].status == SendStatus.sent and by_channel["x"].remote_id is None
+    assert by_channel["fedi"].remote_id == "113000000000000999"  # found by its link
+
+
+def test_rate_limits_delay_the_post_until_the_reset(
+    engine: Engine, tmp_path: Path, servers: tuple[XServer, MastodonServer]
+) -> None:
+    xs, ms = servers
+    clock = Clock(datetime.now(UTC))
+    write_feed(tmp_path / "feed.xml", clock(), 1)
+    service = make_service(engine, tmp_path, servers, clock)
+    xs.rate_limited, xs.rate_limit_reset_in = 1, 900
+    ms.rate_limited, ms.rate_limit_reset_in = 1, timedelta(minutes=4)
+    service.poll()
+    assert service.dispatch().retried == 2
+    due = {p.channel: p.next_attempt_at - clock() for p in posts(service)}
+    assert timedelta(minutes=14) < due["x"] <= timedelta(minutes=15)
+    assert timedelta(minutes=3) < due["fedi"] <= timedelta(minutes=5)
+    clock.now += timedelta(minutes=5)
+    assert service.dispatch().sent == 1 and len(ms.statuses) == 1 and xs.tweets == []
+    clock.now += timedelta(minutes=11)
+    assert service.dispatch().sent == 1 and len(xs.tweets) == 1
+
+
+def test_the_pace_holds_across_dispatchers_and_keeps_to_its_hours(
+    engine: Engine, tmp_path: Path, servers: tuple[XServer, MastodonServer]
+) -> None:
+    xs, ms = servers
+    kigali_10am = datetime(2026, 11, 30, 8, 0, tzinfo=UTC)
+    clock = Clock(kigali_10am)
+    write_feed(tmp_path / "feed.xml", clock(), 12)
+    pace = {"every": "10m", "between": "07:00-21:00", "timezone": "Africa/Kigali"}
+    first = make_service(engine, tmp_path, servers, clock, pace=pace)
+    first.poll()
+    assert first.dispatch().sent == 2  # one per channel, not twelve
+    clock.now += timedelta(minutes=5)
+    second = make_service(engine, tmp_path, servers, clock, pace=pace)  # another process
+    assert second.dispatch().handled == 0 and first.dispatch().handled == 0
+    clock.now += timedelta(minutes=5)
+    assert second.dispatch().sent == 2
+    assert first.dispatch().handled == 0
+    assert len(xs.tweets) == len(ms.statuses) == 2
+
+    clock.now = datetime(2026, 11, 30, 19, 5, tzinfo=UTC)  # 21:05 in Kigali
+    assert first.dispatch().handled == 0
+    clock.now = datetime(2026, 12, 1, 5, 0, tzinfo=UTC)  # 07:00 the next morning
+    assert first.dispatch().sent == 2
+    assert len(xs.tweets) == len(ms.statuses) == 3
+
+
+def test_post_preview_prints_each_channels_text_and_length(
+    tmp_path: Path, servers: tuple[XServer, MastodonServer], capsys: pytest.CaptureFixture[str]
+) -> None:
+    xs, ms = servers
+    write_feed(tmp_path / "feed.xml", datetime.now(UTC), 2)
+    entries = social(xs, ms)
+    entries[0].update({k: f"${{X_{k.upper()}}}" for k in CREDENTIALS})
+    document = {
+        "root": str(tmp_path),
+        "templates": str(ROOT / "templates"),
+        "site": SITE,
+        "database": {"url": f"sqlite:///{tmp_path / 'nb.db'}"},
+        "sources": [{"name": "newsroom", "type": "feed", "url": "feed.xml"}],
+        "social": entries,
+    }
+    path = tmp_path / "newsbroadcast.yaml"
+    path.write_text(yaml.safe_dump(document))
+    env = {f"X_{k.upper()}": v for k, v in CREDENTIALS.items()}
+    with pytest.MonkeyPatch.context() as mp:
+        for k, v in env.items():
+            mp.setenv(k, v)
+        service = Service(cli.load_config(path))
+        service.poll()
+        service.close()
+        assert cli.main(["--config", str(path), "post", "preview"]) == 0
+    out = capsys.readouterr().out
+    assert "article 1: Story 0: women officers in the border guard" in out
+    assert "== x (x): " in out and "/280 fits ==" in out
+    assert "== fedi (mastodon): " in out and "/500 fits ==" in out
+    assert "https://newsroom.example.org/story-0" in out
+    assert xs.tweets == [] and ms.statuses == []  # a preview posts nothing

@@ -1,0 +1,264 @@
+"""SQL sources: another application's database (SQLite file, PostgreSQL schema) read
+incrementally and strictly read-only into our store."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Engine,
+    Integer,
+    MetaData,
+    Table,
+    Text,
+    create_engine,
+    func,
+    insert,
+    select,
+    text,
+)
+from sqlalchemy.exc import DBAPIError
+
+from newsbroadcast.config import Config
+from newsbroadcast.db import make_engine, sessions, upgrade
+from newsbroadcast.ingest import poll_source
+from newsbroadcast.models import Article, SourceState
+from newsbroadcast.sources.sql import readonly_engine
+
+NOW = datetime(2025, 5, 23, 12, 0, tzinfo=UTC)
+
+foreign_meta = MetaData()
+# The other application's table, named and shaped its own way.
+cms_news = Table(
+    "cms_news",
+    foreign_meta,
+    Column("news_id", Integer, primary_key=True),
+    Column("headline", Text),
+    Column("permalink", Text),
+    Column("teaser", Text),
+    Column("posted", DateTime),  # naive, in the CMS's local time
+    Column("keywords", Text),
+    Column("status", Text),
+)
+ROWS: list[dict[str, Any]] = [
+    {
+        "news_id": 1,
+        "headline": "Women peacekeepers join UN mission in South Sudan",
+        "permalink": "https://newsroom.example.org/news/peacekeepers",
+        "teaser": "Forty officers arrived in Juba.",
+        "posted": datetime(2025, 5, 23, 9, 0),
+        "keywords": "Peacekeeping, South Sudan",
+        "status": "published",
+    },
+    {
+        "news_id": 2,
+        "headline": "  ",
+        "permalink": "https://newsroom.example.org/news/untitled",
+        "teaser": "A draft without a headline.",
+        "posted": datetime(2025, 5, 22, 9, 0),
+        "keywords": None,
+        "status": "published",
+    },
+    {
+        "news_id": 3,
+        "headline": "Police academy graduates its first mixed class",
+        "permalink": "ftp://newsroom.example.org/academy",
+        "teaser": "",
+        "posted": datetime(2025, 5, 22, 10, 0),
+        "keywords": None,
+        "status": "published",
+    },
+    {
+        "news_id": 4,
+        "headline": "Mentoring network reaches 1,000 members",
+        "permalink": "https://newsroom.example.org/news/mentoring",
+        "teaser": "Senior officers mentor younger colleagues.",
+        "posted": None,
+        "keywords": '["Mentoring", "Careers"]',
+        "status": "published",
+    },
+    {
+        "news_id": 5,
+        "headline": "Unpublished draft",
+        "permalink": "https://newsroom.example.org/news/draft",
+        "teaser": "",
+        "posted": datetime(2025, 5, 23, 11, 0),
+        "keywords": None,
+        "status": "draft",
+    },
+]
+
+
+@pytest.fixture
+def foreign(database_url: str) -> Iterator[str]:
+    """The other application's database (SQLite file or PostgreSQL schema), with a table
+    and a view of its published rows; yields its URL."""
+    eng = create_engine(database_url)
+    foreign_meta.create_all(eng)
+    with eng.begin() as conn:
+        conn.execute(insert(cms_news), ROWS)
+        conn.execute(
+            text("CREATE VIEW published_news AS SELECT * FROM cms_news WHERE status = 'published'")
+        )
+    eng.dispose()
+    yield database_url
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Engine]:
+    """Our own store, a separate SQLite file: the foreign database is only ever read."""
+    eng = make_engine(f"sqlite:///{tmp_path / 'store.db'}")
+    upgrade(eng)
+    yield eng
+    eng.dispose()
+
+
+def make_config(tmp_path: Path, **source: Any) -> Config:
+    return Config.model_validate(
+        {
+            "root": str(tmp_path),
+            "site": {
+                "name": "Women in Uniform",
+                "url": "https://newsroom.example.org",
+                "public_url": "https://news.example.org",
+                "from": "digest@newsroom.example.org",
+                "list_id": "digest.newsroom.example.org",
+                "unsubscribe_mailto": "unsubscribe@newsroom.example.org",
+                "secret": "test-secret-0123456789abcdef",
+            },
+            "sources": [
+                {
+                    "type": "sql",
+                    "name": "cms",
+                    "table": "published_news",
+                    "columns": {
+                        "guid": "news_id",
+                        "title": "headline",
+                        "url": "permalink",
+                        "summary": "teaser",
+                        "published_at": "posted",
+                        "tags": "keywords",
+                    },
+                    "cursor": "news_id",
+                    "timezone": "Africa/Kigali",
+                    **source,
+                }
+            ],
+        }
+    )
+
+
+def articles(store: Engine) -> dict[str, Article]:
+    with sessions(store)() as s:
+        return {a.guid: a for a in s.scalars(select(Article))}
+
+
+def test_rows_become_articles_and_bad_rows_are_reported(
+    foreign: str, store: Engine, tmp_path: Path
+) -> None:
+    config = make_config(tmp_path, url=foreign)
+    report = poll_source(sessions(store), config, config.sources[0], NOW)
+
+    assert report.error is None
+    got = articles(store)
+    assert sorted(got) == ["1", "4"]  # 2 and 3 are bad, 5 is not in the view
+    first = got["1"]
+    assert first.title == "Women peacekeepers join UN mission in South Sudan"
+    assert first.url == "https://newsroom.example.org/news/peacekeepers"
+    assert first.published_at == datetime(2025, 5, 23, 7, 0, tzinfo=UTC)  # 09:00 in Kigali
+    assert first.tags == ["Peacekeeping", "South Sudan"]
+    assert got["4"].tags == ["Mentoring", "Careers"] and got["4"].published_at is None
+    assert report.skipped == [
+        "row news_id=2: empty 'headline' (the title column)",
+        "row news_id=3: 'permalink' is not an http(s) URL: 'ftp://newsroom.example.org/academy'",
+    ]
+    with sessions(store)() as s:
+        state = s.get(SourceState, "cms")
+        assert state is not None and state.last_success_at == NOW and state.items_seen == 2
+        assert state.cursor == '{"int": 4}'
+        assert "row news_id=2" in (state.last_problems or "")
+
+
+def test_only_rows_past_the_cursor_are_read(foreign: str, store: Engine, tmp_path: Path) -> None:
+    config = make_config(tmp_path, url=foreign, batch_size=2)
+    poll_source(sessions(store), config, config.sources[0], NOW)
+
+    again = poll_source(sessions(store), config, config.sources[0], NOW)
+    assert again.error is None and (again.new, again.updated, again.unchanged) == (0, 0, 0)
+    assert again.skipped == []  # bad rows are reported once, not on every poll
+
+    eng = create_engine(foreign)
+    with eng.begin() as conn:
+        conn.execute(
+            insert(cms_news),
+            [
+                {
+                    "news_id": 6,
+                    "headline": "Conference opens in Kigali",
+                    "permalink": "https://newsroom.example.org/news/conference",
+                    "posted": datetime(2025, 5, 23, 11, 30),
+                    "status": "published",
+                }
+            ],
+        )
+    eng.dispose()
+    third = poll_source(sessions(store), config, config.sources[0], NOW)
+    assert third.new == 1
+    assert sorted(articles(store)) == ["1", "4", "6"]
+
+
+def test_a_timestamp_cursor(foreign: str, store: Engine, tmp_path: Path) -> None:
+    config = make_config(tmp_path, url=foreign, table="cms_news", cursor="posted")
+    first = poll_source(sessions(store), config, config.sources[0], NOW)
+    assert first.error is None
+    # Rows with a NULL cursor cannot be ordered; the draft (5) has a time and is read.
+    assert sorted(articles(store)) == ["1", "5"]
+    with sessions(store)() as s:
+        state = s.get(SourceState, "cms")
+        assert state is not None and state.cursor == '{"datetime": "2025-05-23T11:00:00"}'
+    again = poll_source(sessions(store), config, config.sources[0], NOW)
+    assert (again.new, again.skipped) == (0, [])
+
+
+def test_the_connection_refuses_writes(foreign: str, tmp_path: Path) -> None:
+    engine = readonly_engine(foreign, tmp_path)
+    try:
+        with engine.connect() as conn:
+            assert conn.execute(select(func.count()).select_from(cms_news)).scalar() == 5
+        with pytest.raises(DBAPIError, match="(?i)read.only|readonly"), engine.begin() as conn:
+            conn.execute(insert(cms_news), [{"news_id": 99, "headline": "written by us"}])
+        with pytest.raises(DBAPIError, match="(?i)read.only|readonly"), engine.begin() as conn:
+            conn.execute(text("DELETE FROM cms_news"))
+    finally:
+        engine.dispose()
+    check = create_engine(foreign)
+    with check.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(cms_news)).scalar() == 5
+    check.dispose()
+
+
+def test_a_missing_sqlite_file_is_not_created(store: Engine, tmp_path: Path) -> None:
+    config = make_config(tmp_path, url="sqlite:///other-app.db")
+    report = poll_source(sessions(store), config, config.sources[0], NOW)
+    assert report.error is not None and "no such SQLite database" in report.error
+    assert not (tmp_path / "other-app.db").exists()
+
+
+def test_wrong_table_or_column_names_are_explained(
+    foreign: str, store: Engine, tmp_path: Path
+) -> None:
+    config = make_config(tmp_path, url=foreign, table="news")
+    report = poll_source(sessions(store), config, config.sources[0], NOW)
+    assert report.error is not None
+    assert "no table or view 'news'" in report.error and "published_news" in report.error
+
+    config = make_config(tmp_path, url=foreign, cursor="id")
+    report = poll_source(sessions(store), config, config.sources[0], NOW)
+    assert report.error is not None and "no such column(s) cursor: 'id'" in report.error
+    assert "news_id" in report.error

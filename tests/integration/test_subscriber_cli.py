@@ -1,0 +1,125 @@
+"""The admin commands as a user runs them: the real `newsbroadcast` process on the sample site."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import mailbox
+import os
+import shutil
+import subprocess
+import sys
+import time
+from email.message import EmailMessage
+from pathlib import Path
+
+import httpx
+import pytest
+
+from newsbroadcast import tokens
+from tests.conftest import ROOT
+from tests.smtp_sink import free_port
+
+SECRET = "cli-secret-0123456789abcdef"
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Path:
+    for part in ("config", "templates", "examples"):
+        shutil.copytree(ROOT / part, tmp_path / part)
+    with (tmp_path / "config/newsbroadcast.yaml").open("a", encoding="utf-8") as f:
+        f.write("\nmailbox:\n  maildir: var/mailbox\n")
+    return tmp_path
+
+
+def env() -> dict[str, str]:
+    full = {**os.environ, "NEWSBROADCAST_SECRET": SECRET}
+    full.pop("DATABASE_URL", None)
+    full.pop("NEWSBROADCAST_CONFIG", None)
+    return full
+
+
+def nb(site: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    config = str(site / "config/newsbroadcast.yaml")
+    result = subprocess.run(
+        [sys.executable, "-m", "newsbroadcast", "--config", config, *args],
+        capture_output=True,
+        text=True,
+        env=env(),
+        cwd=site,
+        timeout=120,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"exit {result.returncode}\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def test_export_data_remove_suppress_and_erase(site: Path) -> None:
+    nb(site, "subscribers", "import", "examples/subscribers.csv")
+    nb(site, "run", "--once")  # deliveries to count
+
+    exported = list(csv.DictReader(io.StringIO(nb(site, "subscribers", "export").stdout)))
+    assert len(exported) == 4
+    someone = exported[0]["email"]
+    assert {"email", "name", "language", "status"} <= set(exported[0])
+
+    data = json.loads(nb(site, "subscribers", "data", someone).stdout)
+    assert data["email"] == someone
+    assert data["deliveries"] and data["deliveries"][0]["status"] == "sent"
+
+    erased = nb(site, "subscribers", "erase", someone)
+    assert "erased; 1 deliveries kept as anonymous counts" in erased.stdout
+    assert someone not in nb(site, "subscribers", "list").stdout
+    missing = nb(site, "subscribers", "data", someone, check=False)
+    assert missing.returncode == 2 and "no subscriber" in missing.stderr
+    again = nb(site, "subscribers", "add", someone, check=False)
+    assert again.returncode == 2 and "suppression list" in again.stderr
+
+    other = exported[1]["email"]
+    nb(site, "subscribers", "remove", other)
+    assert f"{other}\tunsubscribed" in nb(site, "subscribers", "list").stdout
+    third = exported[2]["email"]
+    assert "suppressed" in nb(site, "subscribers", "suppress", third).stdout
+    assert f"{third}\tunsubscribed" in nb(site, "subscribers", "list").stdout
+
+
+def test_mailbox_process_honours_a_mailto_unsubscribe(site: Path) -> None:
+    nb(site, "subscribers", "add", "reader@example.org")
+    listed = nb(site, "subscribers", "list").stdout.split("\t")
+    token = tokens.sign(SECRET, "unsubscribe", int(listed[0]))
+    msg = EmailMessage()
+    msg["From"] = "reader@example.org"
+    msg["To"] = "unsubscribe@newsroom.example.org"
+    msg["Subject"] = f"unsubscribe {token}"
+    msg.set_content("")
+    mailbox.Maildir(site / "var/mailbox", create=True).add(msg.as_bytes())
+    result = nb(site, "mailbox", "process")
+    assert "read 1: unsubscribed 1" in result.stdout
+    assert "reader@example.org\tunsubscribed" in nb(site, "subscribers", "list").stdout
+
+
+def test_serve_answers_on_the_given_port(site: Path) -> None:
+    port = free_port()
+    config = str(site / "config/newsbroadcast.yaml")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "newsbroadcast", "--config", config, "serve", "--port", str(port)],
+        env=env(),
+        cwd=site,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                page = httpx.get(f"http://127.0.0.1:{port}/subscribe")
+                break
+            except httpx.TransportError:
+                assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+                assert time.monotonic() < deadline, "serve did not start"
+                time.sleep(0.1)
+        assert page.status_code == 200 and "Women in Uniform" in page.text
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

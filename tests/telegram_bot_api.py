@@ -1,0 +1,224 @@
+"""The Telegram Bot API's sendMessage on loopback, as strict as Telegram about HTML.
+
+``POST /bot<token>/sendMessage`` with a JSON body. With ``parse_mode: HTML`` the text is
+parsed the way Telegram documents it: only its tags (b, i, u, s, a, code, pre, …), every
+tag closed in order, ``<``, ``>`` and ``&`` outside tags and entities refused, only the
+named entities ``&lt; &gt; &amp; &quot;``; the visible text must be 1–4096 UTF-16 units.
+A refused message gets Telegram's 400 "Bad Request: can't parse entities: …".
+``rate_limit_next`` answers 429 with ``parameters.retry_after``; ``drop_next`` posts the
+message and hangs up without answering (an outcome the client cannot know).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+import threading
+from dataclasses import dataclass, field
+from html.parser import HTMLParser
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from tests.answer_hold import AnswerHold
+
+TAGS = {
+    "b", "strong", "i", "em", "u", "ins", "s", "strike", "del", "span", "tg-spoiler", "a",
+    "code", "pre", "blockquote", "tg-emoji",
+}  # fmt: skip
+ENTITIES = {"lt", "gt", "amp", "quot"}
+
+
+class BadEntities(Exception):
+    pass
+
+
+class _TelegramHtml(HTMLParser):
+    """Collects the visible text, refusing what Telegram refuses."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=False)
+        self.open: list[str] = []
+        self.visible: list[str] = []
+        self.links: list[tuple[str, str]] = []  # (href, text)
+        self._href: str | None = None
+        self._link_text: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag not in TAGS:
+            raise BadEntities(f'unsupported start tag "{tag}"')
+        if tag == "a":
+            href = dict(attrs).get("href")
+            if not href:
+                raise BadEntities("an <a> without href")
+            self._href, self._link_text = href, []
+        self.open.append(tag)
+
+    def handle_endtag(self, tag: str) -> None:
+        if not self.open or self.open[-1] != tag:
+            raise BadEntities(f'unmatched end tag "{tag}"')
+        self.open.pop()
+        if tag == "a" and self._href is not None:
+            self.links.append((self._href, "".join(self._link_text)))
+            self._href = None
+
+    def handle_data(self, data: str) -> None:
+        if any(c in data for c in "<>&"):
+            raise BadEntities(f"unescaped character in {data!r}")
+        self._text(data)
+
+    def handle_entityref(self, name: str) -> None:
+        if name not in ENTITIES:
+            raise BadEntities(f'unsupported entity "&{name};"')
+        self._text(html.unescape(f"&{name};"))
+
+    def handle_charref(self, name: str) -> None:
+        self._text(html.unescape(f"&#{name};"))
+
+    def _text(self, text: str) -> None:
+        self.visible.append(text)
+        if self._href is not None:
+            self._link_text.append(text)
+
+    def parse(self, text: str) -> str:
+        # html.parser lets some stray "&" through ("R&D" at the end of the input): Telegram
+        # does not, so every "&" must start one of the entities it knows.
+        stray = re.search(r"&(?!(?:#\d+|#x[0-9A-Fa-f]+|lt|gt|amp|quot);)", text)
+        if stray:
+            raise BadEntities(f'unescaped "&" at {stray.start()}')
+        self.feed(text)
+        self.close()
+        if self.open:
+            raise BadEntities(f'unclosed tag "{self.open[-1]}"')
+        return "".join(self.visible)
+
+
+@dataclass
+class BotApi:
+    token: str
+    messages: list[dict[str, Any]] = field(default_factory=list)
+    requests: int = 0
+    rate_limit_next: int = 0
+    retry_after: int = 7
+    drop_next: bool = False  # post the message, then hang up without answering
+    hold: AnswerHold = field(default_factory=AnswerHold)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def send_message(self, data: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        text = data.get("text")
+        if not isinstance(text, str):
+            return 400, {
+                "ok": False,
+                "error_code": 400,
+                "description": "Bad Request: text is empty",
+            }
+        links: list[tuple[str, str]] = []
+        if data.get("parse_mode") == "HTML":
+            parser = _TelegramHtml()
+            try:
+                text = parser.parse(text)
+            except BadEntities as e:
+                return 400, {
+                    "ok": False,
+                    "error_code": 400,
+                    "description": f"Bad Request: can't parse entities: {e}",
+                }
+            links = parser.links
+        if not text.strip():
+            return 400, {
+                "ok": False,
+                "error_code": 400,
+                "description": "Bad Request: text is empty",
+            }
+        if len(text.encode("utf-16-le")) // 2 > 4096:
+            return 400, {
+                "ok": False,
+                "error_code": 400,
+                "description": "Bad Request: message is too long",
+            }
+        message_id = len(self.messages) + 1
+        message = {
+            "message_id": message_id,
+            "chat": {"id": -1001234567890, "type": "channel", "username": "newsroomtest"},
+            "date": 1790000000,
+            "text": text,
+            "links": links,
+            "request": data,
+        }
+        self.messages.append(message)
+        return 200, {"ok": True, "result": message}
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib name
+        pass
+
+    def do_POST(self) -> None:  # noqa: N802 - stdlib name
+        api = self.server.api
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        held = False
+        with api.lock:
+            api.requests += 1
+            if self.path != f"/bot{api.token}/sendMessage":
+                status, answer = 404, {"ok": False, "error_code": 404, "description": "Not Found"}
+            elif api.rate_limit_next > 0:
+                api.rate_limit_next -= 1
+                status, answer = (
+                    429,
+                    {
+                        "ok": False,
+                        "error_code": 429,
+                        "description": f"Too Many Requests: retry after {api.retry_after}",
+                        "parameters": {"retry_after": api.retry_after},
+                    },
+                )
+            elif "json" not in self.headers.get("Content-Type", ""):
+                status, answer = 400, {"ok": False, "error_code": 400, "description": "no JSON"}
+            else:
+                status, answer = api.send_message(json.loads(body))
+                held = status == 200 and api.hold.take()
+                if api.drop_next:
+                    api.drop_next = False
+                    self.close_connection = True
+                    return
+        if held:
+            api.hold.wait()
+        data = json.dumps(answer).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, api: BotApi) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.api = api
+
+
+class TelegramBotApi:
+    """``with TelegramBotApi("123:abc") as tg: tg.url …``; ``tg.state`` is the server."""
+
+    def __init__(self, token: str = "123456:test-token") -> None:
+        self.state = BotApi(token)
+        self._server = _Server(self.state)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def __enter__(self) -> TelegramBotApi:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()

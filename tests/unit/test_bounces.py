@@ -1,0 +1,71 @@
+"""DSN parsing on real-world shaped bounces (Postfix, Exim, Gmail) and mailto unsubscribes."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+from email.message import EmailMessage
+
+import pytest
+
+from newsbroadcast.bounces import parse_dsn, unsubscribe_token
+from tests.conftest import ROOT
+
+BOUNCES = ROOT / "tests" / "fixtures" / "bounces"
+
+
+def load(name: str) -> EmailMessage:
+    data = (BOUNCES / name).read_bytes()
+    return email.message_from_bytes(data, policy=email.policy.default)  # type: ignore[return-value]
+
+
+@pytest.mark.parametrize(
+    ("name", "recipient", "status"),
+    [
+        ("postfix_hard.eml", "gone@example.net", "5.1.1"),
+        ("exim_hard.eml", "Nobody.Here@Example.COM", "5.0.0"),
+        ("gmail_hard.eml", "closed.account@gmail.example", "5.1.1"),
+    ],
+)
+def test_hard_bounces(name: str, recipient: str, status: str) -> None:
+    (bounce,) = parse_dsn(load(name))
+    assert bounce.recipient == recipient
+    assert bounce.status == status
+    assert bounce.action == "failed"
+    assert bounce.hard and bounce.is_failure
+    assert "5.1.1" in bounce.diagnostic or "does not exist" in bounce.diagnostic
+
+
+def test_delayed_is_a_soft_bounce() -> None:
+    (bounce,) = parse_dsn(load("postfix_delayed.eml"))
+    assert bounce.recipient == "full@example.com"
+    assert (bounce.action, bounce.status) == ("delayed", "4.2.2")
+    assert bounce.is_failure and not bounce.hard
+    assert "Mailbox full" in bounce.diagnostic
+
+
+def test_messages_that_are_not_dsns_give_nothing() -> None:
+    assert parse_dsn(load("autoreply.eml")) == []
+    # A multipart/report of another kind (a read receipt) is not a bounce either.
+    mdn = EmailMessage()
+    mdn["Subject"] = "Read: digest"
+    mdn.set_content("read")
+    mdn.replace_header("Content-Type", "multipart/report; report-type=disposition-notification")
+    assert parse_dsn(mdn) == []
+
+
+def test_failed_with_a_temporary_status_is_soft() -> None:
+    text = (BOUNCES / "postfix_hard.eml").read_text()
+    text = text.replace("Status: 5.1.1", "Status: 4.4.1")
+    (bounce,) = parse_dsn(email.message_from_string(text, policy=email.policy.default))
+    assert bounce.action == "failed" and not bounce.hard
+
+
+def test_unsubscribe_token_from_the_mailto_subject() -> None:
+    msg = EmailMessage()
+    msg["Subject"] = "unsubscribe AQHWjlzmPIurp204YzvX-m24"
+    assert unsubscribe_token(msg) == "AQHWjlzmPIurp204YzvX-m24"
+    msg.replace_header("Subject", "Re: Unsubscribe   AQHWjlzmPIurp204YzvX-m24")
+    assert unsubscribe_token(msg) == "AQHWjlzmPIurp204YzvX-m24"
+    msg.replace_header("Subject", "please unsubscribe me")
+    assert unsubscribe_token(msg) is None

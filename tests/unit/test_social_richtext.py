@@ -1,0 +1,90 @@
+"""Links, hashtags, grapheme counts, byte offsets and record keys: the pure parts of the
+bluesky, telegram and webhook channels."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+
+import regex
+
+from newsbroadcast.channels import richtext
+from newsbroadcast.channels.bluesky import facets, measure, record_key
+from newsbroadcast.channels.telegram import measure as telegram_measure
+from newsbroadcast.channels.telegram import to_html
+from newsbroadcast.channels.webhook import idempotency_key, sign
+
+TID = regex.compile(r"^[234567abcdefghij][234567abcdefghijklmnopqrstuvwxyz]{12}$")
+S32 = "234567abcdefghijklmnopqrstuvwxyz"
+
+
+def test_graphemes_count_what_a_reader_sees() -> None:
+    assert richtext.graphemes("abc") == 3
+    assert richtext.graphemes("e\u0301") == 1  # e + combining acute
+    assert richtext.graphemes("🇷🇼") == 1  # a flag: two regional indicators
+    assert richtext.graphemes("👩🏽‍✈️") == 1  # ZWJ sequence with a skin tone
+    assert richtext.graphemes("👨‍👩‍👧‍👦 ok") == 4
+    assert richtext.graphemes("中文") == 2
+    assert richtext.graphemes("a\r\nb") == 3  # CR LF is one cluster
+
+
+def test_bluesky_measure_is_the_tighter_of_300_graphemes_and_3000_bytes() -> None:
+    assert measure("é" * 300) == 300
+    family = "👨‍👩‍👧‍👦"  # 25 bytes, one grapheme
+    assert measure(family * 120) == 300  # 3,000 bytes
+    assert measure(family * 121) > 300
+
+
+def test_links_stop_before_sentence_punctuation() -> None:
+    text = "Read https://x.org/a. Also (https://x.org/b) and https://x.org/wiki/A_(b)!"
+    assert [s.value for s in richtext.links(text)] == [
+        "https://x.org/a",
+        "https://x.org/b",
+        "https://x.org/wiki/A_(b)",
+    ]
+
+
+def test_hashtags_skip_numbers_fragments_and_trailing_punctuation() -> None:
+    text = "#Women in #1 place, see https://x.org/#anchor #BorderGuards. #Kigali2026"
+    assert [s.value for s in richtext.hashtags(text)] == ["Women", "BorderGuards", "Kigali2026"]
+
+
+def test_facet_offsets_are_utf8_bytes_start_inclusive_end_exclusive() -> None:
+    text = "Café 🇷🇼 — https://x.org/é #Ürümqi"
+    data = text.encode()
+    found = facets(text)
+    covered = [data[f.index.byte_start : f.index.byte_end].decode() for f in found]
+    assert covered == ["https://x.org/é", "#Ürümqi"]
+    assert found[0].index.byte_start == len("Café 🇷🇼 — ".encode())
+    assert found[0].features[0].uri == "https://x.org/é"
+    assert found[1].features[0].tag == "Ürümqi"
+
+
+def test_record_keys_are_valid_tids_fixed_per_article_and_channel() -> None:
+    key = record_key(42, "bsky", "https://x.org/a")
+    assert TID.match(key)
+    assert key == record_key(42, "bsky", "https://x.org/a")
+    value = 0
+    for c in key:
+        value = value * 32 + S32.index(c)
+    assert value < 2**63  # the first bit is 0
+    others = {record_key(n, "bsky", f"https://x.org/{n}") for n in range(1, 5001)}
+    assert len(others) == 5000
+    assert record_key(42, "other", "https://x.org/a") != key
+    assert record_key(42, "bsky", "https://x.org/rebuilt-db") != key
+
+
+def test_telegram_html_escapes_text_and_anchors_links() -> None:
+    html = to_html('a<b & c> "https://x.org/?a=1&b=2" end')
+    assert html == (
+        'a&lt;b &amp; c&gt; "<a href="https://x.org/?a=1&amp;b=2">'
+        'https://x.org/?a=1&amp;b=2</a>" end'
+    )
+    assert telegram_measure("😀a") == 3  # UTF-16 units, as Telegram counts
+
+
+def test_webhook_signature_and_key() -> None:
+    digest = hmac.new(b"s", b'{"a":1}', hashlib.sha256).hexdigest()
+    assert sign("s", b'{"a":1}') == f"sha256={digest}"
+    assert idempotency_key(1, "hook", "u") == idempotency_key(1, "hook", "u")
+    assert idempotency_key(1, "hook", "u") != idempotency_key(2, "hook", "u")
