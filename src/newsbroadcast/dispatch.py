@@ -624,6 +624,10 @@ class Dispatcher:
                     report.errors.append(f"post {post.id} on {post.channel}: {e}")
                 except DeliveryError as e:
                     report.errors.append(f"post {post.id} on {post.channel}: {e}")
+                    if e.unsent:
+                        # Certainly not published: the next attempt is a first attempt again,
+                        # also for a process that did not see this one (state in the row).
+                        post.first_attempt_at = None
                     if self._retry_later(session, post, e):
                         report.retried += 1
                     else:

@@ -73,10 +73,15 @@ class MailboxError(NewsBroadcastError):
 
 
 class DeliveryError(NewsBroadcastError):
-    """A message or post could not be handed over."""
+    """A message or post could not be handed over.
 
-    def __init__(self, message: str, reply: str | None = None) -> None:
+    ``unsent`` says this attempt certainly published nothing (the request never left, or
+    the receiver answered with a refusal), so a retry cannot make a duplicate.
+    """
+
+    def __init__(self, message: str, reply: str | None = None, *, unsent: bool = False) -> None:
         self.reply = reply
+        self.unsent = unsent
         super().__init__(message)
 
 

@@ -184,6 +184,13 @@ def test_a_telegram_rate_limit_delays_the_post_by_retry_after(
     assert len(waiting) == 1
     assert waiting[0].next_attempt_at.replace(tzinfo=UTC) == clock.now + timedelta(seconds=120)
     assert len(tg.state.messages) == 2
+    # A refusal is remembered in the row, not in the process: a restarted service (a new
+    # `run --once`, say) still knows the post is safe to send, and sends it once.
+    assert waiting[0].first_attempt_at is None
+    service.close()
+    restarted = make_service(engine, tmp_path, servers, clock)
     clock.now += timedelta(seconds=120)
-    service.dispatch()
+    restarted.dispatch()
+    assert len(tg.state.messages) == 3
+    restarted.dispatch()
     assert len(tg.state.messages) == 3

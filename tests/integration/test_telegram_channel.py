@@ -111,12 +111,14 @@ def test_a_post_whose_answer_was_lost_is_not_sent_again(tg: TelegramBotApi) -> N
     assert len(tg.state.messages) == 1
 
 
-def test_a_refused_attempt_is_retried_normally(tg: TelegramBotApi) -> None:
+def test_a_refused_attempt_says_it_published_nothing(tg: TelegramBotApi) -> None:
     ch = channel(tg)
     tg.state.rate_limit_next = 1
-    with pytest.raises(RateLimited):
+    with pytest.raises(RateLimited) as refused:
         ch.publish(post("Hello"))
-    ch.publish(retried(post("Hello")))  # Telegram said no the first time: safe
+    # The dispatcher then forgets the attempt (first_attempt_at back to None) in the row.
+    assert refused.value.unsent
+    ch.publish(post("Hello"))
     assert len(tg.state.messages) == 1
 
 

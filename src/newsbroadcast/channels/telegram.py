@@ -97,8 +97,6 @@ class TelegramChannel:
         self.link_preview = link_preview
         self.silent = silent
         self.resend_unconfirmed = resend_unconfirmed
-        # Posts whose last attempt here is known not to have posted: safe to send again.
-        self._unsent: set[int] = set()
         self._endpoint = f"{api_url.rstrip('/')}/bot{token}/sendMessage"
         self._token = token
         self._http = http or httpx.Client(timeout=timeout)
@@ -112,11 +110,7 @@ class TelegramChannel:
                 f"channel {self.name!r}: the Telegram bot token is empty "
                 "(set it in the environment)"
             )
-        if (
-            post.first_attempt_at is not None
-            and post.post_id not in self._unsent
-            and not self.resend_unconfirmed
-        ):
+        if post.first_attempt_at is not None and not self.resend_unconfirmed:
             raise PermanentSendError(
                 f"an earlier attempt (from {post.first_attempt_at:%Y-%m-%d %H:%M} UTC) may "
                 "have been posted and Telegram cannot confirm it: not sent again; check the "
@@ -133,20 +127,19 @@ class TelegramChannel:
                 else {"is_disabled": not self.link_preview}
             ),
         }
-        self._unsent.discard(post.post_id)
         try:
             response = self._http.post(self._endpoint, json=payload)
         except (httpx.ConnectError, httpx.ConnectTimeout) as e:
-            self._unsent.add(post.post_id)  # the request never left
-            raise TransientSendError(f"Telegram unreachable: {e!r}") from e
+            # The request never left: the dispatcher forgets this attempt.
+            raise TransientSendError(f"Telegram unreachable: {e!r}", unsent=True) from e
         except httpx.HTTPError as e:
             raise TransientSendError(
                 f"no answer from Telegram ({e!r}); the message may have been sent"
             ) from e
         try:
             return self._outcome(response)
-        except TransientSendError:
-            self._unsent.add(post.post_id)  # Telegram answered: nothing was posted
+        except TransientSendError as e:
+            e.unsent = True  # Telegram answered with a refusal: nothing was posted
             raise
 
     def _outcome(self, response: httpx.Response) -> Published:
