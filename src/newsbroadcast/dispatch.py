@@ -535,21 +535,8 @@ class Dispatcher:
         key = (edition_id, language)
         with self._prepared_lock:  # one render per variant, whichever thread comes first
             if key not in self._prepared:
-                edition = session.get_one(Edition, edition_id)
-                articles = session.scalars(
-                    select(Article)
-                    .join(EditionArticle, EditionArticle.article_id == Article.id)
-                    .where(EditionArticle.edition_id == edition_id)
-                    .order_by(EditionArticle.position)
-                ).all()
-                view = EditionView(
-                    id=edition.id,
-                    digest=edition.digest,
-                    period=edition.period,
-                    created_at=edition.created_at,
-                    stories=[story_view(a) for a in articles],
-                )
-                self._prepared[key] = self.prepare(edition.digest, view, language)
+                view = edition_view(session, session.get_one(Edition, edition_id))
+                self._prepared[key] = self.prepare(view.digest, view, language)
             return self._prepared[key]
 
     def _fail_permanently(self, session: Session, row: Any, error: DeliveryError) -> None:
@@ -753,3 +740,20 @@ class FailureWindows:
                 recent.clear()  # judged once; a resumed edition starts a fresh window
                 return True
             return False
+
+
+def edition_view(session: Session, edition: Edition) -> EditionView:
+    """A stored edition with its stories in order, as the renderer wants it."""
+    articles = session.scalars(
+        select(Article)
+        .join(EditionArticle, EditionArticle.article_id == Article.id)
+        .where(EditionArticle.edition_id == edition.id)
+        .order_by(EditionArticle.position)
+    ).all()
+    return EditionView(
+        id=edition.id,
+        digest=edition.digest,
+        period=edition.period,
+        created_at=edition.created_at,
+        stories=[story_view(a) for a in articles],
+    )

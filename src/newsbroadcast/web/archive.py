@@ -16,9 +16,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from newsbroadcast.config import Config, Digest
-from newsbroadcast.dispatch import story_view
-from newsbroadcast.models import Article, Edition, EditionArticle, EditionStatus
-from newsbroadcast.render.email import EditionView, template_context
+from newsbroadcast.dispatch import edition_view
+from newsbroadcast.models import Edition, EditionStatus
+from newsbroadcast.render.email import template_context
 
 __all__ = ["ArchivedEdition", "atom_feed", "edition_context", "list_editions"]
 
@@ -59,19 +59,7 @@ def edition_context(
     edition = session.get(Edition, edition_id)
     if edition is None or edition.status not in PUBLIC:
         return None
-    articles = session.scalars(
-        select(Article)
-        .join(EditionArticle, EditionArticle.article_id == Article.id)
-        .where(EditionArticle.edition_id == edition_id)
-        .order_by(EditionArticle.position)
-    ).all()
-    view = EditionView(
-        id=edition.id,
-        digest=edition.digest,
-        period=edition.period,
-        created_at=edition.created_at,
-        stories=[story_view(a) for a in articles],
-    )
+    view = edition_view(session, edition)
     context = template_context(env, config, _digest(config, edition.digest), view)
     context["subject"] = edition.subject  # as it was sent
     return context
