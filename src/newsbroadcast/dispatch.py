@@ -641,10 +641,10 @@ class Dispatcher:
             )
         return report
 
-    # -- shared state machine -----------------------------------------------------------------
+    # -- posts: state changes -------------------------------------------------------------------
 
     def _finish(
-        self, session: Session, row: Delivery | Post, status: SendStatus, error: str | None = None
+        self, session: Session, row: Post, status: SendStatus, error: str | None = None
     ) -> None:
         row.status = status
         row.lease_until = None
@@ -653,7 +653,7 @@ class Dispatcher:
             row.sent_at = self.clock()
         session.commit()
 
-    def _retry_later(self, session: Session, row: Delivery | Post, error: DeliveryError) -> bool:
+    def _retry_later(self, session: Session, row: Post, error: DeliveryError) -> bool:
         """Queue ``row`` again after a backoff; False (and failed) once attempts run out."""
         if row.attempts >= self.config.email.max_attempts:
             self._finish(session, row, SendStatus.failed, error=f"gave up: {error}")
@@ -667,29 +667,8 @@ class Dispatcher:
         row.lease_until = None
         row.last_error = str(error)
         row.next_attempt_at = self.clock() + delay
-        if isinstance(row, Delivery):
-            row.smtp_reply = error.reply
         session.commit()
         return True
-
-    def _release(
-        self, session: Session, model: type[Delivery] | type[Post], ids: list[int]
-    ) -> None:
-        """Give claimed rows back without counting the attempt they never had."""
-        if not ids:
-            return
-        session.execute(
-            update(model)
-            .where(model.id.in_(ids), model.status == SendStatus.sending)
-            .values(
-                status=SendStatus.queued,
-                lease_until=None,
-                attempts=model.attempts - 1,
-                next_attempt_at=self.clock() + self.config.email.retry_after,
-            )
-            .execution_options(synchronize_session=False)
-        )
-        session.commit()
 
     def finish_editions(self) -> None:
         """Mark editions whose every delivery has ended as done."""
