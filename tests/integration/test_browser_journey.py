@@ -78,7 +78,8 @@ def browser(tmp_path: Path) -> Iterator[object]:
 def test_sign_up_confirm_prefer_unsubscribe_then_skipped(browser: object, tmp_path: Path) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.remote.webdriver import WebDriver
-    from selenium.webdriver.support.ui import Select
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import Select, WebDriverWait
 
     driver: WebDriver = browser  # type: ignore[assignment]
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
@@ -86,6 +87,13 @@ def test_sign_up_confirm_prefer_unsubscribe_then_skipped(browser: object, tmp_pa
 
     def shot(name: str) -> None:
         driver.save_screenshot(str(ARTIFACTS / f"{next(shots):02d}-{name}.png"))
+
+    def submit(button_id: str) -> None:
+        # click() returns once the event is dispatched, not when the next page has loaded: on a
+        # busy machine the old page is still there, so wait until it has been replaced.
+        old_page = driver.find_element(By.TAG_NAME, "html")
+        driver.find_element(By.ID, button_id).click()
+        WebDriverWait(driver, 30).until(expected_conditions.staleness_of(old_page))
 
     with running_site(tmp_path, f"sqlite:///{tmp_path / 'journey.db'}") as site:
         (tmp_path / "feed.xml").write_text(FEED, encoding="utf-8")
@@ -95,7 +103,7 @@ def test_sign_up_confirm_prefer_unsubscribe_then_skipped(browser: object, tmp_pa
         shot("signup")
         driver.find_element(By.ID, "email").send_keys("journey@example.org")
         driver.find_element(By.ID, "name").send_keys("Jo Urney")
-        driver.find_element(By.ID, "subscribe").click()
+        submit("subscribe")
         assert "Check your inbox" in driver.find_element(By.TAG_NAME, "h1").text
         shot("check-inbox")
         assert _status(site, "journey@example.org") == "pending"
@@ -103,7 +111,7 @@ def test_sign_up_confirm_prefer_unsubscribe_then_skipped(browser: object, tmp_pa
         (message,) = site.wait_for_mail("journey@example.org")
         driver.get(confirm_link(message))
         shot("confirm")
-        driver.find_element(By.ID, "confirm").click()
+        submit("confirm")
         assert driver.find_element(By.ID, "welcome").is_displayed()
         shot("preferences-welcome")
         assert _status(site, "journey@example.org") == "active"
@@ -111,7 +119,7 @@ def test_sign_up_confirm_prefer_unsubscribe_then_skipped(browser: object, tmp_pa
         driver.find_element(By.ID, "digest-daily").click()
         driver.find_element(By.ID, "topic-1").click()  # Peacekeeping
         Select(driver.find_element(By.ID, "language")).select_by_value("fr")
-        driver.find_element(By.ID, "save").click()
+        submit("save")
         assert driver.find_element(By.ID, "saved").is_displayed()
         shot("preferences-saved")
         with site.sessions() as session:
@@ -124,10 +132,10 @@ def test_sign_up_confirm_prefer_unsubscribe_then_skipped(browser: object, tmp_pa
             "fr",
         )
 
-        driver.find_element(By.ID, "unsubscribe").click()
+        submit("unsubscribe")
         shot("unsubscribe")
         assert _status(site, "journey@example.org") == "active"  # the page alone does nothing
-        driver.find_element(By.ID, "unsubscribe").click()
+        submit("unsubscribe")
         assert "You are unsubscribed" in driver.find_element(By.ID, "done").text
         shot("unsubscribed")
         assert _status(site, "journey@example.org") == "unsubscribed"
