@@ -20,7 +20,7 @@ import re
 import socket
 import ssl
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 from types import TracebackType
@@ -75,6 +75,8 @@ class SmtpSink:
     - ``data_size_limit``: advertised SIZE, bigger messages are refused with 552.
     - ``port``: listen here (0: a free port, the default); to bring a stopped sink back.
     - ``delay``: seconds to wait before answering each end of DATA, as a remote MTA would.
+    - ``on_data``: called with each message once its DATA has arrived, before it is
+      accepted (in the server's thread): a test's way to look at the world at that moment.
     """
 
     def __init__(
@@ -93,12 +95,14 @@ class SmtpSink:
         data_size_limit: int = 2**25,
         port: int = 0,
         delay: float = 0.0,
+        on_data: Callable[[ReceivedMessage], None] | None = None,
     ) -> None:
         if starttls and implicit_tls:
             raise ValueError("choose starttls or implicit_tls, not both")
         self.host = host
         self.port = port
         self.delay = delay
+        self.on_data = on_data
         self.defer = dict(defer or {})
         self.reject = set(reject)
         self.drop_after = drop_after
@@ -298,17 +302,18 @@ class _Handler:
         auth = session.auth_data
         login = auth.login.decode() if isinstance(auth, LoginPassword) else None
         ssl_object = server.transport.get_extra_info("ssl_object") if server.transport else None
-        queue_id = self.sink._record(
-            ReceivedMessage(
-                sender=envelope.mail_from,
-                recipients=tuple(envelope.rcpt_tos),
-                data=data,
-                connection=server.connection_number,
-                helo=session.host_name,
-                tls=ssl_object is not None,
-                login=login,
-            )
+        message = ReceivedMessage(
+            sender=envelope.mail_from,
+            recipients=tuple(envelope.rcpt_tos),
+            data=data,
+            connection=server.connection_number,
+            helo=session.host_name,
+            tls=ssl_object is not None,
+            login=login,
         )
+        if self.sink.on_data is not None:
+            self.sink.on_data(message)
+        queue_id = self.sink._record(message)
         server.delivered += 1
         if self.sink.drop_after is not None and server.delivered >= self.sink.drop_after:
             _close_soon(server)

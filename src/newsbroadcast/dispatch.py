@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from email.utils import parseaddr
 from typing import Any
 
-from sqlalchemy import and_, bindparam, case, exists, or_, select, text, tuple_, update
+from sqlalchemy import Engine, and_, case, exists, or_, select, text, tuple_, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -43,6 +43,7 @@ from newsbroadcast.models import (
 )
 from newsbroadcast.pacing import take_slot
 from newsbroadcast.ratelimit import SendRateLimiter
+from newsbroadcast.recording import SentRecorder
 from newsbroadcast.render.email import (
     EditionView,
     PreparedEdition,
@@ -57,21 +58,6 @@ log = logging.getLogger("newsbroadcast.dispatch")
 MAX_BACKOFF = timedelta(hours=6)
 # Messages between two looks at whether an edition was paused or cancelled meanwhile.
 HALT_CHECK_EVERY = 20
-
-_deliveries = Delivery.__table__
-# Built once: recording a send is the statement run most, once per message.
-_RECORD_SENT = (
-    update(_deliveries)
-    .where(_deliveries.c.id == bindparam("b_id"))
-    .values(
-        status=SendStatus.sent.value,
-        sent_at=bindparam("b_at"),
-        smtp_reply=bindparam("b_reply"),
-        message_id=bindparam("b_mid"),
-        lease_until=None,
-        last_error=None,
-    )
-)
 
 
 @dataclass
@@ -242,9 +228,12 @@ class Dispatcher:
         # Every statement of a batch stands alone (each is atomic on its own), so the batch
         # runs in autocommit: a recorded send is one statement and, on PostgreSQL, one round
         # trip instead of three (BEGIN, UPDATE, COMMIT).
-        engine = self.sessions.kw["bind"]
+        bind = self.sessions.kw["bind"]
+        if not isinstance(bind, Engine):  # a dry run, all inside one transaction to roll back
+            with self.sessions() as session:
+                return self._claim_and_send(session, size, transport, report)
         with (
-            engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection,
+            bind.connect().execution_options(isolation_level="AUTOCOMMIT") as connection,
             Session(connection, expire_on_commit=False) as session,
         ):
             if not self._postgres:
@@ -257,15 +246,22 @@ class Dispatcher:
             # (see db.py).
             session.execute(text("SET synchronous_commit TO off"))
             try:
-                return self._claim_and_send(session, size, transport, report)
+                return self._claim_and_send(session, size, transport, report, overlap=True)
             finally:
                 # A gone connection is discarded anyway; the first error is the one to see.
                 with contextlib.suppress(DBAPIError):
                     session.execute(text("RESET synchronous_commit"))
 
     def _claim_and_send(
-        self, session: Session, size: int, transport: Transport, report: DispatchReport
+        self,
+        session: Session,
+        size: int,
+        transport: Transport,
+        report: DispatchReport,
+        overlap: bool = False,
     ) -> bool:
+        """``overlap``: record sent deliveries while the next envelope goes out (see
+        recording.py); for a PostgreSQL session in autocommit only."""
         sending_edition = exists().where(
             Edition.id == Delivery.edition_id, Edition.status == EditionStatus.sending
         )
@@ -305,7 +301,8 @@ class Dispatcher:
                 self.stopping.wait(max(wait, 0.0))
                 return True
         before = (report.sent, report.retried, report.failed, report.skipped)
-        more = self._send_rows(session, transport, rows, report)
+        with SentRecorder(session, overlap) as recorder:
+            more = self._send_rows(session, recorder, transport, rows, report)
         sent, retried, failed, skipped = (
             now - then
             for now, then in zip(
@@ -327,7 +324,12 @@ class Dispatcher:
         return more
 
     def _send_rows(
-        self, session: Session, transport: Transport, rows: list[Any], report: DispatchReport
+        self,
+        session: Session,
+        recorder: SentRecorder,
+        transport: Transport,
+        rows: list[Any],
+        report: DispatchReport,
     ) -> bool:
         sender = parseaddr(self.config.site.sender)[1]
         look = False  # look at the editions' status before the next message
@@ -361,7 +363,8 @@ class Dispatcher:
             started = time.perf_counter()
             try:
                 data = prepared.message(recipient, message_id, self.clock())
-                reply = transport.send(Envelope(sender, row.email, data, message_id))
+                envelope = Envelope(sender, row.email, data, message_id)
+                reply = transport.send(envelope, before_data=recorder.settle)
             except PermanentSendError as e:
                 self._fail_permanently(session, row, e)
                 self._count(transport, report, "failed", started, error=f"delivery {row.id}: {e}")
@@ -380,13 +383,9 @@ class Dispatcher:
                 self._count(transport, report, outcome, started, error=f"delivery {row.id}: {e}")
                 look = self._note_outcome(session, row.edition_id, refused=True)
             else:
-                # Committed (autocommit, see _send_batch) before the next message goes out:
-                # a kill repeats at most the one message that was on the wire on this
-                # connection.
-                session.connection().execute(
-                    _RECORD_SENT,
-                    {"b_id": row.id, "b_at": self.clock(), "b_reply": reply, "b_mid": message_id},
-                )
+                # In the database before the next message is accepted: a kill repeats at most
+                # the one message that was on the wire on this connection.
+                recorder.record(row.id, self.clock(), reply, message_id)
                 self._count(transport, report, "sent", started)
                 self._note_outcome(session, row.edition_id, refused=False)
         return True

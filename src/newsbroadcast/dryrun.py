@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
@@ -99,7 +100,9 @@ class DryTransport:
     ) -> None:
         pass
 
-    def send(self, envelope: Envelope) -> str:
+    def send(self, envelope: Envelope, before_data: Callable[[], None] | None = None) -> str:
+        if before_data is not None:
+            before_data()
         self.tally.message(len(envelope.data))
         log.debug("dry run: not sent to <%s>", envelope.recipient)
         return "250 dry run: not sent"

@@ -9,10 +9,11 @@ import threading
 import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
+from email import message_from_bytes
 from pathlib import Path
 
 import httpx
-from sqlalchemy import Engine, func, select, update
+from sqlalchemy import Engine, func, select, text, update
 
 from newsbroadcast import metrics
 from newsbroadcast.config import RateLimit
@@ -28,7 +29,7 @@ from tests.integration.delivery_site import (
     service_for,
     write_site,
 )
-from tests.smtp_sink import SmtpSink
+from tests.smtp_sink import ReceivedMessage, SmtpSink
 
 DEADLINE = 60.0  # seconds a loop may wait for something that should happen far sooner
 
@@ -84,6 +85,51 @@ def test_concurrent_claims_are_disjoint(engine: Engine, tmp_path: Path) -> None:
     assert len(everything) == len(set(everything)) == 1500  # nobody claimed a row twice
     assert sum(1 for ids in taken if ids) > 1  # and the work really was shared
     assert statuses(engine) == {"sending": 1500}
+
+
+def test_each_send_is_recorded_before_the_next_is_accepted(engine: Engine, tmp_path: Path) -> None:
+    """The kill guarantee (at most one repeat per connection), checked at the moment it
+    matters: when a message's DATA arrives, the message before it on the same connection
+    is already recorded sent. On PostgreSQL each record is made slow on purpose, so a
+    dispatcher that sent on without waiting for the record would be caught."""
+    if engine.dialect.name == "postgresql":
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "CREATE FUNCTION slow_record() RETURNS trigger LANGUAGE plpgsql AS "
+                    "$$ BEGIN PERFORM pg_sleep(0.02); RETURN NEW; END $$"
+                )
+            )
+            conn.execute(
+                text(
+                    "CREATE TRIGGER slow_record BEFORE UPDATE ON deliveries FOR EACH ROW "
+                    "WHEN (NEW.status = 'sent') EXECUTE FUNCTION slow_record()"
+                )
+            )
+    previous: dict[int, str] = {}  # connection → Message-ID of its last message
+    unrecorded: list[str] = []
+
+    def check(message: ReceivedMessage) -> None:
+        before = previous.get(message.connection)
+        if before is not None:
+            with engine.connect() as conn:
+                status = conn.scalar(select(Delivery.status).where(Delivery.message_id == before))
+            if status != "sent":
+                unrecorded.append(f"{before} was {status} when the next message arrived")
+        header = message_from_bytes(message.data)["Message-ID"]
+        previous[message.connection] = str(header).strip("<>")
+
+    with SmtpSink(on_data=check) as sink:
+        config_path = write_site(
+            tmp_path, engine.url.render_as_string(False), sink.port,
+            smtp={"connections": 2}, email={"batch_size": 25},
+        )  # fmt: skip
+        add_subscribers(engine, 120)
+        service = service_for(config_path, engine)
+        plan_edition(service)
+        assert service.dispatch().sent == 120
+    assert len(sink.messages) == 120
+    assert unrecorded == []
 
 
 def test_pause_resume_and_restart_neither_resend_nor_skip(engine: Engine, tmp_path: Path) -> None:

@@ -70,6 +70,28 @@ def test_many_messages_travel_over_one_connection_and_end_with_quit(smtp_sink: S
     assert {m.connection for m in smtp_sink.messages} == {1}
 
 
+def test_before_data_runs_after_the_envelope_and_a_failure_sends_nothing(
+    smtp_sink: SmtpSink,
+) -> None:
+    seen: list[int] = []
+
+    def refuse() -> None:
+        raise RuntimeError("the previous send could not be recorded")
+
+    with SmtpTransport(smtp_sink.settings()) as transport:
+        # Called once MAIL FROM and RCPT TO are accepted and before the message goes out.
+        transport.send(
+            envelope("a@example.net", n=1), before_data=lambda: seen.append(len(smtp_sink.messages))
+        )
+        with pytest.raises(RuntimeError, match="could not be recorded"):
+            transport.send(envelope("b@example.net", n=2), before_data=refuse)
+        # The open envelope was reset: the same connection carries the next message.
+        transport.send(envelope("c@example.net", n=3))
+    assert seen == [0]
+    assert smtp_sink.recipients() == ["a@example.net", "c@example.net"]
+    assert smtp_sink.connections == 1
+
+
 def test_no_connection_is_opened_for_an_empty_batch(smtp_sink: SmtpSink) -> None:
     with SmtpTransport(smtp_sink.settings()):
         pass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Protocol
@@ -25,6 +26,10 @@ class Transport(Protocol):
     ``TransientSendError`` (retry later: 4xx, dropped connection, timeout) or
     ``PermanentSendError`` (5xx for this recipient). After a transient error the
     transport reconnects by itself on the next ``send``.
+
+    ``before_data``, when given, is called once the envelope is accepted and before the
+    message itself goes out; if it raises, nothing is sent and the error propagates. The
+    dispatcher uses it to finish recording the previous message first.
     """
 
     name: str
@@ -38,4 +43,4 @@ class Transport(Protocol):
         tb: TracebackType | None,
     ) -> None: ...
 
-    def send(self, envelope: Envelope) -> str: ...
+    def send(self, envelope: Envelope, before_data: Callable[[], None] | None = None) -> str: ...

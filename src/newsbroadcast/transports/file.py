@@ -11,6 +11,7 @@ import hashlib
 import os
 import re
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
@@ -40,8 +41,10 @@ class FileTransport:
     ) -> None:
         pass
 
-    def send(self, envelope: Envelope) -> str:
+    def send(self, envelope: Envelope, before_data: Callable[[], None] | None = None) -> str:
         """Write the message; returns ``"250 written <file name>"``."""
+        if before_data is not None:
+            before_data()
         filename = message_filename(envelope.message_id)
         target = self.directory / filename
         try:

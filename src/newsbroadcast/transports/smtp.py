@@ -19,6 +19,7 @@ import logging
 import smtplib
 import socket
 import ssl
+from collections.abc import Callable
 from types import TracebackType
 
 from newsbroadcast.config import Smtp
@@ -98,12 +99,12 @@ class SmtpTransport:
         finally:
             _quit(conn)
 
-    def send(self, envelope: Envelope) -> str:
+    def send(self, envelope: Envelope, before_data: Callable[[], None] | None = None) -> str:
         """Hand one envelope to the server; returns its reply to the end of DATA."""
         conn = self._connection or self._open()
         self._connection = conn
         try:
-            return self._transaction(conn, envelope)
+            return self._transaction(conn, envelope, before_data)
         except OSError as e:
             # smtplib's own errors are OSErrors too; every one that reaches here means the
             # connection is in an unknown state, so it is dropped and remade next time.
@@ -113,7 +114,9 @@ class SmtpTransport:
                 f"<{envelope.recipient}>: {_describe(e)}"
             ) from e
 
-    def _transaction(self, conn: smtplib.SMTP, envelope: Envelope) -> str:
+    def _transaction(
+        self, conn: smtplib.SMTP, envelope: Envelope, before_data: Callable[[], None] | None
+    ) -> str:
         options = self._mail_options(conn, envelope)
         code, reply = conn.mail(envelope.sender, options)
         if code != 250:
@@ -121,6 +124,12 @@ class SmtpTransport:
         code, reply = conn.rcpt(envelope.recipient)
         if code not in (250, 251):
             raise self._refused(conn, "RCPT TO", code, reply, envelope)
+        if before_data is not None:
+            try:
+                before_data()
+            except BaseException:
+                self._reset(conn)  # the envelope is open: close it so the connection stays usable
+                raise
         try:
             # The data is already CRLF bytes; smtplib sends bytes as they are, adding only
             # the dot-stuffing and the final "." line the protocol needs.
