@@ -15,6 +15,7 @@ Error mapping (what the dispatcher may rely on):
 
 from __future__ import annotations
 
+import functools
 import logging
 import smtplib
 import socket
@@ -309,7 +310,11 @@ class SmtpTransport:
         return TransportDown(f"{self.name}: cannot connect to {self.where}: {why}")
 
 
+@functools.cache
 def _default_context(verify: bool) -> ssl.SSLContext:
+    # Made once per process: loading the system's CA certificates takes tens of
+    # milliseconds, and a transport is made for every connection of every batch. A context
+    # is safe to share between threads once set up.
     context = ssl.create_default_context()
     if not verify:
         # `verify: false` keeps the link encrypted but accepts any certificate, so anyone
