@@ -132,6 +132,34 @@ def test_each_send_is_recorded_before_the_next_is_accepted(engine: Engine, tmp_p
     assert unrecorded == []
 
 
+def test_a_batch_slower_than_its_lease_renews_it_so_no_one_else_sends_it(
+    engine: Engine, tmp_path: Path
+) -> None:
+    """One batch of 40 on a server that takes 50 ms a message outlasts a 0.4 s lease five
+    times over; the dispatcher renews the lease as it goes, so a second dispatcher polling
+    all the while finds nothing to take, and each subscriber gets one copy."""
+    with SmtpSink(delay=0.05) as sink:
+        config_path = write_site(
+            tmp_path, engine.url.render_as_string(False), sink.port,
+            email={"batch_size": 40}, scheduler={"lease": "0.4s"},
+        )  # fmt: skip
+        everyone = add_subscribers(engine, 40)
+        first = service_for(config_path, engine)
+        plan_edition(first)
+        second = service_for(config_path, engine)
+        sender = threading.Thread(target=first.dispatch)
+        sender.start()
+        wait_for(lambda: len(sink.messages) >= 1, "the first message")
+        taken_over = 0
+        while sender.is_alive():
+            taken_over += second.dispatch().handled
+            time.sleep(0.05)
+        sender.join()
+    assert taken_over == 0
+    assert Counter(sink.recipients()) == Counter(everyone)
+    assert statuses(engine) == {"sent": 40}
+
+
 def test_pause_resume_and_restart_neither_resend_nor_skip(engine: Engine, tmp_path: Path) -> None:
     with SmtpSink(delay=0.003) as sink:
         config_path = write_site(
