@@ -7,7 +7,7 @@ it), X refuses the repeat as duplicate content, and that refusal means "already 
 
 Length is X's weighted count (twitter-text v3: NFC first, every URL 23, code points outside
 the Latin and punctuation ranges and every emoji sequence 2; 280 at most), computed by the
-``twitter-text-parser`` package; tests/unit/test_x_length.py holds the cases it must pass.
+``twitter-text-parser`` package; tests/unit/test_social_length.py holds the cases it must pass.
 """
 
 from __future__ import annotations
