@@ -1,8 +1,8 @@
-"""A poster process for the crash test: ``python -m tests.social_poster CONFIG X_URL``.
+"""A poster process for the crash tests: ``python -m tests.social_poster CONFIG [X_URL]``.
 
-Runs the real service (poll, plan, dispatch) until every post has ended, with tweepy's
-session routed to the loopback X API at X_URL (its host is hard-coded). The test kills it
-with SIGKILL mid-post and starts it again.
+Runs the real service (poll, plan, dispatch) until every post has ended; with X_URL,
+tweepy's session is routed to the loopback X API there (its host is hard-coded). The tests
+kill it with SIGKILL mid-post and start it again.
 """
 
 from __future__ import annotations
@@ -21,9 +21,10 @@ from tests.x_server import route_x_to
 RUN_AT_MOST = 60.0  # seconds
 
 
-def main(config_file: str, x_url: str) -> int:
+def main(config_file: str, x_url: str | None = None) -> int:
     service = Service(load_config(Path(config_file)))
-    route_x_to(service.channels["x"].session, x_url)  # type: ignore[attr-defined]
+    if x_url:
+        route_x_to(service.channels["x"].session, x_url)  # type: ignore[attr-defined]
     deadline = time.monotonic() + RUN_AT_MOST
     service.poll()
     try:
@@ -44,4 +45,4 @@ def main(config_file: str, x_url: str) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1], sys.argv[2]))
+    sys.exit(main(*sys.argv[1:3]))

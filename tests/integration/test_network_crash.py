@@ -53,7 +53,7 @@ def write_feed(path: Path, now: datetime) -> None:
 
 def start_poster(config: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "tests.network_poster", str(config)],
+        [sys.executable, "-m", "tests.social_poster", str(config)],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
