@@ -13,7 +13,14 @@ from sqlalchemy import select
 
 from newsbroadcast import tokens
 from newsbroadcast.app import Service
-from newsbroadcast.models import Delivery, SendStatus, Subscriber, SubscriberStatus
+from newsbroadcast.models import (
+    Delivery,
+    Edition,
+    EditionStatus,
+    SendStatus,
+    Subscriber,
+    SubscriberStatus,
+)
 from newsbroadcast.subscribers import add_subscriber
 from newsbroadcast.subscriptions import find_by_email, get_preferences
 from newsbroadcast.suppressions import suppress
@@ -297,3 +304,43 @@ def test_archive_pages_and_atom_feed_hold_nothing_personal(
             assert "/unsubscribe/" not in text and "/preferences/" not in text
         assert client.get("/archive/999999").status_code == 404
         service.close()
+
+
+def test_the_archive_pages_back_through_every_edition(tmp_path: Path, database_url: str) -> None:
+    with running_site(tmp_path, database_url) as site:
+        with site.sessions() as session:
+            session.add_all(
+                Edition(
+                    digest="daily",
+                    period=f"2026-01-{n:03d}",
+                    status=EditionStatus.done,
+                    subject=f"Digest number {n}",
+                    cutoff=site.clock(),
+                )  # fmt: skip
+                for n in range(1, 121)
+            )
+            session.add(
+                Edition(
+                    digest="daily",
+                    period="paused",
+                    status=EditionStatus.paused,
+                    subject="Not public",
+                    cutoff=site.clock(),
+                )  # fmt: skip
+            )
+            session.commit()
+        client = httpx.Client(base_url=site.url)
+        seen: list[str] = []
+        path: str | None = "/archive"
+        pages = 0
+        while path:
+            page = client.get(path)
+            assert page.status_code == 200
+            seen += re.findall(r"Digest number (\d+)<", page.text)
+            older = re.search(r'id="older" href="([^"]+)"', page.text)
+            path = older.group(1) if older else None
+            pages += 1
+        assert pages == 3  # 50 + 50 + 20
+        assert seen == [str(n) for n in range(120, 0, -1)]  # newest first, each once
+        assert "Not public" not in client.get("/archive?before=1000").text
+        assert client.get("/archive?before=abc").status_code == 400

@@ -407,14 +407,24 @@ def _unsubscribe(site: _Site) -> Handler:
 # --- archive --------------------------------------------------------------------------------
 
 
+ARCHIVE_PAGE = 50  # editions per archive page
+
+
 def _archive(site: _Site) -> Handler:
     async def handler(request: Request) -> Response:
+        before_arg = request.query_params.get("before")
+        if before_arg is not None and not before_arg.isdigit():
+            raise HTTPException(400, "before= takes an edition number")
+        before = int(before_arg) if before_arg is not None else None
+
         def work() -> Any:
             with site.sessions() as session:
-                return list_editions(session)
+                # One more than a page tells whether an older page exists.
+                return list_editions(session, ARCHIVE_PAGE + 1, before)
 
         editions = await run_in_threadpool(work)
-        return site.page(request, "archive.html.j2", editions=editions)
+        older = editions[ARCHIVE_PAGE - 1].id if len(editions) > ARCHIVE_PAGE else None
+        return site.page(request, "archive.html.j2", editions=editions[:ARCHIVE_PAGE], older=older)
 
     return handler
 

@@ -34,13 +34,18 @@ class ArchivedEdition:
     created_at: datetime
 
 
-def list_editions(session: Session, limit: int = 100) -> list[ArchivedEdition]:
-    rows = session.execute(
-        select(Edition.id, Edition.digest, Edition.subject, Edition.created_at)
-        .where(Edition.status.in_(PUBLIC))
-        .order_by(Edition.created_at.desc(), Edition.id.desc())
-        .limit(limit)
-    ).all()
+def list_editions(
+    session: Session, limit: int = 50, before: int | None = None
+) -> list[ArchivedEdition]:
+    """The newest public editions, newest first; ``before``: only those older than that
+    edition id (the next page of the archive: ids grow with time, and unlike an offset a
+    page boundary stays put while new editions go out)."""
+    query = select(Edition.id, Edition.digest, Edition.subject, Edition.created_at).where(
+        Edition.status.in_(PUBLIC)
+    )
+    if before is not None:
+        query = query.where(Edition.id < before)
+    rows = session.execute(query.order_by(Edition.id.desc()).limit(limit)).all()
     return [ArchivedEdition(*row) for row in rows]
 
 
