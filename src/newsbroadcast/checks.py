@@ -43,6 +43,33 @@ def template_problems(config: Config) -> list[Problem]:
     return problems + catalog_problems(root)
 
 
+# The development default of the Makefile: fine for `make run`, never for real subscribers.
+DEV_SECRET = "dev-only-secret-change-me"
+
+
+def warnings(config: Config) -> list[str]:
+    """What works but will hurt once real mail goes out; `check` prints these and still
+    passes (a demo on localhost is a valid configuration)."""
+    found: list[str] = []
+    if config.email.transport == "smtp":
+        if not config.site.public_url.startswith("https://"):
+            found.append(
+                f"site.public_url is {config.site.public_url}: mail providers honour "
+                "one-click unsubscribe (List-Unsubscribe-Post, RFC 8058) only for https links"
+            )
+        if config.email.dkim is None:
+            found.append(
+                "email.dkim is not set: large mailbox providers require bulk mail to be "
+                "DKIM-signed for the From domain (fine if your SMTP relay signs for you)"
+            )
+    if DEV_SECRET in config.site.secrets:
+        found.append(
+            "site.secret is the development default: anyone could forge unsubscribe and "
+            "preference links; set NEWSBROADCAST_SECRET to a long random value"
+        )
+    return found
+
+
 def next_send_times(digest: Digest, now: datetime, count: int = 3) -> list[datetime]:
     """The digest's next ``count`` send times after ``now``, in its own time zone."""
     trigger = digest.trigger()

@@ -117,10 +117,12 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 def print_check_extras(config: Config, connect: bool) -> int:
     """The schedule and, with ``connect``, the network checks; EXIT_FAILED if one fails."""
-    from newsbroadcast.checks import connect_checks, schedule_lines
+    from newsbroadcast.checks import connect_checks, schedule_lines, warnings
 
     for line in schedule_lines(config, utcnow()):
         print(line)
+    for warning in warnings(config):
+        print(f"warning: {warning}")
     if not connect:
         return EXIT_OK
     failed = False

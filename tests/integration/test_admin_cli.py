@@ -57,6 +57,21 @@ def test_check_prints_each_digests_next_three_send_times(site: Path) -> None:
     assert len(re.findall(r"Mon \d{4}-\d\d-\d\d 08:00 CAT", weekly)) == 3
 
 
+def test_check_warns_about_what_would_hurt_real_mail_but_still_passes(site: Path) -> None:
+    quiet = nb(site, "check")  # the demo: file transport, a real secret
+    assert "warning:" not in quiet.stdout
+
+    smtp = {"NEWSBROADCAST_TRANSPORT": "smtp", "SMTP_HOST": "127.0.0.1", "SMTP_PORT": "2525"}
+    loud = nb(site, "check", NEWSBROADCAST_SECRET="dev-only-secret-change-me", **smtp)
+    assert loud.returncode == 0
+    warnings = [x for x in loud.stdout.splitlines() if x.startswith("warning: ")]
+    assert len(warnings) == 3, loud.stdout
+    assert "site.public_url is http://localhost:8000" in warnings[0]
+    assert "only for https links" in warnings[0]
+    assert "email.dkim is not set" in warnings[1]
+    assert "site.secret is the development default" in warnings[2]
+
+
 def test_check_finds_unknown_channel_type(site: Path) -> None:
     edit(site, "    type: file\n    dir: var/posts", "    type: myspace\n    dir: var/posts")
     result = nb(site, "check", check=False)
