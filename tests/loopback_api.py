@@ -4,7 +4,8 @@
 ``hold_next_accept()`` makes the server keep the next accepted post's response back: it
 signals ``accepted`` once the post is stored, then waits for ``release()`` (or gives up
 after a while). That is the moment between "the server has it" and "we recorded it" where
-a client times out, or a poster is killed.
+a client times out, or a poster is killed. The hold is an ``AnswerHold`` (``self.hold``), so
+a subclass can hand the same object to a state whose tests arm it directly.
 """
 
 from __future__ import annotations
@@ -14,10 +15,12 @@ import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 from urllib.parse import parse_qs, urlsplit
 
-HOLD_AT_MOST = 60.0  # seconds a held response waits for release() before giving up
+from tests.answer_hold import AnswerHold
+
+JSON = "application/json; charset=utf-8"
 
 
 @dataclass
@@ -41,16 +44,21 @@ class ApiResponse:
     body: Any = None  # JSON-encoded unless bytes
     headers: dict[str, str] = field(default_factory=dict)
     accepted: bool = False  # a post was stored: a held response waits here
+    # Each fake answers with the exact Content-Type its real service sends; None sends no
+    # Content-Type at all (an empty answer, as the webhook receiver gives).
+    content_type: str | None = JSON
+    hang_up: bool = False  # close the connection unanswered: the outcome stays unknown
 
 
 class LoopbackApi:
     """Subclasses implement ``route``; ``url`` is where the server listens."""
 
+    # The methods routed; any other gets the stdlib's own 501, as a service without it.
+    methods: tuple[str, ...] = ("GET", "POST", "PUT", "DELETE")
+
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.accepted = threading.Event()
-        self._release = threading.Event()
-        self._hold = False
+        self.hold = AnswerHold()
         self.requests: list[ApiRequest] = []
         api = self
 
@@ -73,27 +81,28 @@ class LoopbackApi:
                 with api.lock:
                     api.requests.append(request)
                     response = api.route(request)
-                    hold = response.accepted and api._hold
-                    if hold:
-                        api._hold = False
+                    hold = response.accepted and api.hold.take()
+                if response.hang_up:
+                    self.close_connection = True
+                    return
                 if hold:
-                    api.accepted.set()
-                    api._release.wait(HOLD_AT_MOST)
+                    api.hold.wait()
                 body = response.body
                 data = body if isinstance(body, bytes) else json.dumps(body).encode()
                 try:
                     self.send_response(response.status)
                     for name, value in response.headers.items():
                         self.send_header(name, value)
-                    self.send_header("Content-Type", "application/json; charset=utf-8")
+                    if response.content_type is not None:
+                        self.send_header("Content-Type", response.content_type)
                     self.send_header("Content-Length", str(len(data)))
                     self.end_headers()
                     self.wfile.write(data)
                 except OSError:
                     pass  # the client gave up (timed out, or was killed) meanwhile
 
-            do_GET = do_POST = do_PUT = do_DELETE = _serve
-
+        for method in self.methods:
+            setattr(Handler, f"do_{method}", Handler._serve)
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
@@ -102,15 +111,20 @@ class LoopbackApi:
     def route(self, request: ApiRequest) -> ApiResponse:
         raise NotImplementedError
 
+    @property
+    def accepted(self) -> threading.Event:
+        return self.hold.accepted
+
     def hold_next_accept(self) -> None:
-        self._release.clear()
-        self.accepted.clear()
-        self._hold = True
+        # Cleared first so that one server can be held more than once.
+        self.hold.released.clear()
+        self.hold.accepted.clear()
+        self.hold.arm()
 
     def release(self) -> None:
-        self._release.set()
+        self.hold.release()
 
-    def __enter__(self) -> LoopbackApi:
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 

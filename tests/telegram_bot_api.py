@@ -12,15 +12,15 @@ message and hangs up without answering (an outcome the client cannot know).
 from __future__ import annotations
 
 import html
-import json
 import re
-import threading
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from tests.answer_hold import AnswerHold
+from tests.loopback_api import ApiRequest, ApiResponse, LoopbackApi
+
+CONTENT_TYPE = "application/json"  # what Telegram sends: no charset parameter
 
 TAGS = {
     "b", "strong", "i", "em", "u", "ins", "s", "strike", "del", "span", "tg-spoiler", "a",
@@ -101,8 +101,9 @@ class BotApi:
     rate_limit_next: int = 0
     retry_after: int = 7
     drop_next: bool = False  # post the message, then hang up without answering
+    # The server's own hold, shared so that tests can arm it here (tg.state.hold); the
+    # state is only touched under the server's lock, so it needs none of its own.
     hold: AnswerHold = field(default_factory=AnswerHold)
-    lock: threading.Lock = field(default_factory=threading.Lock)
 
     def send_message(self, data: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         text = data.get("text")
@@ -149,76 +150,41 @@ class BotApi:
         return 200, {"ok": True, "result": message}
 
 
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib name
-        pass
-
-    def do_POST(self) -> None:  # noqa: N802 - stdlib name
-        api = self.server.api
-        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        held = False
-        with api.lock:
-            api.requests += 1
-            if self.path != f"/bot{api.token}/sendMessage":
-                status, answer = 404, {"ok": False, "error_code": 404, "description": "Not Found"}
-            elif api.rate_limit_next > 0:
-                api.rate_limit_next -= 1
-                status, answer = (
-                    429,
-                    {
-                        "ok": False,
-                        "error_code": 429,
-                        "description": f"Too Many Requests: retry after {api.retry_after}",
-                        "parameters": {"retry_after": api.retry_after},
-                    },
-                )
-            elif "json" not in self.headers.get("Content-Type", ""):
-                status, answer = 400, {"ok": False, "error_code": 400, "description": "no JSON"}
-            else:
-                status, answer = api.send_message(json.loads(body))
-                held = status == 200 and api.hold.take()
-                if api.drop_next:
-                    api.drop_next = False
-                    self.close_connection = True
-                    return
-        if held:
-            api.hold.wait()
-        data = json.dumps(answer).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self, api: BotApi) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.api = api
-
-
-class TelegramBotApi:
+class TelegramBotApi(LoopbackApi):
     """``with TelegramBotApi("123:abc") as tg: tg.url …``; ``tg.state`` is the server."""
 
+    methods = ("POST",)  # as before the port: anything else is the stdlib's 501
+
     def __init__(self, token: str = "123456:test-token") -> None:
-        self.state = BotApi(token)
-        self._server = _Server(self.state)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        super().__init__()
+        self.state = BotApi(token, hold=self.hold)
 
-    @property
-    def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+    def route(self, request: ApiRequest) -> ApiResponse:
+        api = self.state
+        api.requests += 1
+        if request.path != f"/bot{api.token}/sendMessage":
+            return self._answer(404, {"ok": False, "error_code": 404, "description": "Not Found"})
+        if api.rate_limit_next > 0:
+            api.rate_limit_next -= 1
+            return self._answer(
+                429,
+                {
+                    "ok": False,
+                    "error_code": 429,
+                    "description": f"Too Many Requests: retry after {api.retry_after}",
+                    "parameters": {"retry_after": api.retry_after},
+                },
+            )
+        if "json" not in request.headers.get("content-type", ""):
+            return self._answer(400, {"ok": False, "error_code": 400, "description": "no JSON"})
+        status, answer = api.send_message(request.json())
+        response = self._answer(status, answer)
+        response.accepted = status == 200
+        if api.drop_next:
+            api.drop_next = False
+            response.hang_up = True
+        return response
 
-    def __enter__(self) -> TelegramBotApi:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+    @staticmethod
+    def _answer(status: int, answer: dict[str, Any]) -> ApiResponse:
+        return ApiResponse(status, answer, content_type=CONTENT_TYPE)

@@ -13,13 +13,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import threading
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 from tests.answer_hold import AnswerHold
+from tests.loopback_api import ApiRequest, ApiResponse, LoopbackApi
 
 
 @dataclass
@@ -32,10 +30,14 @@ class Receiver:
     refused: list[str] = field(default_factory=list)
     fail_next: int = 0
     rate_limit_next: int = 0
+    # The server's own hold, shared so that tests can arm it here (hook.state.hold); the
+    # state is only touched under the server's lock, so it needs none of its own.
     hold: AnswerHold = field(default_factory=AnswerHold)
-    lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def handle(self, headers: Any, query: dict[str, list[str]], body: bytes) -> tuple[int, bytes]:
+    def handle(
+        self, headers: dict[str, str], query: dict[str, list[str]], body: bytes
+    ) -> tuple[int, bytes]:
+        """``headers`` with lower-cased names, as ``ApiRequest`` has them."""
         self.requests += 1
         if self.fail_next > 0:
             self.fail_next -= 1
@@ -44,11 +46,11 @@ class Receiver:
             self.rate_limit_next -= 1
             return 429, b"slow down"
         expected = "sha256=" + hmac.new(self.secret.encode(), body, hashlib.sha256).hexdigest()
-        if not hmac.compare_digest(headers.get("X-Newsbroadcast-Signature", ""), expected):
+        if not hmac.compare_digest(headers.get("x-newsbroadcast-signature", ""), expected):
             self.refused.append("bad signature")
             return 401, b"bad signature"
-        timestamp = headers.get("X-Newsbroadcast-Timestamp")
-        key = headers.get("Idempotency-Key")
+        timestamp = headers.get("x-newsbroadcast-timestamp")
+        key = headers.get("idempotency-key")
         if not timestamp or not timestamp.isdigit() or not key:
             self.refused.append("missing headers")
             return 400, b"missing timestamp or idempotency key"
@@ -70,61 +72,27 @@ class Receiver:
         return 200, json.dumps({"id": message_id}).encode()
 
 
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib name
-        pass
-
-    def do_POST(self) -> None:  # noqa: N802 - stdlib name
-        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        receiver = self.server.receiver
-        with receiver.lock:
-            accepted = len(receiver.accepted)
-            status, answer = receiver.handle(
-                self.headers, parse_qs(urlsplit(self.path).query), body
-            )
-            held = len(receiver.accepted) > accepted and receiver.hold.take()
-        if held:
-            receiver.hold.wait()
-        self.send_response(status)
-        if status == 429:
-            self.send_header("Retry-After", "42")
-        if answer:
-            self.send_header(
-                "Content-Type", "application/json" if answer[:1] == b"{" else "text/plain"
-            )
-        self.send_header("Content-Length", str(len(answer)))
-        self.end_headers()
-        self.wfile.write(answer)
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self, receiver: Receiver) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.receiver = receiver
-
-
-class WebhookReceiver:
+class WebhookReceiver(LoopbackApi):
     """``with WebhookReceiver("secret") as hook: hook.url …``; ``hook.state`` is the state."""
 
+    methods = ("POST",)  # as before the port: anything else is the stdlib's 501
+
     def __init__(self, secret: str, answer_as: str = "generic") -> None:
-        self.state = Receiver(secret, answer_as)
-        self._server = _Server(self.state)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        super().__init__()
+        self.state = Receiver(secret, answer_as, hold=self.hold)
+        self.url += "/hook"  # any path is served; this one is what the tests configure
 
-    @property
-    def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}/hook"
-
-    def __enter__(self) -> WebhookReceiver:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+    def route(self, request: ApiRequest) -> ApiResponse:
+        receiver = self.state
+        accepted = len(receiver.accepted)
+        status, answer = receiver.handle(request.headers, request.query, request.body)
+        return ApiResponse(
+            status,
+            answer,
+            {"Retry-After": "42"} if status == 429 else {},
+            accepted=len(receiver.accepted) > accepted,  # a duplicate key is not held
+            # Slack's "ok" and the refusals are text, the rest JSON; 204 has no body to type.
+            content_type=(
+                None if not answer else "application/json" if answer[:1] == b"{" else "text/plain"
+            ),
+        )
