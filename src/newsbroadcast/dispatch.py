@@ -301,7 +301,7 @@ class Dispatcher:
                 self.stopping.wait(max(wait, 0.0))
                 return True
         before = (report.sent, report.retried, report.failed, report.skipped)
-        with SentRecorder(session, overlap) as recorder:
+        with contextlib.closing(SentRecorder(session, overlap)) as recorder:
             more = self._send_rows(session, recorder, transport, rows, report)
         sent, retried, failed, skipped = (
             now - then

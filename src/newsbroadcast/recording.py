@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
-from types import TracebackType
 from typing import Any
 
 from sqlalchemy import bindparam, update
@@ -43,7 +42,7 @@ class SentRecorder:
     """Records sent deliveries on ``session``'s connection, one at a time.
 
     ``record`` may return before the row is written; ``settle`` waits until it is (and
-    raises its error, if any). Use as a context manager: leaving it settles the last one.
+    raises its error, if any). ``close`` settles the last one (``contextlib.closing``).
     """
 
     def __init__(self, session: Session, overlap: bool) -> None:
@@ -80,15 +79,8 @@ class SentRecorder:
         if pending is not None:
             pending.result()
 
-    def __enter__(self) -> SentRecorder:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def close(self) -> None:
+        """Settle the last record and stop the helper thread."""
         try:
             self.settle()
         finally:
