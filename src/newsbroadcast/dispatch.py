@@ -20,7 +20,20 @@ from datetime import datetime, timedelta
 from email.utils import parseaddr
 from typing import Any
 
-from sqlalchemy import Engine, and_, case, exists, or_, select, text, tuple_, update
+from sqlalchemy import (
+    ARRAY,
+    Engine,
+    Integer,
+    any_,
+    case,
+    cast,
+    exists,
+    func,
+    select,
+    text,
+    tuple_,
+    update,
+)
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -93,29 +106,46 @@ def claim(
     limit: int,
     extra: Sequence[Any] = (),
 ) -> list[int]:
-    """Take up to ``limit`` due rows: queued and due, or `sending` with an expired lease.
+    """Take up to ``limit`` due rows: `sending` ones whose lease ran out (a dead
+    dispatcher's), then queued ones, oldest due first.
 
-    One UPDATE … WHERE id IN (SELECT … FOR UPDATE SKIP LOCKED) … RETURNING: on PostgreSQL
-    concurrent dispatchers get disjoint rows without waiting on each other; on SQLite the
-    statement holds the write lock, which serialises claims just as well.
+    Each step is one UPDATE … WHERE id picked by a SELECT … FOR UPDATE SKIP LOCKED …
+    RETURNING: on PostgreSQL concurrent dispatchers get disjoint rows without waiting on
+    each other; on SQLite the statement holds the write lock, which serialises claims just
+    as well. Both steps commit together.
     """
-    due = or_(
-        and_(model.status == SendStatus.queued, model.next_attempt_at <= now),
-        and_(model.status == SendStatus.sending, model.lease_until < now),
+    postgres = session.get_bind().dialect.name == "postgresql"
+    steps = (
+        ((model.status == SendStatus.sending, model.lease_until < now), (model.id,)),
+        (
+            (model.status == SendStatus.queued, model.next_attempt_at <= now),
+            # The due index's own order: the database reads only the rows it takes.
+            (model.next_attempt_at, model.id),
+        ),
     )
-    pick = select(model.id).where(due, *extra).order_by(model.id).limit(limit)
-    if session.get_bind().dialect.name == "postgresql":
-        pick = pick.with_for_update(skip_locked=True)
-    stmt = (
-        update(model)
-        .where(model.id.in_(pick.scalar_subquery()))
-        .values(status=SendStatus.sending, lease_until=now + lease, attempts=model.attempts + 1)
-        .returning(model.id)
-        .execution_options(synchronize_session=False)
-    )
-    ids = sorted(session.scalars(stmt))
+    ids: list[int] = []
+    for due, order in steps:
+        if len(ids) >= limit:
+            break
+        pick = select(model.id).where(*due, *extra).order_by(*order).limit(limit - len(ids))
+        if postgres:
+            # ANY(array) rather than IN (subquery): PostgreSQL then reaches the picked rows
+            # through the primary key instead of scanning the whole table to join them.
+            pick = pick.with_for_update(skip_locked=True)
+            picked = select(func.array_agg(pick.subquery().c.id)).scalar_subquery()
+            chosen = model.id == any_(cast(picked, ARRAY(Integer)))
+        else:
+            chosen = model.id.in_(pick.scalar_subquery())
+        ids += session.scalars(
+            update(model)
+            .where(chosen)
+            .values(status=SendStatus.sending, lease_until=now + lease,
+                    attempts=model.attempts + 1)
+            .returning(model.id)
+            .execution_options(synchronize_session=False)
+        )  # fmt: skip
     session.commit()
-    return ids
+    return sorted(ids)
 
 
 class Dispatcher:

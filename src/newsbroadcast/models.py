@@ -241,7 +241,7 @@ class Delivery(OutboxRow, Base):
     __tablename__ = "deliveries"
     __table_args__ = (
         UniqueConstraint("edition_id", "subscriber_id", name="uq_deliveries_edition_subscriber"),
-        Index("ix_deliveries_due", "status", "next_attempt_at"),
+        Index("ix_deliveries_due", "status", "next_attempt_at", "id"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -267,7 +267,7 @@ class Post(OutboxRow, Base):
     __tablename__ = "posts"
     __table_args__ = (
         UniqueConstraint("article_id", "channel", name="uq_posts_article_channel"),
-        Index("ix_posts_due", "status", "next_attempt_at"),
+        Index("ix_posts_due", "status", "next_attempt_at", "id"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

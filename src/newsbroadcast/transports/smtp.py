@@ -131,12 +131,10 @@ class SmtpTransport:
             except BaseException:
                 self._reset(conn)  # the envelope is open: close it so the connection stays usable
                 raise
-        try:
-            # The data is already CRLF bytes; smtplib sends bytes as they are, adding only
-            # the dot-stuffing and the final "." line the protocol needs.
-            code, reply = conn.data(envelope.data)
-        except smtplib.SMTPDataError as e:  # the DATA command itself was refused (not 354)
-            code, reply = e.smtp_code, e.smtp_error
+        code, reply = conn.docmd("data")
+        if code == 354:
+            conn.send(_dot_stuffed(envelope.data))
+            code, reply = conn.getreply()
         if code != 250:
             raise self._refused(conn, "DATA", code, reply, envelope)
         return _reply_text(code, reply)
@@ -322,6 +320,18 @@ def _default_context(verify: bool) -> ssl.SSLContext:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
     return context
+
+
+def _dot_stuffed(data: bytes) -> bytes:
+    """``data`` as DATA carries it (RFC 5321 4.5.2): a dot doubled where it starts a line,
+    then the final "." line. The same result as smtplib's ``data()``, whose line-start
+    regex costs more CPU than the rest of a message's sending; one bytes.replace does it."""
+    stuffed = data.replace(b"\n.", b"\n..")
+    if stuffed.startswith(b"."):
+        stuffed = b"." + stuffed
+    if not stuffed.endswith(b"\r\n"):
+        stuffed += b"\r\n"
+    return stuffed + b".\r\n"
 
 
 def _quit(conn: smtplib.SMTP) -> None:
