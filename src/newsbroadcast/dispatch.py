@@ -69,8 +69,9 @@ from newsbroadcast.transports.base import Envelope, Transport
 log = logging.getLogger("newsbroadcast.dispatch")
 
 MAX_BACKOFF = timedelta(hours=6)
-# Messages between two looks at whether an edition was paused or cancelled meanwhile.
-HALT_CHECK_EVERY = 20
+# Seconds between two looks at whether an edition was paused or cancelled meanwhile (a
+# query; per message it would cost more than the message itself).
+HALT_CHECK_SECONDS = 0.5
 
 
 @dataclass
@@ -364,15 +365,15 @@ class Dispatcher:
         sender = parseaddr(self.config.site.sender)[1]
         look = False  # look at the editions' status before the next message
         renew_every = self.config.scheduler.lease.total_seconds() / 4
-        renewed = time.monotonic()
+        renewed = looked = time.monotonic()
         n = 0
         while n < len(rows):
             if self.stopping.is_set():
                 self._release_deliveries(session, [r.id for r in rows[n:]], self.clock())
                 return False
-            if look or (n and n % HALT_CHECK_EVERY == 0):
+            if look or time.monotonic() - looked >= HALT_CHECK_SECONDS:
                 rows[n:] = self._drop_halted(session, rows[n:])
-                look = False
+                look, looked = False, time.monotonic()
             if time.monotonic() - renewed > renew_every:
                 rows[n:] = self._renew_lease(session, rows[n:])
                 renewed = time.monotonic()

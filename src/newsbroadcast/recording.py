@@ -3,24 +3,28 @@
 A delivery is recorded `sent` before the next message on its connection is accepted: that
 is what makes a kill cost at most one duplicate per connection. On PostgreSQL the record
 is a round trip to the server; instead of waiting for it before starting the next message,
-the record goes out from a helper thread while the next envelope (MAIL FROM, RCPT TO) is
-exchanged, and the dispatcher waits for it only before that message's DATA
-(``Transport.send(before_data=…)``). The guarantee is unchanged, the round trip is hidden.
+the statement is sent without waiting (libpq's asynchronous API, on the session's own
+connection) while the next envelope (MAIL FROM, RCPT TO) is exchanged, and the dispatcher
+waits for its result only before that message's DATA (``Transport.send(before_data=…)``).
+The guarantee is unchanged, the round trip is hidden, and no thread is involved.
 
-SQLite has no round trip to hide (and its connections belong to one thread), so there the
-record is simply written in line.
+SQLite has no round trip to hide, so there the record is simply written in line.
 """
 
 from __future__ import annotations
 
-from concurrent.futures import Future, ThreadPoolExecutor
-from datetime import datetime
+import select
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import bindparam, update
+from psycopg import pq
+from sqlalchemy import bindparam, event, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from newsbroadcast.models import Delivery, SendStatus
+
+SQLSTATE = pq.DiagnosticField.SQLSTATE
 
 _deliveries = Delivery.__table__
 # Built once: recording a send is the statement run most, once per message.
@@ -36,53 +40,117 @@ RECORD_SENT = (
         last_error=None,
     )
 )
+# The same statement, prepared on the PostgreSQL connection for the asynchronous path.
+_PREPARED = b"newsbroadcast_record_sent"
+_PREPARED_SQL = (
+    f"UPDATE {_deliveries.name} SET status = '{SendStatus.sent.value}', sent_at = $2, "
+    "smtp_reply = $3, message_id = $4, lease_until = NULL, last_error = NULL WHERE id = $1"
+).encode()
+_INTEGER, _TIMESTAMP, _TEXT = 23, 1114, 25  # PostgreSQL type OIDs of the four parameters
+_ALREADY_PREPARED, _NOT_PREPARED = b"42P05", b"26000"
+
+
+class RecordError(Exception):
+    """PostgreSQL refused to record a send (the message went out: it will go again)."""
 
 
 class SentRecorder:
     """Records sent deliveries on ``session``'s connection, one at a time.
 
     ``record`` may return before the row is written; ``settle`` waits until it is (and
-    raises its error, if any). ``close`` settles the last one (``contextlib.closing``).
+    raises its error, if any). Any other statement on the session settles first, so the
+    session stays usable as usual. ``close`` settles the last one (``contextlib.closing``).
     """
 
     def __init__(self, session: Session, overlap: bool) -> None:
-        """``overlap``: write from a helper thread. Only for a PostgreSQL session in
-        autocommit, where each statement stands alone and the driver's connection (psycopg's
-        is thread-safe) may carry it from another thread."""
+        """``overlap``: write asynchronously. Only for a PostgreSQL (psycopg) session in
+        autocommit, where each statement stands alone."""
         self._session = session
-        self._pending: Future[None] | None = None
-        self._pool: ThreadPoolExecutor | None = None
+        self._pgconn: Any = None
+        self._pending: list[bytes] | None = None
+        self._connection: Connection | None = None
         if overlap:
             connection = session.connection()
-            compiled = RECORD_SENT.compile(dialect=connection.dialect)
-            self._sql = str(compiled)
-            self._defaults: dict[str, Any] = dict(compiled.params)
-            self._driver = connection.connection.driver_connection
-            self._pool = ThreadPoolExecutor(1, thread_name_prefix="record")
+            dbapi = connection.connection
+            self._pgconn = dbapi.driver_connection.pgconn  # type: ignore[union-attr]
+            if _PREPARED not in dbapi.info:  # the pool keeps this dict per connection
+                self._prepare()
+                dbapi.info[_PREPARED] = True
+            self._connection = connection
+            event.listen(connection, "before_cursor_execute", self._before_statement)
 
     def record(self, delivery_id: int, at: datetime, reply: str, message_id: str) -> None:
         self.settle()
-        params = {"b_id": delivery_id, "b_at": at, "b_reply": reply, "b_mid": message_id}
-        if self._pool is None:
+        if self._pgconn is None:
+            params = {"b_id": delivery_id, "b_at": at, "b_reply": reply, "b_mid": message_id}
             self._session.execute(RECORD_SENT, params)
             self._session.commit()
-        else:
-            self._pending = self._pool.submit(self._write, {**self._defaults, **params})
-
-    def _write(self, params: dict[str, Any]) -> None:
-        with self._driver.cursor() as cursor:
-            cursor.execute(self._sql, params, prepare=True)
+            return
+        # The column holds naive UTC, as UTCDateTime writes it everywhere else.
+        sent_at = at.astimezone(UTC).replace(tzinfo=None).isoformat(" ")
+        self._pending = [str(delivery_id).encode(), sent_at.encode(), reply.encode(),
+                         message_id.encode()]  # fmt: skip
+        self._send()
 
     def settle(self) -> None:
         """Return once the last recorded send is in the database."""
-        pending, self._pending = self._pending, None
-        if pending is not None:
-            pending.result()
+        values, self._pending = self._pending, None
+        if values is None:
+            return
+        error = self._result()
+        if error is not None and error.error_field(SQLSTATE) == _NOT_PREPARED:
+            # psycopg deallocates every prepared statement after a ROLLBACK on the
+            # connection: prepare it again and record once more, still before DATA.
+            self._prepare()
+            self._pending = values
+            self._send()
+            self.settle()
+        elif error is not None:
+            raise RecordError(f"recording a sent delivery failed: {_describe(error)}")
+
+    def _send(self) -> None:
+        pgconn = self._pgconn
+        pgconn.send_query_prepared(_PREPARED, self._pending)
+        while pgconn.flush():  # the connection is non-blocking: push out what is left
+            select.select([], [pgconn.socket], [])
+
+    def _prepare(self) -> None:
+        """Prepare the statement on this connection unless it already is."""
+        pgconn = self._pgconn
+        pgconn.send_prepare(_PREPARED, _PREPARED_SQL, [_INTEGER, _TIMESTAMP, _TEXT, _TEXT])
+        while pgconn.flush():
+            select.select([], [pgconn.socket], [])
+        error = self._result()
+        if error is not None and error.error_field(SQLSTATE) != _ALREADY_PREPARED:
+            raise RecordError(f"preparing to record sent deliveries failed: {_describe(error)}")
+
+    def _result(self) -> Any:
+        """Read every result of the statement in flight; its error result, if any."""
+        pgconn = self._pgconn
+        error = None
+        while True:
+            pgconn.consume_input()
+            while pgconn.is_busy():
+                select.select([pgconn.socket], [], [])
+                pgconn.consume_input()
+            result = pgconn.get_result()
+            if result is None:  # all read: the connection is free for the next statement
+                return error
+            if result.status == pq.ExecStatus.FATAL_ERROR:
+                error = result
+
+    def _before_statement(self, *_: Any) -> None:
+        self.settle()
 
     def close(self) -> None:
-        """Settle the last record and stop the helper thread."""
+        """Settle the last record and stop watching the session's statements."""
         try:
             self.settle()
         finally:
-            if self._pool is not None:
-                self._pool.shutdown()
+            if self._connection is not None:
+                event.remove(self._connection, "before_cursor_execute", self._before_statement)
+                self._connection = None
+
+
+def _describe(result: Any) -> str:
+    return str(result.error_message.decode("utf-8", "replace").strip())

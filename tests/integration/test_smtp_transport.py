@@ -124,6 +124,18 @@ def test_a_non_ascii_address_is_sent_with_smtputf8(smtp_sink: SmtpSink) -> None:
     assert smtp_sink.recipients() == ["j\u00f6rg@example.net"]
 
 
+def test_an_address_that_would_break_the_command_line_fails_that_recipient_only(
+    smtp_sink: SmtpSink,
+) -> None:
+    with SmtpTransport(smtp_sink.settings()) as transport:
+        for bad in ("a@example.net>\r\nRCPT TO:<b@example.net", "a@example.net> SIZE=1"):
+            with pytest.raises(PermanentSendError, match="cannot be written in RCPT TO"):
+                transport.send(envelope(bad))
+        transport.send(envelope("here@example.net"))
+    assert smtp_sink.recipients() == ["here@example.net"]
+    assert smtp_sink.connections == 1
+
+
 def test_the_sink_refuses_a_line_over_998_octets(smtp_sink: SmtpSink) -> None:
     # Guards the guard: the sink must catch the over-long lines our renderer might produce.
     with SmtpTransport(smtp_sink.settings()) as transport:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 import smtplib
 import socket
 import ssl
@@ -33,6 +34,8 @@ from newsbroadcast.errors import (
 from newsbroadcast.transports.base import Envelope
 
 log = logging.getLogger(__name__)
+# What would break out of "<address>" in an SMTP command line.
+_UNSAFE_IN_ADDRESS = re.compile(r"[<>\r\n]")
 
 
 class SmtpTransport:
@@ -119,10 +122,14 @@ class SmtpTransport:
         self, conn: smtplib.SMTP, envelope: Envelope, before_data: Callable[[], None] | None
     ) -> str:
         options = self._mail_options(conn, envelope)
-        code, reply = conn.mail(envelope.sender, options)
+        if "SMTPUTF8" in options:
+            conn.command_encoding = "utf-8"  # RFC 6531: the addresses travel as UTF-8
+        # The addresses are bare addr-specs already (checked when stored), so they go in
+        # angle brackets as they are; smtplib's mail()/rcpt() would parse each one again.
+        code, reply = conn.docmd("mail", " ".join([f"FROM:<{envelope.sender}>", *options]))
         if code != 250:
             raise self._refused(conn, "MAIL FROM", code, reply, envelope)
-        code, reply = conn.rcpt(envelope.recipient)
+        code, reply = conn.docmd("rcpt", f"TO:<{envelope.recipient}>")
         if code not in (250, 251):
             raise self._refused(conn, "RCPT TO", code, reply, envelope)
         if before_data is not None:
@@ -141,6 +148,11 @@ class SmtpTransport:
 
     def _mail_options(self, conn: smtplib.SMTP, envelope: Envelope) -> list[str]:
         options = []
+        if _UNSAFE_IN_ADDRESS.search(envelope.recipient):
+            raise PermanentSendError(
+                f"{self.name}: <{envelope.recipient!r}> cannot be written in RCPT TO "
+                "(angle brackets or a line break)"
+            )
         if not (envelope.sender.isascii() and envelope.recipient.isascii()):
             if not conn.has_extn("smtputf8"):
                 raise PermanentSendError(

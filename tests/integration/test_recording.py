@@ -1,0 +1,101 @@
+"""SentRecorder on a real PostgreSQL: the asynchronous record of a sent delivery."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import Engine, create_engine, insert, select, text
+from sqlalchemy.orm import Session
+
+from newsbroadcast.db import make_engine, upgrade
+from newsbroadcast.models import Delivery, Edition, SendStatus, utcnow
+from newsbroadcast.recording import SentRecorder
+from tests.integration.delivery_site import add_subscribers
+
+
+@pytest.fixture
+def tashkent() -> Iterator[Engine]:
+    """A migrated PostgreSQL schema whose sessions run in Asia/Tashkent (UTC+5), as a
+    server set up with its machine's local time zone would."""
+    base = os.environ.get("TEST_DATABASE_URL")
+    if not base:
+        pytest.skip("TEST_DATABASE_URL is not set (CI sets it; see .ci/run)")
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(base, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    sep = "&" if "?" in base else "?"
+    engine = make_engine(
+        f"{base}{sep}options=-csearch_path%3D{schema}%20-ctimezone%3DAsia/Tashkent"
+    )
+    try:
+        upgrade(engine)
+        yield engine
+    finally:
+        engine.dispose()
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+def queued_deliveries(engine: Engine, count: int) -> list[int]:
+    add_subscribers(engine, count)
+    with engine.begin() as conn:
+        edition = conn.execute(
+            insert(Edition)
+            .values(digest="daily", period="p", subject="s", cutoff=utcnow())
+            .returning(Edition.id)
+        ).scalar_one()
+        rows = conn.execute(
+            text(
+                "INSERT INTO deliveries (edition_id, subscriber_id, status, attempts, "
+                "next_attempt_at, created_at) SELECT :e, id, 'sending', 1, now(), now() "
+                "FROM subscribers ORDER BY id RETURNING id"
+            ),
+            {"e": edition},
+        )
+        return sorted(rows.scalars())
+
+
+@contextlib.contextmanager
+def recorder(engine: Engine) -> Iterator[tuple[Session, SentRecorder]]:
+    with (
+        engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection,
+        Session(connection) as session,
+        contextlib.closing(SentRecorder(session, overlap=True)) as r,
+    ):
+        yield session, r
+
+
+def recorded(engine: Engine) -> dict[int, tuple[str, datetime | None, str | None]]:
+    with Session(engine) as session:
+        rows = session.execute(select(Delivery.id, Delivery.status, Delivery.sent_at,
+                                      Delivery.message_id))  # fmt: skip
+        return {r.id: (r.status, r.sent_at, r.message_id) for r in rows}
+
+
+def test_sent_at_is_stored_as_utc_whatever_the_server_time_zone(tashkent: Engine) -> None:
+    [delivery] = queued_deliveries(tashkent, 1)
+    at = datetime(2026, 11, 29, 7, 30, 15, 250000, tzinfo=UTC)
+    with recorder(tashkent) as (_, r):
+        r.record(delivery, at, "250 2.0.0 Ok", "m1@example.org")
+    assert recorded(tashkent)[delivery] == (SendStatus.sent, at, "m1@example.org")
+
+
+def test_a_statement_on_the_session_waits_for_the_record_in_flight(tashkent: Engine) -> None:
+    """The session stays usable between records: its next statement (here one that
+    drops every prepared statement, as psycopg itself does after a ROLLBACK) settles the
+    record first, and the records after it still land."""
+    first, second = queued_deliveries(tashkent, 2)
+    at = utcnow()
+    with recorder(tashkent) as (session, r):
+        r.record(first, at, "250 Ok", "m1@example.org")
+        assert session.scalar(select(Delivery.status).where(Delivery.id == first)) == "sent"
+        session.execute(text("DEALLOCATE ALL"))
+        r.record(second, at, "250 Ok", "m2@example.org")
+    assert {d: row[0] for d, row in recorded(tashkent).items()} == {first: "sent", second: "sent"}
