@@ -29,8 +29,8 @@ def _edition(session: Session, edition_id: int) -> Edition:
 
 
 def pause_edition(session: Session, edition_id: int, reason: str | None = None) -> bool:
-    """Stop sending ``edition_id``; dispatchers hand back what they hold within a few
-    messages. Committed. False when it was not sending (already paused, done, cancelled)."""
+    """Stop sending ``edition_id``; dispatchers hand back what they hold within half a
+    second. Committed. False when it was not sending (already paused, done, cancelled)."""
     _edition(session, edition_id)
     changed = session.execute(
         update(Edition)
