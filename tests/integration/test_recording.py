@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import contextlib
-import os
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import Engine, create_engine, insert, select, text
+from sqlalchemy import Engine, insert, select, text
 from sqlalchemy.orm import Session
 
 from newsbroadcast.db import make_engine, upgrade
 from newsbroadcast.models import Delivery, Edition, SendStatus, utcnow
 from newsbroadcast.recording import SentRecorder
+from tests.conftest import postgres_schema
 from tests.integration.delivery_site import add_subscribers
 
 
@@ -22,25 +21,13 @@ from tests.integration.delivery_site import add_subscribers
 def tashkent() -> Iterator[Engine]:
     """A migrated PostgreSQL schema whose sessions run in Asia/Tashkent (UTC+5), as a
     server set up with its machine's local time zone would."""
-    base = os.environ.get("TEST_DATABASE_URL")
-    if not base:
-        pytest.skip("TEST_DATABASE_URL is not set (CI sets it; see .ci/run)")
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(base, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    sep = "&" if "?" in base else "?"
-    engine = make_engine(
-        f"{base}{sep}options=-csearch_path%3D{schema}%20-ctimezone%3DAsia/Tashkent"
-    )
-    try:
-        upgrade(engine)
-        yield engine
-    finally:
-        engine.dispose()
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+    with postgres_schema("-ctimezone=Asia/Tashkent") as url:
+        engine = make_engine(url)
+        try:
+            upgrade(engine)
+            yield engine
+        finally:
+            engine.dispose()
 
 
 def queued_deliveries(engine: Engine, count: int) -> list[int]:
@@ -80,6 +67,8 @@ def recorded(engine: Engine) -> dict[int, tuple[str, datetime | None, str | None
 
 
 def test_sent_at_is_stored_as_utc_whatever_the_server_time_zone(tashkent: Engine) -> None:
+    with tashkent.connect() as conn:
+        assert conn.scalar(text("SHOW timezone")) == "Asia/Tashkent"
     [delivery] = queued_deliveries(tashkent, 1)
     at = datetime(2026, 11, 29, 7, 30, 15, 250000, tzinfo=UTC)
     with recorder(tashkent) as (_, r):

@@ -150,7 +150,7 @@ class SmtpTransport:
         options = []
         if _UNSAFE_IN_ADDRESS.search(envelope.recipient):
             raise PermanentSendError(
-                f"{self.name}: <{envelope.recipient!r}> cannot be written in RCPT TO "
+                f"{self.name}: {envelope.recipient!r} cannot be written in RCPT TO "
                 "(angle brackets or a line break)"
             )
         if not (envelope.sender.isascii() and envelope.recipient.isascii()):
