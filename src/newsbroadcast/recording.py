@@ -19,6 +19,7 @@ from typing import Any
 
 from psycopg import pq
 from sqlalchemy import bindparam, event, update
+from sqlalchemy.dialects.postgresql.psycopg import dialect as psycopg_dialect
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
@@ -40,13 +41,10 @@ RECORD_SENT = (
         last_error=None,
     )
 )
-# The same statement, prepared on the PostgreSQL connection for the asynchronous path.
+# The same statement for the asynchronous path, compiled once with PostgreSQL's own
+# placeholders ($1…, each cast to its column's type) to be prepared on the connection.
+_POSTGRES = RECORD_SENT.compile(dialect=psycopg_dialect(paramstyle="numeric_dollar"))
 _PREPARED = b"newsbroadcast_record_sent"
-_PREPARED_SQL = (
-    f"UPDATE {_deliveries.name} SET status = '{SendStatus.sent.value}', sent_at = $2, "
-    "smtp_reply = $3, message_id = $4, lease_until = NULL, last_error = NULL WHERE id = $1"
-).encode()
-_INTEGER, _TIMESTAMP, _TEXT = 23, 1114, 25  # PostgreSQL type OIDs of the four parameters
 _ALREADY_PREPARED, _NOT_PREPARED = b"42P05", b"26000"
 
 
@@ -67,7 +65,7 @@ class SentRecorder:
         autocommit, where each statement stands alone."""
         self._session = session
         self._pgconn: Any = None
-        self._pending: list[bytes] | None = None
+        self._pending: list[bytes | None] | None = None
         self._connection: Connection | None = None
         if overlap:
             connection = session.connection()
@@ -81,16 +79,16 @@ class SentRecorder:
 
     def record(self, delivery_id: int, at: datetime, reply: str, message_id: str) -> None:
         self.settle()
+        params = {"b_id": delivery_id, "b_at": at, "b_reply": reply, "b_mid": message_id}
         if self._pgconn is None:
-            params = {"b_id": delivery_id, "b_at": at, "b_reply": reply, "b_mid": message_id}
             self._session.execute(RECORD_SENT, params)
             self._session.commit()
             return
-        # The column holds naive UTC, as UTCDateTime writes it everywhere else.
-        sent_at = at.astimezone(UTC).replace(tzinfo=None).isoformat(" ")
-        self._pending = [str(delivery_id).encode(), sent_at.encode(), reply.encode(),
-                         message_id.encode()]  # fmt: skip
-        self._send()
+        # Bound here, not by SQLAlchemy's UTCDateTime: the column holds naive UTC.
+        params["b_at"] = at.astimezone(UTC).replace(tzinfo=None)
+        bound = {**_POSTGRES.params, **params}
+        self._pending = [_text(bound[name]) for name in _POSTGRES.positiontup or ()]
+        self._send(self._pending)
 
     def settle(self) -> None:
         """Return once the last recorded send is in the database."""
@@ -102,27 +100,27 @@ class SentRecorder:
             # psycopg deallocates every prepared statement after a ROLLBACK on the
             # connection: prepare it again and record once more, still before DATA.
             self._prepare()
-            self._pending = values
-            self._send()
-            self.settle()
-        elif error is not None:
+            self._send(values)
+            error = self._result()
+        if error is not None:
             raise RecordError(f"recording a sent delivery failed: {_describe(error)}")
 
-    def _send(self) -> None:
-        pgconn = self._pgconn
-        pgconn.send_query_prepared(_PREPARED, self._pending)
-        while pgconn.flush():  # the connection is non-blocking: push out what is left
-            select.select([], [pgconn.socket], [])
+    def _send(self, values: list[bytes | None]) -> None:
+        self._pgconn.send_query_prepared(_PREPARED, values)
+        self._flush()
 
     def _prepare(self) -> None:
         """Prepare the statement on this connection unless it already is."""
-        pgconn = self._pgconn
-        pgconn.send_prepare(_PREPARED, _PREPARED_SQL, [_INTEGER, _TIMESTAMP, _TEXT, _TEXT])
-        while pgconn.flush():
-            select.select([], [pgconn.socket], [])
+        self._pgconn.send_prepare(_PREPARED, str(_POSTGRES).encode())
+        self._flush()
         error = self._result()
         if error is not None and error.error_field(SQLSTATE) != _ALREADY_PREPARED:
             raise RecordError(f"preparing to record sent deliveries failed: {_describe(error)}")
+
+    def _flush(self) -> None:
+        """Push out what libpq still holds (the connection is non-blocking)."""
+        while self._pgconn.flush():
+            select.select([], [self._pgconn.socket], [])
 
     def _result(self) -> Any:
         """Read every result of the statement in flight; its error result, if any."""
@@ -150,6 +148,13 @@ class SentRecorder:
             if self._connection is not None:
                 event.remove(self._connection, "before_cursor_execute", self._before_statement)
                 self._connection = None
+
+
+def _text(value: object) -> bytes | None:
+    """A parameter in PostgreSQL's text format (None is NULL)."""
+    if value is None:
+        return None
+    return (value.isoformat(" ") if isinstance(value, datetime) else str(value)).encode()
 
 
 def _describe(result: Any) -> str:
