@@ -111,8 +111,9 @@ class ConfigWatcher:
         if config.database_url != old.database_url:
             log.warning("database.url changed: the service keeps the old one until a restart")
         self.service.reconfigure(config, env)
-        # The folders themselves may have moved (templates: changed).
-        self.seen = snapshot(self.folders(config))
+        # `seen` stays the look taken before loading: a file saved while this one was
+        # applied is a change for the next look, not taken as seen. (If the templates
+        # folder moved, the next look reloads once more, harmlessly, to catch up.)
         templates_dir = str(config.path(config.templates))
         if any(p.startswith(templates_dir) for p in changed):
             sections.append("templates")

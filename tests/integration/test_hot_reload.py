@@ -108,6 +108,17 @@ def test_a_broken_template_saved_while_running_changes_nothing_a_good_one_applie
     def logged(text: str) -> Callable[[], bool]:
         return lambda: any(text in r.getMessage() for r in caplog.records)
 
+    def config_reloaded(message: str) -> bool:
+        return "configuration reloaded" in message and config_file.name in message
+
+    def logged_after(first: Callable[[str], bool], then: str) -> Callable[[], bool]:
+        def check() -> bool:
+            messages = [r.getMessage() for r in caplog.records]
+            starts = [i for i, m in enumerate(messages) if first(m)]
+            return bool(starts) and any(then in m for m in messages[starts[0] + 1 :])
+
+        return check
+
     try:
         wait_for("the scheduler", logged("running:"))
         html = site / "templates/email/digest.html.j2"
@@ -125,8 +136,9 @@ def test_a_broken_template_saved_while_running_changes_nothing_a_good_one_applie
         # A valid change to the template and the config: both take effect, jobs follow.
         html.write_text(good.replace("Read more", "Keep reading"))
         config_file.write_text(CONFIG.replace('cron: "0 8 1 1 *"', 'cron: "30 9 * * *"'))
-        wait_for("the reload", logged("configuration reloaded"))
-        wait_for("the rescheduling", logged("jobs rescheduled"))
+        # The watcher may look between the two writes and reload the template alone
+        # first; what counts is the reload that read the config file, and what followed it.
+        wait_for("the reload", logged_after(config_reloaded, "jobs rescheduled"))
         assert service.config.digest("weekly").cron == "30 9 * * *"
         service.plan_digest(service.config.digest("weekly"), force=True)
         wait_for("the weekly edition", lambda: len(messages(site)) == 2)
@@ -169,5 +181,35 @@ def test_reschedule_follows_the_new_config(site: Path) -> None:
         # Unchanged interval jobs are left alone: their next run is not pushed back.
         assert jobs["poll:newsroom"].next_run_time == poll_job.next_run_time
         live.shutdown(wait=False)
+    finally:
+        service.close()
+
+
+def test_a_file_saved_while_a_change_is_applied_is_seen_by_the_next_look(site: Path) -> None:
+    """The watcher must not take as seen a save that landed after it loaded the files:
+    here the config file is saved just as a template change is being applied."""
+    from newsbroadcast.reload import ConfigWatcher
+
+    config_file = site / "config/newsbroadcast.yaml"
+    service = Service(load_config(config_file))
+    watcher = ConfigWatcher(service, config_file)
+    apply = service.reconfigure
+
+    def apply_while_the_admin_saves(*args: object) -> None:
+        apply(*args)  # type: ignore[arg-type]
+        config_file.write_text(CONFIG.replace('cron: "0 8 1 1 *"', 'cron: "30 9 * * *"'))
+
+    service.reconfigure = apply_while_the_admin_saves  # type: ignore[method-assign]
+    html = site / "templates/email/digest.html.j2"
+    html.write_text(html.read_text().replace("Read more", "Keep reading"))
+    try:
+        first = watcher.look()
+        assert first is not None and first.applied
+        assert service.config.digest("weekly").cron == "0 8 1 1 *"
+        service.reconfigure = apply  # type: ignore[method-assign]
+        second = watcher.look()
+        assert second is not None and second.applied
+        assert second.changed == [str(config_file)]
+        assert service.config.digest("weekly").cron == "30 9 * * *"
     finally:
         service.close()
