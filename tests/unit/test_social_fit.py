@@ -1,6 +1,7 @@
 import jinja2
 import pytest
 
+from newsbroadcast.errors import PostTooLong, RenderError
 from newsbroadcast.render.social import PostStory, fit, hashtag, render_post, shorten
 
 TEMPLATE = jinja2.Environment().from_string(
@@ -43,7 +44,7 @@ def test_fit_uses_the_given_measure() -> None:
 
 
 def test_too_long_without_summary_is_an_error() -> None:
-    with pytest.raises(ValueError, match="without its summary"):
+    with pytest.raises(PostTooLong, match="without its summary"):
         fit(lambda s: "x" * 50 + s, "abc", 40)
 
 
