@@ -434,16 +434,20 @@ def cmd_status(args: argparse.Namespace) -> int:
                 print(f"    left out: {problem}")
             if len(problems) > 5:
                 print(f"    … and {len(problems) - 5} more (see the log)")
-        _print_failures(session)
+        _print_failures(session, config)
     engine.dispose()
     return EXIT_OK
 
 
-def _print_failures(session: Session) -> None:
+def _print_failures(session: Session, config: Config) -> None:
     """Channels and digests that cannot be planned, and the newest posts that failed."""
     from newsbroadcast.failures import current_failures
 
-    steps = current_failures(session)
+    # A channel or digest taken out of the configuration has no failure any more.
+    configured = {("channel", c.name) for c in config.social} | {
+        ("digest", d.name) for d in config.digests
+    }
+    steps = [f for f in current_failures(session) if (f.kind, f.name) in configured]
     failed_posts = select(Post, Article.title).join(Article, Article.id == Post.article_id)
     failed_posts = failed_posts.where(Post.status == SendStatus.failed)
     posts = session.execute(failed_posts.order_by(Post.id.desc()).limit(11)).all()
