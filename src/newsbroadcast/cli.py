@@ -9,14 +9,17 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from sqlalchemy import Engine, func, select
+from sqlalchemy.orm import Session
 
 from newsbroadcast import __version__, cli_admin, db, lifecycle_cli, logs
 from newsbroadcast.config import Config, config_path, load_config
 from newsbroadcast.errors import ConfigError, InputError, NewsBroadcastError
 from newsbroadcast.models import (
+    Article,
     Delivery,
     Edition,
     Post,
+    SendStatus,
     SourceState,
     Subscriber,
     SubscriberStatus,
@@ -178,21 +181,23 @@ def cmd_run(args: argparse.Namespace) -> int:
             with nullcontext() if args.dry_run else ProgressBar(service.sessions):
                 report = service.run_once(force=args.force)
             polls_failed = [p for p in report.polls if p.error]
+            # Which ones failed, on the summary line itself: a cron mail shows just that.
+            failed = "; failed: " + ", ".join(f"{f.kind} {f.name}" for f in report.failures)
             print(
                 f"polled {len(report.polls)} source(s) ({len(polls_failed)} failed), "
                 f"{sum(p.new for p in report.polls)} new article(s); "
                 f"{len(report.editions)} edition(s); sent {report.dispatch.sent}, "
                 f"retry later {report.dispatch.retried}, failed {report.dispatch.failed}, "
-                f"skipped {report.dispatch.skipped}"
+                f"skipped {report.dispatch.skipped}" + (failed if report.failures else "")
             )
-            for p in polls_failed:
-                print(f"source {p.source}: {p.error}", file=sys.stderr)
+            for failure in report.failures:
+                print(failure, file=sys.stderr)
             if args.dry_run:
                 print(
                     f"dry run: {service.tally.messages} message(s) rendered and "
                     f"{service.tally.posts} post(s) made, none sent; database unchanged"
                 )
-            return EXIT_OK
+            return EXIT_OK if report.ok else EXIT_FAILED
         if args.force:
             service.plan_digests(force=True)
         run_forever(service, watch=config_path(args.config))
@@ -429,8 +434,36 @@ def cmd_status(args: argparse.Namespace) -> int:
                 print(f"    left out: {problem}")
             if len(problems) > 5:
                 print(f"    … and {len(problems) - 5} more (see the log)")
+        _print_failures(session, config)
     engine.dispose()
     return EXIT_OK
+
+
+def _print_failures(session: Session, config: Config) -> None:
+    """Channels and digests that cannot be planned, and the newest posts that failed."""
+    from newsbroadcast.failures import current_failures
+
+    # A channel or digest taken out of the configuration has no failure any more.
+    configured = {("channel", c.name) for c in config.social} | {
+        ("digest", d.name) for d in config.digests
+    }
+    steps = [f for f in current_failures(session) if (f.kind, f.name) in configured]
+    failed_posts = select(Post, Article.title).join(Article, Article.id == Post.article_id)
+    failed_posts = failed_posts.where(Post.status == SendStatus.failed)
+    posts = session.execute(failed_posts.order_by(Post.id.desc()).limit(11)).all()
+    print("failures:" if steps or posts else "failures: none")
+    for f in steps:
+        print(
+            f"  {f.kind} {f.name}: failing since {_when(f.since)}, last {_when(f.last_at)}: "
+            f"{f.error}"
+        )
+    for post, title in posts[:10]:
+        print(
+            f"  post of article {post.article_id} on {post.channel} ({title}), "
+            f"planned {_when(post.created_at)}: {post.last_error}"
+        )
+    if len(posts) > 10:
+        print("  … and more failed posts (newest shown)")
 
 
 def _when(t: object) -> str:

@@ -7,6 +7,8 @@
      ├── InputError             a record given by a person is wrong (CSV row, CLI argument)
      │    └── SuppressedAddress   the address is on the suppression list
      ├── MailboxError           the bounce/unsubscribe mailbox could not be read
+     ├── RenderError            a template could not make this post or edition
+     │    └── PostTooLong         not even a shortened title fits the channel's limit
      └── DeliveryError          a message or post could not be handed over
           ├── TransientSendError  try again later (a 4xx for this recipient, a timeout)
           │    ├── RateLimited      try again after `retry_after` seconds
@@ -70,6 +72,16 @@ class SuppressedAddress(InputError):
 
 class MailboxError(NewsBroadcastError):
     """The mailbox of bounces and unsubscribe requests could not be opened or read."""
+
+
+class RenderError(NewsBroadcastError):
+    """A template could not make one post or edition (its message names the template and,
+    where known, the line). That post or edition is left out; the others go on."""
+
+
+class PostTooLong(RenderError):
+    """Nothing fits the channel's limit: the template's fixed text, link and hashtags are
+    too long even with no summary and the title cut to its first word."""
 
 
 class DeliveryError(NewsBroadcastError):

@@ -302,3 +302,16 @@ class SendSlot(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     transport: Mapped[str] = mapped_column(String(200))
     taken_at: Mapped[datetime]
+
+
+class StepFailure(Base):
+    """A channel or digest that could not be planned (its template fails): which, why and
+    since when, for `status`. Deleted when it next plans without failing."""
+
+    __tablename__ = "step_failures"
+
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)  # channel | digest
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    error: Mapped[str] = mapped_column(Text)
+    since: Mapped[datetime]
+    last_at: Mapped[datetime]

@@ -234,16 +234,26 @@ def articles_to_announce(
     return sorted(chosen.values(), key=_newest_first)
 
 
-def insert_post(session: Session, article_id: int, channel: str, text: str, now: datetime) -> bool:
-    """Queue one post with its final text; False when (article, channel) already has one."""
+def insert_post(
+    session: Session,
+    article_id: int,
+    channel: str,
+    text: str,
+    now: datetime,
+    error: str | None = None,
+) -> bool:
+    """Queue one post with its final text; False when (article, channel) already has one.
+    With ``error`` (no text could be made) the post is stored ``failed`` with that reason
+    instead: it is never sent, and not planned again."""
     values = {
         "article_id": article_id,
         "channel": channel,
         "text": text,
-        "status": SendStatus.queued.value,
+        "status": (SendStatus.failed if error else SendStatus.queued).value,
         "attempts": 0,
         "next_attempt_at": now,
         "created_at": now,
+        "last_error": error,
     }
     dialect = session.get_bind().dialect.name
     module = postgresql if dialect == "postgresql" else sqlite

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 
 from newsbroadcast.app import Service
-from newsbroadcast.errors import InputError
+from newsbroadcast.errors import InputError, RenderError
 from newsbroadcast.models import Article
 from newsbroadcast.render.social import PostStory, render_post
 from newsbroadcast.render.templates import html_to_text
@@ -56,7 +56,7 @@ def preview_posts(
         template = service.templates.get_template(f"social/{entry.template}")
         try:
             text = render_post(template, story, channel.limit, channel.measure)
-        except ValueError as e:
+        except RenderError as e:
             previews.append(PostPreview(entry.name, entry.type, "", 0, channel.limit, str(e)))
             continue
         previews.append(

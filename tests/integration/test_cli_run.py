@@ -210,3 +210,74 @@ def test_subscriber_import_reports_bad_rows_by_line_and_never_duplicates(site: P
     assert len(listed) == 2
     added = nb(site, "subscribers", "add", "Grace@Example.org")
     assert "already there" in added.stdout
+
+
+LONG_TITLE = (
+    "Rwanda sends an all-woman peacekeeping unit to South Sudan, the first of its kind from "
+    "the country, after two years of training with partners from the region and beyond, "
+    "with officers drawn from the national police, the defence force and the prisons"
+)
+
+
+def test_run_once_exits_1_naming_what_failed_and_does_all_the_rest(site: Path) -> None:
+    path = site / "config/newsbroadcast.yaml"
+    original = path.read_text()
+    sabotage = {
+        # A source that cannot be read …
+        "    poll_every: 15m\n": "    poll_every: 15m\n"
+        "  - name: gone\n    type: feed\n    url: examples/missing.xml\n",
+        # … a digest whose subject fails for any edition …
+        "    catch_up: 6h\n": "    catch_up: 6h\n"
+        '  - name: broken\n    cron: "0 7 * * *"\n    timezone: Africa/Kigali\n'
+        '    subject: "{{ edition.articles[0].title.nope }}"\n    catch_up: 1d\n',
+        # … and a channel whose template is not there.
+        "    backfill: 3\n": "    backfill: 3\n    max_length: 200\n"
+        "  - name: broken-channel\n    type: file\n    dir: var/posts\n"
+        "    template: missing.txt.j2\n    backfill: 3\n",
+    }
+    text = original
+    for anchor, replacement in sabotage.items():
+        assert anchor in text
+        text = text.replace(anchor, replacement, 1)
+    path.write_text(text)
+    # The newest story's title alone is longer than the channel's 200.
+    feed = site / "examples/feed.xml"
+    feed.write_text(
+        feed.read_text().replace(
+            "<item>",
+            f"<item><title>{LONG_TITLE}</title><link>https://newsroom.example.org/long</link>"
+            "<pubDate>Sat, 24 May 2025 10:00:00 +0000</pubDate></item>\n    <item>",
+            1,
+        )
+    )
+    nb(site, "subscribers", "import", "examples/subscribers.csv")
+
+    first = nb(site, "run", "--once", check=False)
+    assert first.returncode == 1, first.stdout + first.stderr
+    assert "1 edition(s); sent 7," in first.stdout  # the daily digest and 3 posts went out
+    assert first.stdout.rstrip().endswith(
+        "; failed: source gone, channel broken-channel, digest broken"
+    ), first.stdout
+    assert "Traceback" not in first.stderr
+    assert "source gone: source 'gone': " in first.stderr
+    assert "channel broken-channel: social/missing.txt.j2" in first.stderr
+    assert "digest broken: " in first.stderr and "the subject template fails" in first.stderr
+    assert len(outbox(site)) == 4
+    announced = posts(site)
+    assert len(announced) == 3
+    shortened = next(p for p in announced if p["url"] == "https://newsroom.example.org/long")
+    assert len(shortened["text"]) <= 200
+    title = shortened["text"].split("\n\n")[0]
+    assert title.endswith("…") and LONG_TITLE.startswith(title[:-1])
+
+    status = nb(site, "status").stdout
+    assert "gone: last poll" in status and "ERROR source 'gone'" in status
+    assert "channel broken-channel: failing since " in status, status
+    assert "digest broken: failing since " in status
+
+    # Fixed, the next pass goes well, and says so.
+    path.write_text(original.replace("    backfill: 3\n", "    backfill: 3\n    max_length: 200\n"))
+    fixed = nb(site, "run", "--once", check=False)
+    assert fixed.returncode == 0, fixed.stdout + fixed.stderr
+    assert "failed:" not in fixed.stdout
+    assert "failures: none" in nb(site, "status").stdout

@@ -15,8 +15,9 @@ from sqlalchemy import Engine, select
 
 from newsbroadcast import cli
 from newsbroadcast.app import Service
+from newsbroadcast.channels.x import LIMIT, weighted_length
 from newsbroadcast.config import Config
-from newsbroadcast.models import Post, SendStatus
+from newsbroadcast.models import Article, Post, SendStatus
 from tests.conftest import ROOT
 from tests.mastodon_server import TOKEN, MastodonServer, to_html
 from tests.x_server import CREDENTIALS, XServer, route_x_to
@@ -40,15 +41,29 @@ class Clock:
         return self.now
 
 
-def write_feed(path: Path, now: datetime, stories: int) -> None:
-    items = "".join(
-        f"<item><title>Story {i}: women officers in the border guard</title>"
-        f"<link>https://newsroom.example.org/story-{i}</link><guid>story-{i}</guid>"
-        f"<pubDate>{format_datetime(now - timedelta(minutes=30 + i))}</pubDate>"
-        f"<category>border management</category>"
-        f"<description>Cohort {i} of thirty officers finished training.</description></item>"
-        for i in range(stories)
-    )
+def write_feed(
+    path: Path,
+    now: datetime,
+    stories: int,
+    titles: dict[int, str] | None = None,
+    tags: dict[int, list[str]] | None = None,
+) -> None:
+    """``stories`` stories; ``titles`` and ``tags`` replace some stories' title or tags."""
+    titles, tags = titles or {}, tags or {}
+
+    def item(i: int) -> str:
+        title = titles.get(i, f"Story {i}: women officers in the border guard")
+        categories = "".join(
+            f"<category>{t}</category>" for t in tags.get(i, ["border management"])
+        )
+        return (
+            f"<item><title>{title}</title>"
+            f"<link>https://newsroom.example.org/story-{i}</link><guid>story-{i}</guid>"
+            f"<pubDate>{format_datetime(now - timedelta(minutes=30 + i))}</pubDate>{categories}"
+            f"<description>Cohort {i} of thirty officers finished training.</description></item>"
+        )
+
+    items = "".join(item(i) for i in range(stories))
     path.write_text(
         '<?xml version="1.0"?><rss version="2.0"><channel><title>t</title>'
         "<link>https://newsroom.example.org/</link><description>d</description>"
@@ -126,6 +141,51 @@ def test_each_story_goes_out_once_per_channel_with_the_stored_text(
         s["id"] for s in ms.statuses
     }
     assert all("#BorderManagement" in p.text and "/story-" in p.text for p in rows)
+
+
+LONG_TITLE = (
+    "Rwanda sends an all-woman peacekeeping unit to South Sudan, the first of its kind from "
+    "the country, after two years of training with partners from the region and beyond, "
+    "including instructors from Ghana, Kenya and Uganda, with officers drawn from the "
+    "national police, the defence force and the correctional service, in what officials "
+    "describe as a milestone for women in uniform across the whole of East Africa"
+)
+
+
+def test_a_title_too_long_for_x_is_shortened_and_a_post_that_cannot_fit_fails_alone(
+    engine: Engine, tmp_path: Path, servers: tuple[XServer, MastodonServer]
+) -> None:
+    xs, ms = servers
+    clock = Clock(datetime.now(UTC))
+    # Story 0's title alone is over X's 280; story 2's hashtags are (but fit Mastodon's 500).
+    many_tags = [f"topic {n}" for n in range(40)]
+    write_feed(tmp_path / "feed.xml", clock(), 3, titles={0: LONG_TITLE}, tags={2: many_tags})
+    service = make_service(engine, tmp_path, servers, clock)
+    assert weighted_length(LONG_TITLE) > LIMIT
+    service.poll()
+    assert service.dispatch().sent == 5
+    service.poll()  # the failed post is not planned again
+    assert service.dispatch().handled == 0
+
+    with service.sessions() as session:
+        rows = session.execute(select(Article.url, Post).join(Post)).all()
+    by = {(url.rsplit("/", 1)[1], post.channel): post for url, post in rows}
+    assert len(by) == 6
+    shortened = by["story-0", "x"]
+    assert shortened.status == SendStatus.sent
+    assert weighted_length(shortened.text) <= LIMIT
+    title, link = shortened.text.split("\n\n")[:2]
+    assert title.endswith("…") and LONG_TITLE.startswith(title[:-1])
+    assert link.startswith("https://newsroom.example.org/story-0")  # whole
+    assert by["story-0", "fedi"].text.startswith(LONG_TITLE)  # fits Mastodon whole
+    failed = by["story-2", "x"]
+    assert failed.status == SendStatus.failed and failed.attempts == 0
+    assert "limit is 280" in (failed.last_error or "")
+    assert by["story-2", "fedi"].status == SendStatus.sent
+    assert sorted(t["text"] for t in xs.tweets) == sorted(
+        p.text for (_, ch), p in by.items() if ch == "x" and p.status == SendStatus.sent
+    )
+    assert len(ms.statuses) == 3
 
 
 def test_posts_left_sending_by_a_crash_are_settled_not_posted_again(
