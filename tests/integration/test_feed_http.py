@@ -203,7 +203,7 @@ def test_failing_sources_are_reported_while_the_others_are_ingested(
         assert error.startswith(f"source {name!r}: http://127.0.0.1:"), error
     assert "cannot connect" in errors["down"] and down in errors["down"]
     assert "HTTP 500" in errors["broken"]
-    assert "HTTP 404" in errors["gone"] and "check the source's url" in errors["gone"]
+    assert "HTTP 404" in errors["gone"] and "there is no feed at this address" in errors["gone"]
     assert "HTML page, not a feed" in errors["page"]
     assert server.url("/feed.xml") in errors["page"]  # the page's <link rel=alternate>
 
