@@ -10,11 +10,13 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, select
 
+from newsbroadcast.cli import EXIT_CONFIG, main
 from newsbroadcast.config import Config
 from newsbroadcast.db import sessions
 from newsbroadcast.ingest import poll_source
 from newsbroadcast.models import Article, SourceState
 from tests.integration.site_server import Site, serve
+from tests.integration.test_cli_sources import write_config
 
 SITE = Path(__file__).resolve().parents[1] / "fixtures" / "sites" / "newsroom"
 NOW = datetime(2025, 5, 23, 12, 0, tzinfo=UTC)
@@ -297,3 +299,29 @@ def test_a_bad_next_page_selector_is_reported_for_that_source(
     assert report.error is not None and "pages.next: 'a..next' is not a CSS selector" in (
         report.error
     )
+
+
+def test_check_compiles_every_selector_and_names_its_line(
+    tmp_path: Path, site: Site, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_config(tmp_path, site)
+    text = path.read_text(encoding="utf-8")
+    text = text.replace("title: .news-title", "title: 'h3[['").replace(
+        "    delay: 0s\n", "    delay: 0s\n    pages: {next: 'a..next'}\n"
+    )
+    path.write_text(text, encoding="utf-8")
+    lines = text.splitlines()
+
+    assert main(["--config", str(path), "check"]) == EXIT_CONFIG
+
+    err = capsys.readouterr().err.splitlines()
+    title_line = next(n for n, line in enumerate(lines, 1) if "h3[[" in line)
+    next_line = next(n for n, line in enumerate(lines, 1) if "a..next" in line)
+    assert any(
+        e.startswith(f"{path}:{title_line}: source listing: selectors.title: 'h3[[' is not")
+        for e in err
+    ), err
+    assert any(
+        e.startswith(f"{path}:{next_line}: source listing: pages.next: 'a..next' is not")
+        for e in err
+    ), err
