@@ -8,7 +8,7 @@ from pathlib import Path
 
 import jinja2
 
-from newsbroadcast.config import Config, Digest
+from newsbroadcast.config import Config, Digest, HtmlSource
 from newsbroadcast.errors import ConfigError, NewsBroadcastError, Problem
 from newsbroadcast.render.templates import make_environment
 
@@ -41,6 +41,30 @@ def template_problems(config: Config) -> list[Problem]:
     from newsbroadcast.render.i18n import catalog_problems
 
     return problems + catalog_problems(root)
+
+
+def source_problems(config: Config) -> list[Problem]:
+    """Each html source's selector that is not valid CSS, at its line in the config file
+    (a poll would otherwise find it only when it runs)."""
+    from newsbroadcast.sources.html import selector_problems
+    from newsbroadcast.yamlsource import load_yaml
+
+    found = [
+        (index, source.name, key, why)
+        for index, source in enumerate(config.sources)
+        if isinstance(source, HtmlSource)
+        for key, why in selector_problems(source)
+    ]
+    if not found:
+        return []
+    file = config.config_file
+    located = load_yaml(file) if file is not None else None
+    problems = []
+    for index, name, key, why in found:
+        loc = ("sources", index, *key.split("."))
+        line = located.line_of(loc) if located is not None else None
+        problems.append(Problem(str(file or "config"), line, f"source {name}: {key}: {why}"))
+    return problems
 
 
 # The development default of the Makefile: fine for `make run`, never for real subscribers.

@@ -257,11 +257,11 @@ def cmd_edition(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from newsbroadcast.checks import template_problems, trial_problems
+    from newsbroadcast.checks import source_problems, template_problems, trial_problems
 
     path = config_path(args.config)
     config = load_config(path)
-    problems = template_problems(config) or trial_problems(config)
+    problems = source_problems(config) + (template_problems(config) or trial_problems(config))
     if problems:
         raise ConfigError(problems)
     logs.protect(config)

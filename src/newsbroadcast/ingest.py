@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -21,12 +22,17 @@ from newsbroadcast import __version__
 from newsbroadcast.config import Config, Source
 from newsbroadcast.errors import InputError, SourceError
 from newsbroadcast.models import SourceState
+from newsbroadcast.sources.http import make_client
 from newsbroadcast.sources.registry import fetch_source, known_guids
 from newsbroadcast.store import upsert_articles
 
 __all__ = ["PollReport", "poll_all", "poll_source", "user_agent"]
 
 log = logging.getLogger("newsbroadcast.ingest")
+
+# Sources polled at the same time: enough that a few slow servers do not hold up the rest,
+# few enough for a small machine and one SQLite writer.
+PARALLEL_POLLS = 4
 
 
 @dataclass
@@ -118,10 +124,13 @@ def poll_all(
     client: httpx.Client | None = None,
     names: Iterable[str] | None = None,
 ) -> list[PollReport]:
-    """Poll every configured source (or only those in ``names``), in configuration order.
+    """Poll every configured source (or only those in ``names``); reports come in
+    configuration order.
 
-    One source's failure, even an unexpected crash, is logged and reported and the rest
-    are still polled. Raises ``InputError`` for a name that is not configured.
+    Sources are polled at the same time (at most ``PARALLEL_POLLS``), each in its own
+    transactions, so a slow server costs only its own source its timeout. One source's
+    failure, even an unexpected crash, is logged and reported and the rest are still
+    polled. Raises ``InputError`` for a name that is not configured.
     """
     sources = list(config.sources)
     if names is not None:
@@ -135,24 +144,31 @@ def poll_all(
             )
         sources = [s for s in sources if s.name in wanted]
     own_client = client is None
-    # One client for the whole round: connections to a host serving several feeds are reused.
-    http = client or httpx.Client()
-    reports: list[PollReport] = []
+    # One client for the whole round (it is thread-safe): connections to a host serving
+    # several feeds are reused.
+    http = client or make_client()
+
+    def poll(source: Source) -> PollReport:
+        try:
+            return poll_source(sessions, config, source, now, http)
+        except Exception as e:  # one broken source must not stop the others
+            log.exception("source %r: polling failed", source.name)
+            return PollReport(
+                source=source.name, error=f"source {source.name!r}: internal error: {e!r}"
+            )
+
     try:
-        for source in sources:
-            try:
-                reports.append(poll_source(sessions, config, source, now, http))
-            except Exception as e:  # one broken source must not stop the others
-                log.exception("source %r: polling failed", source.name)
-                reports.append(
-                    PollReport(
-                        source=source.name, error=f"source {source.name!r}: internal error: {e!r}"
-                    )
-                )
+        if len(sources) <= 1:
+            return [poll(source) for source in sources]
+        # SQLite takes one writer at a time: the others wait for it (busy_timeout), and the
+        # store treats a row a concurrent poll inserted meanwhile as existing.
+        with ThreadPoolExecutor(
+            min(PARALLEL_POLLS, len(sources)), thread_name_prefix="poll"
+        ) as pool:
+            return list(pool.map(poll, sources))
     finally:
         if own_client:
             http.close()
-    return reports
 
 
 def _state(session: Session, name: str) -> SourceState:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import socket
+import socketserver
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -125,6 +127,61 @@ def server() -> Iterator[FeedServer]:
         thread.join(5)
 
 
+@dataclass
+class Trickler:
+    """A server on 127.0.0.1 that sends its answer a byte at a time (every ``gap`` seconds):
+    the status line and headers (``part="headers"``) or, after prompt headers, the body
+    (``part="body"``). It stops when the client hangs up (``hung_up`` is then set) or when
+    the whole answer is out, which takes far longer than any timeout in these tests."""
+
+    part: str
+    gap: float = 0.1
+    hung_up: threading.Event = field(default_factory=threading.Event)
+    port: int = 0
+
+    def url(self, path: str = "/feed.xml") -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def answer(self) -> tuple[bytes, bytes]:
+        """(sent at once, trickled)."""
+        feed = (FIXTURES / "rss_newsroom.xml").read_bytes()
+        pad = b"X-Padding: " + b"." * 300 + b"\r\n"  # 30 s of headers at 0.1 s a byte
+        head = b"HTTP/1.1 200 OK\r\nContent-Type: application/rss+xml\r\n"
+        head += f"Content-Length: {len(feed)}\r\n".encode()
+        if self.part == "headers":
+            return b"", head + pad + b"\r\n" + feed
+        return head + b"\r\n", feed
+
+
+@contextmanager
+def trickling(part: str) -> Iterator[Trickler]:
+    trickler = Trickler(part)
+
+    class Handler(socketserver.StreamRequestHandler):
+        def handle(self) -> None:
+            while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                pass  # the request's headers
+            at_once, trickled = trickler.answer()
+            try:
+                self.wfile.write(at_once)
+                for i in range(len(trickled)):
+                    self.wfile.write(trickled[i : i + 1])
+                    time.sleep(trickler.gap)
+            except OSError:  # the client gave up and closed the connection
+                trickler.hung_up.set()
+
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    trickler.port = server.server_address[1]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield trickler
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def closed_port() -> int:
     """A port nobody listens on: bound, then released."""
     with socket.socket() as sock:
@@ -203,7 +260,7 @@ def test_failing_sources_are_reported_while_the_others_are_ingested(
         assert error.startswith(f"source {name!r}: http://127.0.0.1:"), error
     assert "cannot connect" in errors["down"] and down in errors["down"]
     assert "HTTP 500" in errors["broken"]
-    assert "HTTP 404" in errors["gone"] and "check the source's url" in errors["gone"]
+    assert "HTTP 404" in errors["gone"] and "there is no feed at this address" in errors["gone"]
     assert "HTML page, not a feed" in errors["page"]
     assert server.url("/feed.xml") in errors["page"]  # the page's <link rel=alternate>
 
@@ -270,3 +327,62 @@ def test_poll_all_can_be_limited_to_named_sources(
     ]
     with pytest.raises(InputError, match="no source named 'typo'"):
         poll_all(sessions(engine), config, NOW, None, ["typo"])
+
+
+@pytest.mark.parametrize("part", ["headers", "body"])
+def test_one_deadline_covers_connect_headers_and_body(
+    engine: Engine, tmp_path: Path, part: str
+) -> None:
+    """A server that sends a byte every 0.1 s never trips a per-read timeout of 1 s: the
+    source's timeout bounds the whole request, the status line and headers included."""
+    with trickling(part) as trickler:
+        config = make_config(
+            tmp_path, [{"name": "trickle", "url": trickler.url(), "timeout": "1s"}]
+        )
+        (report,) = poll_all(sessions(engine), config, NOW)
+        # The fetcher gave up and hung up long before the answer was out.
+        assert trickler.hung_up.wait(30), "the client never gave up on the trickling server"
+    phase = "no answer" if part == "headers" else "the answer did not finish"
+    assert report.error is not None and f"{phase} within 1s" in report.error, report.error
+    with sessions(engine)() as session:
+        assert session.scalars(select(Article)).first() is None
+
+
+def test_a_slow_source_does_not_hold_up_the_others(
+    engine: Engine, server: FeedServer, tmp_path: Path
+) -> None:
+    release = threading.Event()
+    feed = server.routes["/feed.xml"]
+
+    def held(headers: dict[str, str]) -> Reply:
+        release.wait(60)
+        return feed(headers)
+
+    server.routes["/held.xml"] = held
+    config = make_config(
+        tmp_path,
+        [  # the slow one first: polled one after another, it would hold up the fast one
+            {"name": "slow", "url": server.url("/held.xml"), "timeout": "60s"},
+            {"name": "fast", "url": server.url("/feed.xml")},
+        ],
+    )
+    reports: list[Any] = []
+    polling = threading.Thread(
+        target=lambda: reports.extend(poll_all(sessions(engine), config, NOW)), daemon=True
+    )
+    polling.start()
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            fast = state(engine, "fast")
+            if fast is not None and fast.last_success_at is not None:
+                break
+            time.sleep(0.05)
+        # The fast source is stored while the slow one is still waiting for its answer.
+        fast = state(engine, "fast")
+        assert fast is not None and fast.last_success_at == NOW, "fast waited for slow"
+        assert state(engine, "slow") is None
+    finally:
+        release.set()
+        polling.join(30)
+    assert [(r.source, r.new, r.error) for r in reports] == [("slow", 0, None), ("fast", 7, None)]

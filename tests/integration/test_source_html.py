@@ -10,11 +10,13 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, select
 
+from newsbroadcast.cli import EXIT_CONFIG, main
 from newsbroadcast.config import Config
 from newsbroadcast.db import sessions
 from newsbroadcast.ingest import poll_source
 from newsbroadcast.models import Article, SourceState
 from tests.integration.site_server import Site, serve
+from tests.integration.test_cli_sources import write_config
 
 SITE = Path(__file__).resolve().parents[1] / "fixtures" / "sites" / "newsroom"
 NOW = datetime(2025, 5, 23, 12, 0, tzinfo=UTC)
@@ -82,7 +84,6 @@ def test_listing_pages_become_one_article_per_story(
     articles = stored(engine)
     assert sorted(articles) == [
         "Award for a decade of service",
-        "Board meeting notes (staff only)",
         "Conference on gender and security opens in Kigali",
         "Mentoring network reaches 1,000 members",
         "Police academy graduates its first mixed class",
@@ -112,7 +113,8 @@ def test_listing_pages_become_one_article_per_story(
         articles["Conference on gender and security opens in Kigali"].image
         == "https://cdn.example.org/kigali-conference.jpg"
     )
-    assert articles["Board meeting notes (staff only)"].published_at is None
+    # A date that fits no date_formats leaves its story out, and the report says so.
+    assert "Board meeting notes (staff only)" not in articles
 
     # Page 2 was followed, page 3 is beyond max_pages; complete stories' pages were not read;
     # robots.txt kept us out of /private/.
@@ -127,16 +129,17 @@ def test_listing_pages_become_one_article_per_story(
     # Every problem says where it was.
     problems = "\n".join(report.skipped)
     assert f"{site.url('/news/')} item 6 ('A block whose link the editor forgot')" in problems
-    assert "date not understood: 'Someday soon'" in problems
-    assert f"{site.url('/private/story-d.html')}: robots.txt of this site asks" in problems
-    assert f"{site.url('/news/story-g.html')}: HTTP 404 Not Found (article page not read" in (
-        problems
-    )
+    assert "date not understood: 'Someday soon' matches none of the date formats" in problems
+    assert "the story is left out until its date can be read" in problems
+    assert (
+        f"{site.url('/news/story-g.html')}: HTTP 404 Not Found: there is no page at this "
+        "address; check the url (article page not read"
+    ) in problems
     with sessions(engine)() as s:
         state = s.get(SourceState, "listing")
         assert state is not None
         assert state.last_success_at == NOW and state.last_error is None
-        assert state.items_seen == 6
+        assert state.items_seen == 5
         assert "item 6" in (state.last_problems or "")
 
 
@@ -152,7 +155,7 @@ def test_unchanged_listing_is_not_read_again(engine: Engine, site: Site, tmp_pat
     assert len(listing) == 1 and listing[0].headers.get("if-none-match")
     # 304 on the first page: no other page, no article page is asked for.
     assert [r.path for r in site.requests if r.path != "/robots.txt"] == ["/news/"]
-    assert len(stored(engine)) == 6
+    assert len(stored(engine)) == 5
 
 
 def test_known_stories_pages_are_not_fetched_again(
@@ -180,7 +183,7 @@ def test_a_broken_second_page_costs_only_that_page(
     report = poll_source(sessions(engine), config, config.sources[0], NOW)
 
     assert report.error is None
-    assert report.new == 4  # page 1's stories with a link
+    assert report.new == 3  # page 1's stories with a link and a readable date
     assert any(
         s.startswith("page 2: ") and site.url("/news/?page=2") in s and "HTTP 500" in s
         for s in report.skipped
@@ -248,3 +251,77 @@ def test_a_listing_whose_layout_changed_is_an_error_not_a_quiet_day(
     report = poll_source(sessions(engine), config, config.sources[0], NOW)
     assert report.error is not None
     assert "no element matches selectors.item 'article.teaser'" in report.error
+
+
+def test_a_field_selector_that_finds_nothing_is_a_warning_naming_the_field(
+    engine: Engine, site: Site, tmp_path: Path
+) -> None:
+    source = html_source(site, fetch_articles=False)
+    source["selectors"] = {**source["selectors"], "summary": ".teaser-text"}
+    config = make_config(tmp_path, source)
+
+    report = poll_source(sessions(engine), config, config.sources[0], NOW)
+
+    assert report.error is None and report.new == 5  # the stories are still stored
+    warning = (
+        f"{site.url('/news/')}: warning: selectors.summary '.teaser-text' found nothing in "
+        "any of the 6 item(s)"
+    )
+    assert any(s.startswith(warning) for s in report.skipped), report.skipped
+    # The selectors that do find something are not named.
+    assert not [s for s in report.skipped if "selectors.title" in s or "selectors.date" in s]
+
+
+def test_a_title_selector_that_finds_nothing_fails_the_source_instead_of_storing_none(
+    engine: Engine, site: Site, tmp_path: Path
+) -> None:
+    source = html_source(site, fetch_articles=False)
+    source["selectors"] = {**source["selectors"], "title": "h2.headline"}
+    config = make_config(tmp_path, source)
+
+    report = poll_source(sessions(engine), config, config.sources[0], NOW)
+
+    assert report.error is not None
+    assert "item(s) found but none could be stored" in report.error
+    assert "selectors.title 'h2.headline' found nothing" in report.error
+    with sessions(engine)() as s:
+        state = s.get(SourceState, "listing")
+        assert state is not None and state.last_success_at is None
+        assert "selectors.title" in (state.last_error or "")
+    assert stored(engine) == {}
+
+
+def test_a_bad_next_page_selector_is_reported_for_that_source(
+    engine: Engine, site: Site, tmp_path: Path
+) -> None:
+    config = make_config(tmp_path, html_source(site, pages={"next": "a..next", "max_pages": 2}))
+    report = poll_source(sessions(engine), config, config.sources[0], NOW)
+    assert report.error is not None and "pages.next: 'a..next' is not a CSS selector" in (
+        report.error
+    )
+
+
+def test_check_compiles_every_selector_and_names_its_line(
+    tmp_path: Path, site: Site, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_config(tmp_path, site)
+    text = path.read_text(encoding="utf-8")
+    text = text.replace("title: .news-title", "title: 'h3[['").replace(
+        "    delay: 0s\n", "    delay: 0s\n    pages: {next: 'a..next'}\n"
+    )
+    path.write_text(text, encoding="utf-8")
+    lines = text.splitlines()
+
+    assert main(["--config", str(path), "check"]) == EXIT_CONFIG
+
+    err = capsys.readouterr().err.splitlines()
+    title_line = next(n for n, line in enumerate(lines, 1) if "h3[[" in line)
+    next_line = next(n for n, line in enumerate(lines, 1) if "a..next" in line)
+    assert any(
+        e.startswith(f"{path}:{title_line}: source listing: selectors.title: 'h3[[' is not")
+        for e in err
+    ), err
+    assert any(
+        e.startswith(f"{path}:{next_line}: source listing: pages.next: 'a..next' is not")
+        for e in err
+    ), err

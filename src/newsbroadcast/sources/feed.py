@@ -17,7 +17,6 @@ import json
 import logging
 import re
 import time
-import zlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -31,19 +30,15 @@ from urllib.request import url2pathname
 import feedparser
 import httpx
 
-from newsbroadcast import __version__
 from newsbroadcast.config import FeedSource
 from newsbroadcast.errors import SourceError
 from newsbroadcast.sources.base import ArticleDraft, FetchResult
+from newsbroadcast.sources.http import DEFAULT_USER_AGENT, MAX_BYTES, Fetcher, gunzip
 
-__all__ = ["DEFAULT_USER_AGENT", "MAX_FEED_BYTES", "fetch_feed"]
+__all__ = ["DEFAULT_USER_AGENT", "fetch_feed"]
 
 log = logging.getLogger(__name__)
 
-DEFAULT_USER_AGENT = f"newsbroadcast/{__version__}"
-# Far above any real feed; stops a misconfigured URL (a video, an endless stream, a
-# decompression bomb) from filling memory.
-MAX_FEED_BYTES = 20 * 1024 * 1024
 _ACCEPT = (
     "application/rss+xml, application/atom+xml, application/feed+json, "
     "application/rdf+xml;q=0.9, application/xml;q=0.9, text/xml;q=0.9, "
@@ -137,138 +132,22 @@ def _download(
     client: httpx.Client | None,
     user_agent: str | None,
 ) -> _Document:
-    """GET ``url`` (conditionally). Every failure becomes a SourceError."""
-    seconds = source.timeout.total_seconds()
-    headers = {"User-Agent": user_agent or DEFAULT_USER_AGENT, "Accept": _ACCEPT}
-    if etag:
-        headers["If-None-Match"] = etag
-    if last_modified:
-        headers["If-Modified-Since"] = last_modified
-    own_client = client is None
-    http = client or httpx.Client()
-    try:
-        with http.stream(
-            "GET", url, headers=headers, timeout=httpx.Timeout(seconds), follow_redirects=True
-        ) as response:
-            if response.status_code == 304:
-                # A 304 may repeat or refresh the validators; keep ours when it does not.
-                return _Document(
-                    b"",
-                    url,
-                    not_modified=True,
-                    etag=response.headers.get("etag") or etag,
-                    last_modified=response.headers.get("last-modified") or last_modified,
-                )
-            _check_status(source.name, url, response)
-            _note_permanent_redirect(source.name, url, response)
-            data = _read_body(source.name, url, response, seconds)
-            media_type, charset = _content_type(response.headers.get("content-type", ""))
-            return _Document(
-                data=data,
-                where=url,
-                media_type=media_type,
-                charset=charset,
-                base_url=str(response.url),
-                etag=response.headers.get("etag"),
-                last_modified=response.headers.get("last-modified"),
-            )
-    except httpx.TimeoutException as e:
-        raise SourceError(
-            source.name,
-            f"{url}: no answer within {seconds:g}s "
-            f"({type(e).__name__}); the server is down or slow (raise the "
-            "source's timeout if it is only slow)",
-        ) from e
-    except httpx.ConnectError as e:
-        raise SourceError(
-            source.name,
-            f"{url}: cannot connect ({e or 'connection failed'}); "
-            "check the host name and that the server is up",
-        ) from e
-    except httpx.TooManyRedirects as e:
-        raise SourceError(source.name, f"{url}: too many redirects (a redirect loop?)") from e
-    except httpx.DecodingError as e:
-        raise SourceError(
-            source.name, f"{url}: the response could not be decompressed ({e})"
-        ) from e
-    except (httpx.HTTPError, httpx.InvalidURL) as e:
-        raise SourceError(source.name, f"{url}: {type(e).__name__}: {e}") from e
-    finally:
-        if own_client:
-            http.close()
-
-
-def _check_status(name: str, url: str, response: httpx.Response) -> None:
-    status = response.status_code
-    if 200 <= status < 300:
-        return
-    reason = f"HTTP {status} {response.reason_phrase}".rstrip()
-    if status in (401, 403):
-        hint = "the server refuses us (a login is needed, or it blocks unknown clients)"
-    elif status in (404, 410):
-        hint = "there is no feed at this address; check the source's url"
-    elif status == 429:
-        after = response.headers.get("retry-after")
-        hint = "the server says we poll too often; raise poll_every" + (
-            f" (it asks us to wait {after}s)" if after and after.isdigit() else ""
+    """GET ``url`` (conditionally) through the one fetcher. Every failure is a SourceError."""
+    with Fetcher(source.name, client, user_agent, source.timeout.total_seconds()) as fetcher:
+        page = fetcher.get(url, etag, last_modified, accept=_ACCEPT, what="feed")
+    if page.not_modified:
+        return _Document(
+            b"", url, not_modified=True, etag=page.etag, last_modified=page.last_modified
         )
-    elif status >= 500:
-        hint = "the server failed; the next poll tries again"
-    elif 300 <= status < 400:
-        hint = "a redirect without a usable Location header"
-    else:
-        hint = "the request was refused"
-    raise SourceError(name, f"{url}: {reason}: {hint}")
-
-
-def _note_permanent_redirect(name: str, url: str, response: httpx.Response) -> None:
-    # Following is automatic, but the config should be fixed before the old address dies.
-    if response.history and response.history[0].status_code in (301, 308):
-        log.warning(
-            "source %r: %s has moved permanently to %s; update its url", name, url, response.url
-        )
-
-
-def _read_body(name: str, url: str, response: httpx.Response, seconds: float) -> bytes:
-    declared = response.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > MAX_FEED_BYTES:
-        raise SourceError(
-            name,
-            f"{url}: the response is {int(declared):,} bytes, more than "
-            f"the {MAX_FEED_BYTES:,} a feed may have (is this really the feed?)",
-        )
-    # httpx's timeout applies to each read; a server trickling a byte at a time would never
-    # trip it, so the whole body also gets an overall budget.
-    deadline = time.monotonic() + 3 * seconds
-    chunks: list[bytes] = []
-    size = 0
-    for chunk in response.iter_bytes():  # decompressed: the limit also stops gzip bombs
-        size += len(chunk)
-        if size > MAX_FEED_BYTES:
-            raise SourceError(
-                name,
-                f"{url}: the response is more than {MAX_FEED_BYTES:,} "
-                "bytes (is this really the feed?)",
-            )
-        if time.monotonic() > deadline:
-            raise SourceError(
-                name,
-                f"{url}: still downloading after {3 * seconds:g}s; "
-                "the server is too slow (raise the source's timeout?)",
-            )
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def _content_type(value: str) -> tuple[str, str | None]:
-    """'Text/XML; Charset="UTF-8"' → ('text/xml', 'UTF-8')."""
-    media_type, _, params = value.partition(";")
-    charset = None
-    for param in params.split(";"):
-        key, _, val = param.partition("=")
-        if key.strip().lower() == "charset" and val.strip().strip("\"'"):
-            charset = val.strip().strip("\"'")
-    return media_type.strip().lower(), charset
+    return _Document(
+        data=page.data,
+        where=url,
+        media_type=page.media_type,
+        charset=page.charset,
+        base_url=page.url,
+        etag=page.etag,
+        last_modified=page.last_modified,
+    )
 
 
 def _file_url_path(name: str, url: str) -> Path:
@@ -283,9 +162,9 @@ def _file_url_path(name: str, url: str) -> Path:
 def _read_file(name: str, path: Path) -> _Document:
     try:
         size = path.stat().st_size
-        if size > MAX_FEED_BYTES:
+        if size > MAX_BYTES:
             raise SourceError(
-                name, f"{path}: {size:,} bytes, more than the {MAX_FEED_BYTES:,} a feed may have"
+                name, f"{path}: {size:,} bytes, more than the {MAX_BYTES:,} a feed may have"
             )
         data = path.read_bytes()
     except FileNotFoundError as e:
@@ -307,7 +186,7 @@ def _read_file(name: str, path: Path) -> _Document:
 
 def _parse(name: str, doc: _Document) -> tuple[list[ArticleDraft], list[str]]:
     if doc.data[:2] == b"\x1f\x8b":
-        doc = replace(doc, data=_gunzip(name, doc))
+        doc = replace(doc, data=gunzip(name, doc.where, doc.data))
     if not doc.data.strip():
         raise SourceError(
             name, f"{doc.where}: empty {'response' if doc.base_url else 'file'}, not a feed"
@@ -345,22 +224,6 @@ def _parse(name: str, doc: _Document) -> tuple[list[ArticleDraft], list[str]]:
             len(drafts),
         )
     return drafts, skipped
-
-
-def _gunzip(name: str, doc: _Document) -> bytes:
-    """A .xml.gz file, or a server that compressed without saying so (or twice)."""
-    inflate = zlib.decompressobj(wbits=zlib.MAX_WBITS | 16)
-    try:
-        data = inflate.decompress(doc.data, MAX_FEED_BYTES)
-    except zlib.error as e:
-        raise SourceError(name, f"{doc.where}: looks gzip-compressed but is corrupt ({e})") from e
-    if inflate.unconsumed_tail:
-        raise SourceError(
-            name,
-            f"{doc.where}: more than {MAX_FEED_BYTES:,} bytes once "
-            "decompressed (is this really the feed?)",
-        )
-    return data
 
 
 def _feedparse(name: str, doc: _Document, base: str | None) -> Mapping[str, Any]:

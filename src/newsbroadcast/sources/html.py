@@ -9,7 +9,11 @@ lacks a date, summary or image has its own page read for og:/article:/JSON-LD me
 
 The first page is fetched conditionally: if it has not changed, nothing else is fetched.
 A page or story that fails is listed in ``FetchResult.skipped`` with its URL; only a first
-page that cannot be read fails the whole poll.
+page that cannot be read fails the whole poll, or a listing whose items all prove unusable
+(a selector that stopped matching must not look like a quiet news day). A field selector
+that finds nothing in any item of a page is named as a warning in ``skipped``. A story whose
+date fits none of ``date_formats`` is left out (rather than stored as if it had no date): once
+the format is added, it comes in with the next poll that reads the listing.
 """
 
 from __future__ import annotations
@@ -22,25 +26,30 @@ from dataclasses import dataclass, replace
 import httpx
 import lxml.html
 from cssselect import SelectorError
+from lxml import etree
 from lxml.cssselect import CSSSelector
 
 from newsbroadcast.config import HtmlSource
 from newsbroadcast.errors import SourceError
 from newsbroadcast.sources.base import ArticleDraft, FetchResult
 from newsbroadcast.sources.dates import parse_date
+from newsbroadcast.sources.http import Fetcher
 from newsbroadcast.sources.pagemeta import absolute_url, page_metadata, parse_html
-from newsbroadcast.sources.web import PoliteFetcher
 from newsbroadcast.store import canonical_url
 
-__all__ = ["Known", "fetch_html"]
+__all__ = ["Known", "fetch_html", "selector_problems"]
 
 # Given story GUIDs, the ones already in the store (their pages need not be read again).
 Known = Callable[[list[str]], set[str]]
 _ATTR = re.compile(r"^(.*?)\s*@([A-Za-z_:][-\w:.]*)$")
 
 
+_FIELDS = ("title", "link", "date", "summary", "image")
+
+
 @dataclass(frozen=True)
 class _Field:
+    spec: str  # as configured, for messages
     selector: CSSSelector | None  # None: the item element itself
     attr: str | None
 
@@ -55,12 +64,13 @@ def fetch_html(
     known: Known = lambda guids: set(),
 ) -> FetchResult:
     fields = _compile(source)
-    with PoliteFetcher(
+    with Fetcher(
         source.name,
         client,
         user_agent,
         source.timeout.total_seconds(),
-        source.delay.total_seconds(),
+        delay=source.delay.total_seconds(),
+        robots=True,
     ) as fetcher:
         first = fetcher.get(source.url, etag, last_modified)  # a failure here fails the poll
         if first.not_modified:
@@ -69,14 +79,18 @@ def fetch_html(
             )
         drafts: list[ArticleDraft] = []
         skipped: list[str] = []
+        warnings: list[str] = []
+        items_seen = 0
         page, number, seen_pages = first, 1, {first.url}
         while True:
             doc = parse_html(page.data, page.charset)
             base = _base_url(doc, page.url)
-            found, problems = _items(doc, base, fields, source)
-            drafts.extend(found)
-            skipped.extend(f"{page.url} {p}" for p in problems)
-            if not found and not problems:
+            listing = _items(doc, base, fields, source)
+            drafts.extend(listing.drafts)
+            skipped.extend(f"{page.url} {p}" for p in listing.problems)
+            warnings.extend(f"{page.url}: {w}" for w in listing.warnings)
+            items_seen += listing.items
+            if not listing.items:
                 if number == 1:
                     # A redesign that breaks the selectors must not look like a quiet news day.
                     raise SourceError(
@@ -88,7 +102,7 @@ def fetch_html(
             number += 1
             if number > source.pages.max_pages:
                 break
-            next_url = _next_page(doc, base, source, number)
+            next_url = _next_page(doc, base, source, fields["next"], number)
             if not next_url or next_url in seen_pages:
                 break
             seen_pages.add(next_url)
@@ -105,6 +119,13 @@ def fetch_html(
         f"{d.url}: no title in the listing or on its page" for d in drafts if not d.title
     )
     drafts = [d for d in drafts if d.title]
+    if items_seen and not drafts:
+        raise SourceError(
+            source.name,
+            f"{source.url}: {items_seen} item(s) found but none could be stored: "
+            + "; ".join([*warnings, *skipped][:5]),
+        )
+    skipped = warnings + skipped
     return FetchResult(
         drafts=drafts, etag=first.etag, last_modified=first.last_modified, skipped=skipped
     )
@@ -113,30 +134,58 @@ def fetch_html(
 # --- the listing ---------------------------------------------------------------------------
 
 
-def _compile(source: HtmlSource) -> dict[str, _Field | None]:
+def selector_problems(source: HtmlSource) -> list[tuple[str, str]]:
+    """``(key, why)`` for each selector of ``source`` that is not valid CSS, ``key`` as in
+    the configuration (``selectors.title``, ``pages.next``). For ``check``."""
+    problems = []
+    for key, spec in _specs(source).items():
+        try:
+            _field(spec)
+        except (SelectorError, etree.XPathError) as e:
+            problems.append((key, f"{spec!r} is not a CSS selector ({e})"))
+    return problems
+
+
+def _specs(source: HtmlSource) -> dict[str, str]:
     sel = source.selectors
     specs = {
-        "item": sel.item,
-        "title": sel.title,
-        "link": sel.link,
-        "date": sel.date,
-        "summary": sel.summary,
-        "image": sel.image,
+        "selectors.item": sel.item,
+        "selectors.title": sel.title,
+        "selectors.link": sel.link,
+        "selectors.date": sel.date,
+        "selectors.summary": sel.summary,
+        "selectors.image": sel.image,
+        "pages.next": source.pages.next,
     }
-    fields: dict[str, _Field | None] = {}
-    for key, spec in specs.items():
-        if spec is None:
-            fields[key] = None
-            continue
-        m = _ATTR.match(spec.strip())
-        css, attr = (m.group(1), m.group(2)) if m else (spec.strip(), None)
+    return {key: spec for key, spec in specs.items() if spec is not None}
+
+
+def _field(spec: str, default_attr: str | None = None) -> _Field:
+    m = _ATTR.match(spec.strip())
+    css, attr = (m.group(1), m.group(2)) if m else (spec.strip(), default_attr)
+    return _Field(spec, CSSSelector(css) if css else None, attr)
+
+
+def _compile(source: HtmlSource) -> dict[str, _Field | None]:
+    """Every selector compiled once per poll, keyed by the field name ("title", "next")."""
+    fields: dict[str, _Field | None] = dict.fromkeys(("item", *_FIELDS, "next"))
+    for key, spec in _specs(source).items():
+        name = key.split(".", 1)[1]
         try:
-            fields[key] = _Field(CSSSelector(css) if css else None, attr)
-        except SelectorError as e:
-            raise SourceError(
-                source.name, f"selectors.{key}: {spec!r} is not a CSS selector ({e})"
-            ) from e
+            fields[name] = _field(spec, "href" if key == "pages.next" else None)
+        except (SelectorError, etree.XPathError) as e:
+            raise SourceError(source.name, f"{key}: {spec!r} is not a CSS selector ({e})") from e
     return fields
+
+
+@dataclass
+class _Listing:
+    """What one listing page gave."""
+
+    drafts: list[ArticleDraft]
+    problems: list[str]  # per item: where, and why it was left out
+    warnings: list[str]  # per field: a selector that found nothing in any item
+    items: int  # elements that matched selectors.item
 
 
 def _items(
@@ -144,38 +193,61 @@ def _items(
     base: str,
     fields: dict[str, _Field | None],
     source: HtmlSource,
-) -> tuple[list[ArticleDraft], list[str]]:
+) -> _Listing:
     item_field = fields["item"]
     assert item_field is not None and item_field.selector is not None
-    drafts: list[ArticleDraft] = []
-    problems: list[str] = []
+    listing = _Listing([], [], [], 0)
+    found: set[str] = set()  # the fields that gave a value in at least one item
+
+    def value(item: lxml.html.HtmlElement, name: str) -> str:
+        text = _value(item, fields[name])
+        if text.strip():
+            found.add(name)
+        return text
+
     for number, item in enumerate(item_field.selector(doc), start=1):
-        title = _one_line(_value(item, fields["title"]))
-        url = absolute_url(_value(item, fields["link"]), base)
+        listing.items = number
+        title = _one_line(value(item, "title"))
+        link = value(item, "link")
+        date_text = value(item, "date")
+        summary = _one_line(value(item, "summary"))
+        image = absolute_url(value(item, "image"), base)
+        url = absolute_url(link, base)
         if not url:
-            problems.append(f"item {number} ({title or 'untitled'!r}): no link to the story")
+            listing.problems.append(
+                f"item {number} ({title or 'untitled'!r}): no link to the story"
+            )
             continue
         published = None
-        date_text = _value(item, fields["date"])
         if date_text.strip():
             try:
                 published = parse_date(
                     date_text, source.date_formats, source.date_timezone, source.day_first
                 )
             except ValueError as e:
-                problems.append(f"item {number} ({url}): date not understood: {e}")
-        summary = _one_line(_value(item, fields["summary"]))
-        drafts.append(
+                listing.problems.append(
+                    f"item {number} ({url}): date not understood: {e}; the story is left "
+                    "out until its date can be read (add its format to date_formats)"
+                )
+                continue
+        listing.drafts.append(
             ArticleDraft(
                 guid=url,
                 title=title,
                 url=url,
                 summary=html.escape(summary, quote=False),
-                image=absolute_url(_value(item, fields["image"]), base),
+                image=image,
                 published_at=published,
             )
         )
-    return drafts, problems
+    for name in _FIELDS:
+        field = fields[name]
+        if listing.items and field is not None and name not in found:
+            listing.warnings.append(
+                f"warning: selectors.{name} {field.spec!r} found nothing in any of the "
+                f"{listing.items} item(s) (has the page's layout changed?)"
+            )
+    return listing
 
 
 def _value(item: lxml.html.HtmlElement, field: _Field | None) -> str:
@@ -202,16 +274,18 @@ def _base_url(doc: lxml.html.HtmlElement, page_url: str) -> str:
 
 
 def _next_page(
-    doc: lxml.html.HtmlElement, base: str, source: HtmlSource, number: int
+    doc: lxml.html.HtmlElement,
+    base: str,
+    source: HtmlSource,
+    next_link: _Field | None,
+    number: int,
 ) -> str | None:
     pages = source.pages
     if pages.pattern:
         return absolute_url(pages.pattern.replace("{page}", str(number)), source.url)
-    if pages.next:
-        m = _ATTR.match(pages.next.strip())
-        css, attr = (m.group(1), m.group(2)) if m else (pages.next.strip(), "href")
-        for el in CSSSelector(css)(doc):
-            url = absolute_url(el.get(attr), base)
+    if next_link is not None and next_link.selector is not None:
+        for el in next_link.selector(doc):
+            url = absolute_url(el.get(next_link.attr or "href"), base)
             if url:
                 return url
     return None
@@ -243,7 +317,7 @@ def _fill(have: ArticleDraft, other: ArticleDraft) -> ArticleDraft:
 
 
 def _enrich(
-    fetcher: PoliteFetcher, drafts: list[ArticleDraft], known: Known, skipped: list[str]
+    fetcher: Fetcher, drafts: list[ArticleDraft], known: Known, skipped: list[str]
 ) -> list[ArticleDraft]:
     already = known([d.guid for d in drafts])
     out: list[ArticleDraft] = []

@@ -19,8 +19,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from newsbroadcast.errors import SourceError
 from newsbroadcast.ingest import _state
 from newsbroadcast.sources.base import ArticleDraft
+from newsbroadcast.sources.http import Fetcher
 from newsbroadcast.sources.pagemeta import page_metadata, parse_html
-from newsbroadcast.sources.web import PoliteFetcher
 from newsbroadcast.store import upsert_articles
 
 __all__ = ["Stored", "draft_from_page", "hash_token", "store_pushed", "token_matches"]
@@ -61,7 +61,7 @@ def draft_from_page(
     A person asked for this one page, so robots.txt is not consulted (it governs crawlers).
     Raises ``SourceError`` when the page cannot be read or has no title.
     """
-    with PoliteFetcher("articles add", client, user_agent, timeout, 0, robots=False) as fetcher:
+    with Fetcher("articles add", client, user_agent, timeout) as fetcher:
         page = fetcher.get(url)
     meta = page_metadata(parse_html(page.data, page.charset), page.url)
     if not meta.title:

@@ -15,8 +15,8 @@ from newsbroadcast.config import SitemapSource
 from newsbroadcast.errors import SourceError
 from newsbroadcast.sources.base import ArticleDraft, FetchResult
 from newsbroadcast.sources.dates import parse_date
+from newsbroadcast.sources.http import Fetcher, Page
 from newsbroadcast.sources.pagemeta import absolute_url
-from newsbroadcast.sources.web import Page, PoliteFetcher
 
 __all__ = ["fetch_sitemap"]
 
@@ -34,14 +34,15 @@ def fetch_sitemap(
     *,
     user_agent: str,
 ) -> FetchResult:
-    with PoliteFetcher(
+    with Fetcher(
         source.name,
         client,
         user_agent,
         source.timeout.total_seconds(),
-        source.delay.total_seconds(),
+        delay=source.delay.total_seconds(),
+        robots=True,
     ) as fetcher:
-        root_page = fetcher.get(source.url, etag, last_modified, accept=_ACCEPT)
+        root_page = fetcher.get(source.url, etag, last_modified, accept=_ACCEPT, what="sitemap")
         if root_page.not_modified:
             return FetchResult(
                 etag=root_page.etag, last_modified=root_page.last_modified, not_modified=True
@@ -53,7 +54,7 @@ def fetch_sitemap(
             children = _children(root, root_page.url)
             for url in children[: source.max_sitemaps]:
                 try:
-                    page = fetcher.get(url, accept=_ACCEPT)
+                    page = fetcher.get(url, accept=_ACCEPT, what="sitemap")
                     child = _parse(source.name, page)
                 except SourceError as e:
                     skipped.append(str(e).split(": ", 1)[-1])
