@@ -7,6 +7,7 @@
      ├── InputError             a record given by a person is wrong (CSV row, CLI argument)
      │    └── SuppressedAddress   the address is on the suppression list
      ├── MailboxError           the bounce/unsubscribe mailbox could not be read
+     ├── CopyError              `db copy` could not finish (run it again to continue)
      └── DeliveryError          a message or post could not be handed over
           ├── TransientSendError  try again later (a 4xx for this recipient, a timeout)
           │    ├── RateLimited      try again after `retry_after` seconds
@@ -70,6 +71,10 @@ class SuppressedAddress(InputError):
 
 class MailboxError(NewsBroadcastError):
     """The mailbox of bounces and unsubscribe requests could not be opened or read."""
+
+
+class CopyError(NewsBroadcastError):
+    """A database copy failed or came out incomplete; the message names the table."""
 
 
 class DeliveryError(NewsBroadcastError):
