@@ -89,6 +89,10 @@ def _parser() -> argparse.ArgumentParser:
     dbp = sub.add_parser("db", help="database maintenance")
     dbsub = dbp.add_subparsers(dest="db_command", required=True, metavar="ACTION")
     dbsub.add_parser("upgrade", help="apply schema migrations").set_defaults(handler=cmd_db_upgrade)
+    dbcopy = dbsub.add_parser("copy", help="copy the whole site into another database")
+    dbcopy.add_argument("--to", required=True, metavar="URL", help="the target database's URL")
+    dbcopy.add_argument("--batch", type=int, default=1000, help="rows per commit (1000)")
+    dbcopy.set_defaults(handler=cmd_db_copy)
 
     subs = sub.add_parser("subscribers", help="manage subscribers")
     ssub = subs.add_subparsers(dest="subscribers_command", required=True, metavar="ACTION")
@@ -277,6 +281,22 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
     config = _config(args)
     _engine(config).dispose()
     print("database is up to date")
+    return EXIT_OK
+
+
+def cmd_db_copy(args: argparse.Namespace) -> int:
+    from newsbroadcast.dbcopy import copy_database, open_target
+
+    config = _config(args)
+    source, target = _engine(config), open_target(args.to)
+    try:
+        tables = copy_database(source, target, args.batch)
+    finally:
+        source.dispose()
+        target.dispose()
+    for t in tables:
+        print(f"{t.table}: {t.rows} row(s), {t.copied} copied now")
+    print("copy complete: every table holds as many rows as the source")
     return EXIT_OK
 
 

@@ -126,7 +126,7 @@ def preview_digest(
     recipient, language = _recipient(config, session, subscriber)
     view = EditionView(edition_id, digest.name, period, now, [story_view(a) for a in stories])
     prepared = prepare_edition(env, config, digest, view, language, subject_prefix)
-    message_id = make_message_id(config, edition_id, recipient.subscriber_id)
+    message_id = make_message_id(config, digest.name, period, recipient.email)
     data = prepared.message(recipient, message_id, now)
     return DigestPreview(digest.name, edition_id, period, recipient, language, len(stories), data)
 

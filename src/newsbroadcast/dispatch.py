@@ -38,7 +38,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from newsbroadcast import metrics
-from newsbroadcast.channels.base import Channel, OutgoingPost
+from newsbroadcast.channels.base import Channel, OutgoingPost, story_identity
 from newsbroadcast.config import AutoPause, Config
 from newsbroadcast.editions import pause_edition
 from newsbroadcast.errors import DeliveryError, PermanentSendError, RateLimited, TransportDown
@@ -389,7 +389,7 @@ class Dispatcher:
                 self._count(transport, report, "skipped")
                 continue
             prepared = self._prepared_edition(session, row.edition_id, row.language)
-            message_id = make_message_id(self.config, row.edition_id, row.subscriber_id)
+            message_id = make_message_id(self.config, prepared.digest, prepared.period, row.email)
             recipient = Recipient(row.subscriber_id, row.email, row.name)
             started = time.perf_counter()
             try:
@@ -635,6 +635,7 @@ class Dispatcher:
                     summary=article.summary,
                     image=article.image,
                     first_attempt_at=post.first_attempt_at,
+                    story=story_identity(self.config.site.list_id, article.source, article.guid),
                 )
                 if post.first_attempt_at is None:
                     # Committed before the request leaves: after a crash, the next attempt

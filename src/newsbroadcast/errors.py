@@ -9,6 +9,7 @@
      ├── MailboxError           the bounce/unsubscribe mailbox could not be read
      ├── RenderError            a template could not make this post or edition
      │    └── PostTooLong         not even a shortened title fits the channel's limit
+     ├── CopyError              `db copy` could not finish (run it again to continue)
      └── DeliveryError          a message or post could not be handed over
           ├── TransientSendError  try again later (a 4xx for this recipient, a timeout)
           │    ├── RateLimited      try again after `retry_after` seconds
@@ -82,6 +83,10 @@ class RenderError(NewsBroadcastError):
 class PostTooLong(RenderError):
     """Nothing fits the channel's limit: the template's fixed text, link and hashtags are
     too long even with no summary and the title cut to its first word."""
+
+
+class CopyError(NewsBroadcastError):
+    """A database copy failed or came out incomplete; the message names the table."""
 
 
 class DeliveryError(NewsBroadcastError):

@@ -315,3 +315,14 @@ class StepFailure(Base):
     error: Mapped[str] = mapped_column(Text)
     since: Mapped[datetime]
     last_at: Mapped[datetime]
+
+
+class DigestLock(Base):
+    """One row per digest, updated to take the lock that serialises planning its editions
+    (a row lock on PostgreSQL, the write lock on SQLite): a second trigger, forced or not,
+    plans only after the first committed, and so reads the cutoff the first one set."""
+
+    __tablename__ = "digest_locks"
+
+    digest: Mapped[str] = mapped_column(String(200), primary_key=True)
+    touched_at: Mapped[datetime | None]

@@ -3,6 +3,9 @@
 Duplicates are prevented by the database, not by the scheduler: an edition is unique per
 (digest, period), a delivery per (edition, subscriber), a post per (article, channel). A
 second scheduler, a retry or a restart that plans the same thing again finds it taken.
+Planning one digest holds that digest's lock (``digest_locks``) from before the previous
+cutoff is read until the edition is committed, so two triggers at once (two forced runs,
+each with a period of its own) make one edition: the second finds nothing new.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from apscheduler.triggers.cron import CronTrigger
-from sqlalchemy import func, insert, literal, select
+from sqlalchemy import func, insert, literal, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -24,6 +27,7 @@ from newsbroadcast.models import (
     Article,
     ChannelState,
     Delivery,
+    DigestLock,
     Edition,
     EditionArticle,
     EditionStatus,
@@ -31,6 +35,7 @@ from newsbroadcast.models import (
     SendStatus,
     Subscriber,
     SubscriberStatus,
+    utcnow,
 )
 
 log = logging.getLogger("newsbroadcast.planner")
@@ -107,11 +112,15 @@ def bulk_plan_edition(
 
     The edition gathers the articles first seen since the previous edition's cutoff (the
     newest ``max_items``). No new articles, or the period already taken: nothing, None.
+    Whoever else plans this digest meanwhile waits for our commit, then sees our edition.
     """
+    lock_digest(session, digest.name)  # before any read: the cutoff must be the newest
     if edition_exists(session, digest.name, period):
+        session.commit()
         return None
     stories = edition_stories(session, digest, now)
     if not stories:
+        session.commit()
         log.info("digest %s: no new articles for %s, no edition", digest.name, period)
         return None
 
@@ -153,6 +162,26 @@ def bulk_plan_edition(
         },
     )
     return PlannedEdition(edition.id, digest.name, period, len(stories), deliveries)
+
+
+def lock_digest(session: Session, name: str) -> None:
+    """Hold the planning lock of digest ``name`` until the session commits or rolls back.
+
+    The first statement is a write, on purpose: on SQLite it takes the database's write
+    lock (waiting out another planner) before this transaction reads anything, so the
+    reads that follow see the other planner's edition; on PostgreSQL it locks the row.
+    """
+    dialect = session.get_bind().dialect.name
+    module = postgresql if dialect == "postgresql" else sqlite
+    touch = update(DigestLock).where(DigestLock.digest == name).values(touched_at=utcnow())
+    if not session.execute(touch).rowcount:
+        # The digest's first edition: make the row (a concurrent maker waits on ours).
+        session.execute(
+            module.insert(DigestLock)
+            .values(digest=name, touched_at=utcnow())
+            .on_conflict_do_nothing(index_elements=["digest"])
+        )
+        session.execute(touch)
 
 
 def edition_stories(session: Session, digest: Digest, now: datetime) -> list[Article]:

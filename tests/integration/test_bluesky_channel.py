@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from newsbroadcast.channels.base import OutgoingPost
+from newsbroadcast.channels.base import OutgoingPost, story_identity
 from newsbroadcast.channels.bluesky import BlueskyChannel, record_key
 from newsbroadcast.errors import (
     PermanentSendError,
@@ -16,13 +18,14 @@ from newsbroadcast.errors import (
     TransientSendError,
     TransportConfigError,
 )
-from tests.bluesky_pds import BlueskyPds
+from tests.bluesky_pds import TID, BlueskyPds
 
 CREATE = "com.atproto.server.createSession"
 REFRESH = "com.atproto.server.refreshSession"
 PUT = "com.atproto.repo.putRecord"
 UPLOAD = "com.atproto.repo.uploadBlob"
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(2000)
+SITE = "digest.newsroom.example.org"
 
 
 @pytest.fixture
@@ -44,17 +47,28 @@ def channel(pds: BlueskyPds, tmp_path: Path, password: str = "app-pass-1234") ->
     )
 
 
-def post(article_id: int, text: str | None = None, image: str | None = None) -> OutgoingPost:
-    url = f"https://newsroom.example.org/story-{article_id}"
+def post(
+    n: int,
+    text: str | None = None,
+    image: str | None = None,
+    *,
+    article_id: int | None = None,
+    site: str = SITE,
+) -> OutgoingPost:
+    """Story ``n`` of ``site``; ``article_id`` is its row id (by default ``n``), which a
+    rebuilt database gives anew."""
+    url = f"https://newsroom.example.org/story-{n}"
+    row = n if article_id is None else article_id
     return OutgoingPost(
-        post_id=100 + article_id,
-        article_id=article_id,
+        post_id=100 + row,
+        article_id=row,
         channel="bsky",
-        text=text or f"Café crème 🇷🇼 story {article_id} {url} #BorderGuards #Women",
+        text=text or f"Café crème 🇷🇼 story {n} {url} #BorderGuards #Women",
         url=url,
-        title=f"Story {article_id}",
+        title=f"Story {n}",
         summary="<p>Thirty officers &amp; their <b>trainers</b>.</p>",
         image=image,
+        story=story_identity(site, "newsroom", f"story-{n}"),
     )
 
 
@@ -64,7 +78,7 @@ def test_a_post_has_byte_exact_facets_a_link_card_and_a_deterministic_key(
     image = f"{pds.url}/img/small.png"
     published = channel(pds, tmp_path).publish(post(7, image=image))
 
-    rkey = record_key(7, "bsky", "https://newsroom.example.org/story-7")
+    rkey = record_key(post(7))
     assert list(pds.state.records) == [rkey]
     assert published.remote_id == f"at://{pds.state.account.did}/app.bsky.feed.post/{rkey}"
     assert published.remote_url == f"https://bsky.app/profile/newsroom.test/post/{rkey}"
@@ -146,7 +160,7 @@ def test_a_post_whose_answer_was_lost_is_not_posted_twice(pds: BlueskyPds, tmp_p
     published = ch.publish(post(1))  # the dispatcher's retry
     assert len(pds.state.records) == 1
     assert pds.state.calls[PUT] == 1  # found by its key, not written again
-    assert published.remote_id.endswith("/" + record_key(1, "bsky", post(1).url))
+    assert published.remote_id.endswith("/" + record_key(post(1)))
 
 
 def test_a_retry_that_misses_the_earlier_record_rewrites_it(
@@ -164,7 +178,7 @@ def test_a_retry_that_misses_the_earlier_record_rewrites_it(
 
 def test_a_key_holding_another_post_is_never_overwritten(pds: BlueskyPds, tmp_path: Path) -> None:
     foreign = {"$type": "app.bsky.feed.post", "text": "Written by hand", "createdAt": "x"}
-    pds.state.records[record_key(1, "bsky", post(1).url)] = foreign
+    pds.state.records[record_key(post(1))] = foreign
     with pytest.raises(PermanentSendError, match="another post"):
         channel(pds, tmp_path).publish(post(1))
     assert list(pds.state.records.values()) == [foreign]
@@ -175,10 +189,31 @@ def test_a_story_posted_before_the_database_was_rebuilt_is_not_posted_again(
 ) -> None:
     ch = channel(pds, tmp_path)
     first = ch.publish(post(1))
-    # The same story planned again, with a text from a newer template.
-    again = ch.publish(post(1, text=f"New template: {post(1).url}"))
+    # The same story in a new database (another row id), with a text from a newer template.
+    again = ch.publish(post(1, text=f"New template: {post(1).url}", article_id=41))
     assert again == first
     assert pds.state.calls[PUT] == 1
+    assert len(pds.state.records) == 1
+
+
+def test_the_record_key_comes_from_site_story_and_channel_never_the_row_id() -> None:
+    assert record_key(post(1)) == record_key(post(1, article_id=41))
+    assert record_key(post(1)) != record_key(post(2))
+    # Two sites posting to one account (or sharing a secret) keep their keys apart.
+    assert record_key(post(1)) != record_key(post(1, site="digest.sister.example.org"))
+    other_channel = dataclasses.replace(post(1), channel="bsky-fr")
+    assert record_key(post(1)) != record_key(other_channel)
+
+
+def test_record_keys_are_valid_tids_from_the_past() -> None:
+    s32 = "234567abcdefghijklmnopqrstuvwxyz"
+    for n in range(500):
+        rkey = record_key(post(n))
+        assert TID.match(rkey), rkey  # 13 base32-sortable characters, top bit 0
+        value = sum(s32.index(c) << (5 * i) for i, c in enumerate(reversed(rkey)))
+        micros = value >> 10
+        assert datetime(2023, 1, 1, tzinfo=UTC) <= datetime.fromtimestamp(micros / 1e6, UTC)
+        assert datetime.fromtimestamp(micros / 1e6, UTC) < datetime(2024, 3, 1, tzinfo=UTC)
 
 
 def test_a_wrong_app_password_is_a_configuration_problem(pds: BlueskyPds, tmp_path: Path) -> None:

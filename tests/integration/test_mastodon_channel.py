@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from newsbroadcast.channels.base import OutgoingPost
+from newsbroadcast.channels.base import OutgoingPost, story_identity
 from newsbroadcast.channels.mastodon import MastodonChannel, idempotency_key
 from newsbroadcast.errors import (
     PermanentSendError,
@@ -19,7 +19,11 @@ from newsbroadcast.errors import (
 from tests.mastodon_server import TOKEN, MastodonServer
 
 URL = "https://newsroom.example.org/kg-cohort?from=feed&lang=en"
-POST = OutgoingPost(7, 3, "fedi", f"Kyrgyz border guards graduate\n\n{URL}", URL, "Kyrgyz")
+SITE = "digest.newsroom.example.org"
+STORY = story_identity(SITE, "newsroom", "kg-cohort")
+POST = OutgoingPost(
+    7, 3, "fedi", f"Kyrgyz border guards graduate\n\n{URL}", URL, "Kyrgyz", story=STORY
+)
 
 
 @pytest.fixture
@@ -52,8 +56,24 @@ def test_the_same_post_twice_is_one_status(server: MastodonServer) -> None:
     channel = channel_for(server)
     first, second = channel.publish(POST), channel.publish(POST)
     assert first == second and len(server.statuses) == 1
-    other = dataclasses.replace(POST, article_id=4)
+    other = dataclasses.replace(POST, story=story_identity(SITE, "newsroom", "other"))
     assert idempotency_key(other) != idempotency_key(POST)
+
+
+def test_the_same_story_from_a_rebuilt_database_is_one_status(server: MastodonServer) -> None:
+    channel_for(server).publish(POST)
+    # The site moved to a new database: the story's rows are numbered anew.
+    rebuilt = dataclasses.replace(POST, post_id=1, article_id=1)
+    assert idempotency_key(rebuilt) == idempotency_key(POST)
+    channel_for(server).publish(rebuilt)
+    assert len(server.statuses) == 1
+
+
+def test_two_sites_announcing_one_story_get_different_keys() -> None:
+    sister = dataclasses.replace(
+        POST, story=story_identity("digest.sister.example.org", "newsroom", "kg-cohort")
+    )
+    assert idempotency_key(sister) != idempotency_key(POST)
 
 
 def test_the_instance_limit_is_read_once_and_counts_urls_as_23() -> None:

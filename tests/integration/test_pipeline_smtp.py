@@ -17,6 +17,7 @@ from sqlalchemy import Engine, func, select
 from newsbroadcast import tokens
 from newsbroadcast.app import Service
 from newsbroadcast.config import Config
+from newsbroadcast.db import make_engine
 from newsbroadcast.models import Delivery, Edition, SendStatus, Subscriber, SubscriberStatus
 from newsbroadcast.subscribers import add_subscriber
 from tests.conftest import ROOT
@@ -175,6 +176,48 @@ def test_digest_reaches_each_active_subscriber_once_with_proper_headers(
     with service.sessions() as session:
         assert session.scalar(select(func.count()).select_from(Edition)) == 1
         assert session.scalar(select(Edition.status)) == "done"
+
+
+def message_ids(sink: SmtpSink, since: int = 0) -> dict[str, str]:
+    """Recipient → Message-ID of what ``sink`` accepted from message ``since`` on."""
+    return {m.recipients[0]: parse(m.data)["Message-ID"] for m in sink.messages[since:]}
+
+
+def test_message_ids_come_from_site_digest_period_and_address_not_row_ids(
+    engine: Engine, tmp_path: Path, sink: SmtpSink
+) -> None:
+    clock = Clock()
+    amina = ("amina@example.org", None, SubscriberStatus.active)
+    aigerim = ("Aigerim@Example.net", None, SubscriberStatus.active)
+    (tmp_path / "site").mkdir()
+    config = make_config(tmp_path / "site", sink)
+    ours = Service(config, engine=engine, clock=clock)
+    subscribe(ours, amina, aigerim)
+    ours.run_once()
+    first = message_ids(sink)
+    assert len(set(first.values())) == 2
+
+    # The site rebuilt in a new database: other row ids for the same people and edition.
+    rebuilt = Service(
+        config, engine=make_engine(f"sqlite:///{tmp_path / 'rebuilt.db'}"), clock=clock
+    )
+    subscribe(rebuilt, aigerim, amina)
+    rebuilt.run_once()
+    assert message_ids(sink, 2) == first  # the same message, recognisably
+
+    # A sister site with the same secret, in a database of its own numbered alike: its
+    # edition is another message, whatever a receiver keeps of Message-IDs.
+    sister_site = config.site.model_copy(update={"list_id": "digest.sister.example.org"})
+    sister = Service(
+        config.model_copy(update={"site": sister_site}),
+        engine=make_engine(f"sqlite:///{tmp_path / 'sister.db'}"),
+        clock=clock,
+    )
+    subscribe(sister, amina, aigerim)
+    sister.run_once()
+    assert set(message_ids(sink, 4).values()).isdisjoint(first.values())
+    for service in (ours, rebuilt, sister):
+        service.close()
 
 
 def test_451_is_retried_later_and_550_fails_only_that_recipient(

@@ -35,7 +35,7 @@ def channel(
 
 
 def post(text: str, url: str | None = "https://newsroom.example.org/a?x=1&y=2") -> OutgoingPost:
-    return OutgoingPost(1, 1, "tg", text, url, "Title")
+    return OutgoingPost(1, 1, "tg", text, url, "Title", story="site\nnewsroom\nstory-1")
 
 
 def test_html_special_characters_arrive_as_written_and_the_link_is_an_anchor(

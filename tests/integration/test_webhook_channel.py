@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
-from newsbroadcast.channels.base import OutgoingPost
-from newsbroadcast.channels.webhook import WebhookChannel
+from newsbroadcast.channels.base import OutgoingPost, story_identity
+from newsbroadcast.channels.webhook import WebhookChannel, idempotency_key
 from newsbroadcast.errors import RateLimited, TransientSendError, TransportConfigError
 from tests.webhook_receiver import WebhookReceiver
 
 SECRET = "hook-secret-0123456789"
 URL = "https://newsroom.example.org/kg-cohort?a=1&b=2"
+SITE = "digest.newsroom.example.org"
 
 
-def post(article_id: int = 1) -> OutgoingPost:
+def post(article_id: int = 1, guid: str | None = None) -> OutgoingPost:
+    """The story ``guid`` (by default one per ``article_id``) as row ``article_id``."""
     return OutgoingPost(
         post_id=10 + article_id,
         article_id=article_id,
@@ -23,6 +27,7 @@ def post(article_id: int = 1) -> OutgoingPost:
         title="Kyrgyz border guards graduate",
         summary="<p>Thirty officers.</p>",
         image="https://newsroom.example.org/kg.jpg",
+        story=story_identity(SITE, "newsroom", guid or f"story-{article_id}"),
     )
 
 
@@ -60,6 +65,24 @@ def test_a_retry_carries_the_same_idempotency_key_so_the_receiver_drops_it() -> 
         ch.publish(post(2))
         assert hook.state.requests == 3
         assert [a["payload"]["article_id"] for a in hook.state.accepted] == [1, 2]
+
+
+def test_a_story_met_again_in_a_rebuilt_database_carries_the_same_key() -> None:
+    with WebhookReceiver(SECRET) as hook:
+        channel(hook).publish(post(1, guid="kg-cohort"))
+        # The site moved to a new database, where the same story is row 7.
+        channel(hook).publish(post(7, guid="kg-cohort"))
+        assert hook.state.requests == 2
+        assert len(hook.state.accepted) == 1
+
+
+def test_two_sites_sharing_a_receiver_get_different_keys() -> None:
+    ours = post(1, guid="kg-cohort")
+    sister = dataclasses.replace(
+        ours, story=story_identity("digest.sister.example.org", "newsroom", "kg-cohort")
+    )
+    assert idempotency_key(ours) != idempotency_key(sister)
+    assert idempotency_key(ours) == idempotency_key(post(7, guid="kg-cohort"))
 
 
 def test_slack_shape_escapes_mrkdwn_and_marks_the_link() -> None:

@@ -20,7 +20,7 @@ URL = "https://newsroom.example.org/kg-cohort"
 
 
 def post(text: str = f"Kyrgyz border guards graduate first women's cohort {URL}") -> OutgoingPost:
-    return OutgoingPost(1, 1, "x", text, URL, "Kyrgyz border guards")
+    return OutgoingPost(1, 1, "x", text, URL, "Kyrgyz border guards", story="site\nnews\nkg")
 
 
 @pytest.fixture

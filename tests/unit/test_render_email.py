@@ -35,6 +35,8 @@ from tests.unit.helpers_config import SECRET, TEMPLATES, make_config
 
 NOW = datetime(2026, 3, 2, 5, 0, tzinfo=UTC)
 PUBLISHED = datetime(2026, 3, 1, 9, 30, tzinfo=UTC)
+PERIOD = "2026-03-02"
+JANE = "jane@example.org"
 
 
 def story(title: str = "Rwanda's first women border officers graduate", **kw: Any) -> StoryView:
@@ -51,7 +53,7 @@ def edition(*stories: StoryView) -> EditionView:
     return EditionView(
         id=12,
         digest="daily",
-        period="2026-03-02",
+        period=PERIOD,
         created_at=NOW,
         stories=list(stories) or [story()],
     )
@@ -73,7 +75,8 @@ def send(
     name: str | None = "Jane Uwase",
     config: Config | None = None,
 ) -> bytes:
-    message_id = make_message_id(config or make_config(), 12, subscriber_id)
+    config = config or make_config()
+    message_id = make_message_id(config, prepared.digest, prepared.period, address)
     return prepared.message(Recipient(subscriber_id, address, name), message_id, NOW)
 
 
@@ -133,7 +136,7 @@ def test_headers() -> None:
     )
     assert message["Date"].datetime == NOW
     assert message["MIME-Version"] == "1.0"
-    assert message["Message-ID"] == f"<{make_message_id(config, 12, 34)}>"
+    assert message["Message-ID"] == f"<{make_message_id(config, 'daily', PERIOD, JANE)}>"
     assert message["Reply-To"] is None
     assert message["List-Id"] == (
         '"Women in Uniform daily digest" <daily.digest.newsroom.example.org>'
@@ -160,15 +163,26 @@ def test_reply_to_when_configured() -> None:
     assert message["Reply-To"] == "Desk <desk@newsroom.example.org>"
 
 
-def test_message_id_is_deterministic_per_edition_and_subscriber() -> None:
+def test_message_id_is_deterministic_per_site_digest_period_and_address() -> None:
     config = make_config()
-    first = make_message_id(config, 12, 34)
-    assert first == make_message_id(config, 12, 34)
-    assert first != make_message_id(config, 12, 35)
-    assert first != make_message_id(config, 13, 34)
-    assert re.fullmatch(r"edition-12\.sub-34\.[0-9a-f]{12}@newsroom\.example\.org", first)
+    first = make_message_id(config, "daily", PERIOD, JANE)
+    assert first == make_message_id(config, "daily", PERIOD, "Jane@Example.ORG")
+    assert first != make_message_id(config, "daily", PERIOD, "john@example.org")
+    assert first != make_message_id(config, "daily", "2026-03-03T07:00Z", JANE)
+    assert first != make_message_id(config, "weekly", PERIOD, JANE)
+    # No row id in it: a rebuilt database numbering editions anew cannot repeat an old id.
+    assert re.fullmatch(r"[0-9a-f]{32}@newsroom\.example\.org", first)
     prepared = prepare(config)
     assert send(prepared).split(b"Message-ID: ")[1].split(b"\r\n")[0] == f"<{first}>".encode()
+
+
+def test_two_sites_sharing_a_secret_make_different_message_ids() -> None:
+    newsroom = make_config()
+    sister = make_config(site={"list_id": "digest.sister.example.org"})
+    assert newsroom.site.secret == sister.site.secret
+    assert make_message_id(newsroom, "daily", PERIOD, JANE) != make_message_id(
+        sister, "daily", PERIOD, JANE
+    )
 
 
 # --- per-recipient parts --------------------------------------------------------------------

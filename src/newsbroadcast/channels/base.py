@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
 
+def story_identity(site: str, source: str, guid: str) -> str:
+    """What names one story of one site in every database that holds it: the site's
+    ``list_id``, the story's source and its GUID there. Row ids are left out on purpose:
+    a site moved to another database, or rebuilt, numbers its rows anew, and a network
+    must still recognise a post it already has. Source and GUID never change on an
+    article (an edit may move its URL), so every attempt of one post names it alike."""
+    return f"{site}\n{source}\n{guid}"
+
+
 @dataclass(frozen=True)
 class OutgoingPost:
-    post_id: int
+    post_id: int  # local row ids: for logs and our own receivers, never for a network's keys
     article_id: int
     channel: str
     text: str  # final, as stored when the post was planned
@@ -20,6 +30,15 @@ class OutgoingPost:
     # When an earlier attempt's request may have reached the network (None: this is the
     # first): a channel settles that attempt before posting again.
     first_attempt_at: datetime | None = None
+    # The story's identity (see story_identity): every key a network sees derives from it.
+    story: str = field(kw_only=True)
+
+    @property
+    def key(self) -> bytes:
+        """32 bytes fixed by (site, story, channel): the seed of record keys and
+        idempotency keys, the same for every attempt and in every database."""
+        # The channel first: its name has no newline, so no GUID can imitate another pair.
+        return hashlib.sha256(f"{self.channel}\n{self.story}".encode()).digest()
 
 
 @dataclass(frozen=True)

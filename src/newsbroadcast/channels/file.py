@@ -1,7 +1,8 @@
 """The `file` channel: each post as one JSON line in ``<dir>/<channel>.jsonl``.
 
 For trying the service out and for archives. A post written before a crash is not
-written again: the file is checked for the post's id first.
+written again: the file is checked for the post's id first. The id comes from the site,
+the story and the channel, so a story met again in a rebuilt database is not written twice.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ class FileChannel:
         return len(text)
 
     def publish(self, post: OutgoingPost) -> Published:
-        remote_id = f"{self.name}-{post.post_id}"
+        remote_id = f"{self.name}-{post.key.hex()[:24]}"
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             if self._already_written(remote_id):

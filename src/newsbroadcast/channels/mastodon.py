@@ -1,7 +1,7 @@
 """The `mastodon` channel: statuses through Mastodon.py.
 
 A retried request cannot post twice: every attempt of a post carries the same
-``Idempotency-Key`` (derived from the article and the channel), and the server answers a
+``Idempotency-Key`` (derived from the site, the story and the channel), and the server answers a
 repeat with the status it already made. Servers keep a key for one hour only, so an attempt
 that may have been accepted longer ago than that is settled by looking for the article's
 link among the account's recent statuses before posting again.
@@ -14,7 +14,6 @@ which is never less, so a fitted post is never too long.
 
 from __future__ import annotations
 
-import hashlib
 import html
 import logging
 import time
@@ -53,9 +52,9 @@ DEFAULT_RATE_LIMIT_WAIT = 5 * 60.0  # Mastodon's windows are five minutes
 
 
 def idempotency_key(post: OutgoingPost) -> str:
-    """The same for every attempt of one (article, channel): the server's duplicate guard."""
-    seed = f"{post.article_id}\n{post.channel}\n{post.url or ''}"
-    return "newsbroadcast-" + hashlib.sha256(seed.encode()).hexdigest()[:40]
+    """The same for every attempt of one (story, channel), in any database holding the
+    story: the server's duplicate guard."""
+    return "newsbroadcast-" + post.key.hex()[:40]
 
 
 def countable_length(text: str, url_weight: int = DEFAULT_URL_WEIGHT) -> int:

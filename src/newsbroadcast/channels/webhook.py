@@ -10,8 +10,9 @@ Headers a receiver may rely on:
   secret (when one is set). Compare in constant time before parsing.
 - ``X-Newsbroadcast-Timestamp``: Unix seconds when the request was made; the generic body
   carries the same value as ``sent_at``, so the signature covers it (reject stale ones).
-- ``Idempotency-Key``: fixed per (article, channel) across retries: a receiver that saw it
-  already should answer 2xx and do nothing, which makes a retried request harmless.
+- ``Idempotency-Key``: fixed per (site, story, channel) across retries and databases: a
+  receiver that saw it already should answer 2xx and do nothing, which makes a retried
+  request (or a story met again after the site moved to another database) harmless.
 """
 
 from __future__ import annotations
@@ -48,10 +49,9 @@ def sign(secret: str, body: bytes) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
-def idempotency_key(article_id: int, channel: str, url: str | None) -> str:
-    """Fixed for one article on one channel; the URL keeps keys apart across a rebuilt
-    database whose article ids start again at 1."""
-    return hashlib.sha256(f"{channel}\0{article_id}\0{url or ''}".encode()).hexdigest()[:32]
+def idempotency_key(post: OutgoingPost) -> str:
+    """Fixed for one story on one channel of one site, whatever database holds it."""
+    return post.key.hex()[:32]
 
 
 def slack_text(text: str) -> str:
@@ -136,7 +136,7 @@ class WebhookChannel:
     def publish(self, post: OutgoingPost) -> Published:
         sent_at = int(self.clock())
         body = json.dumps(payload(post, self.shape, sent_at), ensure_ascii=False).encode()
-        key = idempotency_key(post.article_id, post.channel, post.url)
+        key = idempotency_key(post)
         headers = {
             "Content-Type": "application/json",
             "Idempotency-Key": key,

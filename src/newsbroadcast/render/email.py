@@ -119,16 +119,16 @@ class ArticleView:
     tags: tuple[str, ...]
 
 
-def make_message_id(config: Config, edition_id: int, subscriber_id: int) -> str:
-    """``edition-E.sub-S.<mac>@<sender domain>``, without angle brackets. The same for the
-    same edition and subscriber, so a message resent after a crash is recognisably the
-    same message; the MAC keeps outsiders from forging our ids for other subscribers."""
-    mac = hmac.new(
-        config.site.secret.encode(),
-        f"message-id:{edition_id}:{subscriber_id}".encode(),
-        hashlib.sha256,
-    ).hexdigest()[:12]
-    return f"edition-{edition_id}.sub-{subscriber_id}.{mac}@{_domain_of(config.site.sender)}"
+def make_message_id(config: Config, digest: str, period: str, address: str) -> str:
+    """``<hex>@<sender domain>``, without angle brackets: a keyed hash (the site's secret)
+    of the site (``list_id``), the digest, the period and the address (letter case
+    ignored, as subscribers are). Row ids are left out on purpose: they start again in a
+    rebuilt database, and a receiver that drops Message-IDs it knows would drop a new
+    edition. The same for the same edition and address, so a message resent after a crash
+    is recognisably the same message; the key keeps outsiders from forging our ids."""
+    seed = "\0".join(("message-id", config.site.list_id, digest, period, address.lower()))
+    mac = hmac.new(config.site.secret.encode(), seed.encode(), hashlib.sha256).hexdigest()
+    return f"{mac[:32]}@{_domain_of(config.site.sender)}"
 
 
 def recipient_links(config: Config, subscriber_id: int) -> dict[str, str]:
@@ -232,7 +232,12 @@ def _prepare(
             content.update(b"\0".join(body.literals))
     boundary = f"=_nb_{content.hexdigest()[:16]}"
     return PreparedEdition(
-        config=config, digest=digest, subject=subject, variants=variants, boundary=boundary
+        config=config,
+        digest=digest,
+        period=edition.period,
+        subject=subject,
+        variants=variants,
+        boundary=boundary,
     )
 
 
@@ -244,11 +249,15 @@ class PreparedEdition:
         *,
         config: Config,
         digest: Digest,
+        period: str,
         subject: str,
         variants: dict[bool, tuple[_Body, _Body]],
         boundary: str,
     ) -> None:
         self.subject = subject
+        # Which edition this is, as receivers may see it (make_message_id): no row ids.
+        self.digest = digest.name
+        self.period = period
         self._config = config
         self._variants = variants
         site = config.site
