@@ -7,7 +7,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -33,6 +33,17 @@ def make_engine(url: str) -> Engine:
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA busy_timeout=30000")
             cur.close()
+
+        @event.listens_for(engine, "savepoint")
+        def _savepoint_inside_a_transaction(conn: Connection, _name: str | None) -> None:
+            # The sqlite3 module begins a transaction only before INSERT, UPDATE or DELETE,
+            # not before SAVEPOINT. A savepoint that comes first is then a transaction of
+            # its own and its RELEASE commits: other connections see half of the caller's
+            # work (an edition without its deliveries, which the dispatcher then closes as
+            # done) and a rollback no longer undoes it. Begin the enclosing one first.
+            dbapi_conn: Any = conn.connection.driver_connection
+            if dbapi_conn.isolation_level is not None and not dbapi_conn.in_transaction:
+                dbapi_conn.execute("BEGIN")
 
         return engine
     return create_engine(url, pool_pre_ping=True)

@@ -120,6 +120,23 @@ def run_forever(
         signal.signal(signal.SIGINT, on_signal)
         signal.signal(signal.SIGTERM, on_signal)
 
+    # A drain can last as long as the backlog (a big edition under a rate limit): the
+    # dispatcher must hear the stop itself, or "after the step in progress" means after
+    # the last subscriber. It then hands its unsent rows back queued.
+    def stop_the_dispatcher() -> None:
+        stop.wait()
+        service.dispatcher.stopping.set()
+
+    threading.Thread(target=stop_the_dispatcher, name="stop-dispatcher", daemon=True).start()
+    try:
+        _run_until_stopped(service, stop, watcher, every)
+    finally:
+        stop.set()  # also on an error: the dispatcher (and the thread above) end with us
+
+
+def _run_until_stopped(
+    service: Service, stop: threading.Event, watcher: reload.ConfigWatcher | None, every: float
+) -> None:
     # The start-up pass: poll, make up editions missed within their catch-up window, send.
     for step in (service.poll, service.plan_digests, service.dispatch):
         if stop.is_set():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -10,9 +11,11 @@ from sqlalchemy import func, select
 
 from newsbroadcast.app import Service
 from newsbroadcast.config import Config
-from newsbroadcast.models import Article
+from newsbroadcast.models import Article, Delivery, SendStatus, utcnow
 from newsbroadcast.scheduler import build_scheduler, run_forever
+from newsbroadcast.subscribers import add_subscriber
 from tests.conftest import ROOT
+from tests.smtp_sink import ReceivedMessage, SmtpSink
 
 
 def config(tmp_path: Path) -> Config:
@@ -90,3 +93,43 @@ def test_run_forever_does_the_start_up_pass_and_returns_when_stopped(tmp_path: P
         worker.join(timeout=30)
         service.close()
     assert not worker.is_alive()
+
+
+def test_a_stop_ends_the_drain_in_progress_and_leaves_the_rest_queued(tmp_path: Path) -> None:
+    """Stopping must not wait for the whole backlog to go out: the dispatcher hears it,
+    finishes the message on the wire and hands the others back, queued for the next run."""
+    stop = threading.Event()
+    stop_seen = threading.Event()
+
+    def stop_while_the_first_message_is_on_the_wire(_message: ReceivedMessage) -> None:
+        stop.set()
+        # Accept only once the dispatcher was told (or give up: the test then fails below).
+        deadline = time.monotonic() + 30
+        while not service.dispatcher.stopping.is_set() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        if service.dispatcher.stopping.is_set():
+            stop_seen.set()
+
+    with SmtpSink(on_data=stop_while_the_first_message_is_on_the_wire) as sink:
+        settings = config(tmp_path).model_dump()
+        settings["email"] = {"transport": "smtp", "smtp": sink.settings().model_dump()}
+        service = Service(Config.model_validate(settings))
+        try:
+            with service.sessions() as session:
+                for i in range(5):
+                    add_subscriber(session, f"reader{i}@example.org", utcnow())
+                session.commit()
+            service.poll()
+            planned = service.plan_digest(service.config.digest("daily"), force=True)
+            assert planned is not None and planned.deliveries == 5
+            runner = threading.Thread(target=run_forever, args=(service, stop))
+            runner.start()
+            runner.join(timeout=60)
+            assert not runner.is_alive()
+            assert stop_seen.is_set()
+            assert len(sink.messages) == 1
+            with service.sessions() as session:
+                states = session.scalars(select(Delivery.status)).all()
+            assert sorted(states) == [SendStatus.queued] * 4 + [SendStatus.sent]
+        finally:
+            service.close()
