@@ -11,6 +11,8 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from newsbroadcast.errors import ConfigError, Problem
+
 MIGRATIONS = Path(__file__).with_name("migrations")
 
 
@@ -35,7 +37,20 @@ def make_engine(url: str) -> Engine:
             cur.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    try:
+        return create_engine(url, pool_pre_ping=True)
+    except ModuleNotFoundError as e:
+        # A plain `pip install newsbroadcast` is for SQLite: the driver is an extra.
+        raise ConfigError(
+            [
+                Problem(
+                    "database.url",
+                    None,
+                    f"{parsed.drivername} needs the Python package {e.name!r}, which is not "
+                    "installed (for PostgreSQL: pip install 'newsbroadcast[postgres]')",
+                )
+            ]
+        ) from e
 
 
 def is_postgres(engine: Engine) -> bool:
