@@ -104,6 +104,8 @@ def _parser() -> argparse.ArgumentParser:
     imp = ssub.add_parser("import", help="import a CSV file (email[,name[,language]])")
     imp.add_argument("file", type=Path)
     imp.add_argument("--quiet", action="store_true", help="print only problems")
+    imp.add_argument("--delimiter", help="between fields: , ; \\t | (default: found from the file)")
+    imp.add_argument("--encoding", default="utf-8", help="the file's encoding (default: utf-8)")
     imp.set_defaults(handler=cmd_subscribers_import)
     lst = ssub.add_parser("list", help="list subscribers")
     lst.add_argument("--status", choices=[s.value for s in SubscriberStatus])
@@ -317,11 +319,22 @@ def cmd_subscribers_add(args: argparse.Namespace) -> int:
 
 def cmd_subscribers_import(args: argparse.Namespace) -> int:
     from newsbroadcast.subscribers import import_csv
+    from newsbroadcast.subscriptions import languages
 
+    delimiter = {"\\t": "\t", "tab": "\t"}.get(args.delimiter or "", args.delimiter)
+    if delimiter is not None and len(delimiter) != 1:
+        raise InputError(f"--delimiter takes one character, not {args.delimiter!r}")
     config = _config(args)
     engine = _engine(config)
     with db.sessions(engine)() as session:
-        report = import_csv(session, args.file, utcnow())
+        report = import_csv(
+            session,
+            args.file,
+            utcnow(),
+            languages=languages(config),
+            delimiter=delimiter,
+            encoding=args.encoding,
+        )
         session.commit()
     engine.dispose()
     for problem in report.problems:

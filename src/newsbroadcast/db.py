@@ -1,17 +1,29 @@
-"""Engine, sessions and schema upgrades (Alembic) for SQLite and PostgreSQL alike."""
+"""Engine, sessions and schema upgrades (Alembic) for SQLite and PostgreSQL alike, and the
+one place that tells when the database stops (and starts again) answering."""
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
+import weakref
 from pathlib import Path
 from typing import Any
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
+from newsbroadcast.errors import ConfigError, Problem
+
 MIGRATIONS = Path(__file__).with_name("migrations")
+# A PostgreSQL server that does not answer a connection attempt within this is down.
+CONNECT_TIMEOUT_SECONDS = 10
+
+log = logging.getLogger("newsbroadcast.db")
 
 
 def make_engine(url: str) -> Engine:
@@ -46,7 +58,23 @@ def make_engine(url: str) -> Engine:
                 dbapi_conn.execute("BEGIN")
 
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    connect_args: dict[str, Any] = {}
+    if parsed.get_backend_name() == "postgresql" and "connect_timeout" not in parsed.query:
+        connect_args["connect_timeout"] = CONNECT_TIMEOUT_SECONDS
+    try:
+        return create_engine(url, pool_pre_ping=True, connect_args=connect_args)
+    except ModuleNotFoundError as e:
+        # A plain `pip install newsbroadcast` is for SQLite: the driver is an extra.
+        raise ConfigError(
+            [
+                Problem(
+                    "database.url",
+                    None,
+                    f"{parsed.drivername} needs the Python package {e.name!r}, which is not "
+                    "installed (for PostgreSQL: pip install 'newsbroadcast[postgres]')",
+                )
+            ]
+        ) from e
 
 
 def is_postgres(engine: Engine) -> bool:
@@ -67,3 +95,78 @@ def alembic_config(engine: Engine) -> AlembicConfig:
 def upgrade(engine: Engine) -> None:
     """Bring the schema to the newest migration; safe to call on every start."""
     command.upgrade(alembic_config(engine), "head")
+
+
+class DatabaseWatch:
+    """Says in one line when the database stops answering and in one when it answers again.
+
+    Every repeating step (the scheduler's jobs, a worker's passes) goes through the one
+    watch of its engine: ``reachable()`` before it runs (False while the database is down:
+    skip this run, the next one tries again) and ``failed(error)`` when it fails (True: the
+    database is unreachable, which has been said once; False: the step's own failure, for
+    the caller to log as usual). Whether the database answers is asked of the database
+    itself (``SELECT 1``), not guessed from the error's type or text.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._down_since: float | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def down(self) -> bool:
+        return self._down_since is not None
+
+    def reachable(self) -> bool:
+        if self._down_since is None:
+            return True
+        reason = self._probe()
+        if reason is not None:
+            log.debug("database still unreachable: %s", reason)
+            return False
+        with self._lock:
+            since, self._down_since = self._down_since, None
+        if since is not None:
+            log.info("database reachable again after %.0fs", time.monotonic() - since)
+        return True
+
+    def failed(self, error: BaseException) -> bool:
+        if self._down_since is not None:
+            return True  # a step that was already running when the database went away
+        reason = self._probe()
+        if reason is None:
+            return False
+        with self._lock:
+            first = self._down_since is None
+            if first:
+                self._down_since = time.monotonic()
+        if first:
+            log.error(
+                "database unreachable: %s; retrying",
+                reason,
+                extra={"database": self.engine.url.render_as_string(hide_password=True)},
+            )
+        return True
+
+    def _probe(self) -> str | None:
+        """None when the database answers, else why not (one line)."""
+        try:
+            with self.engine.connect() as connection:
+                connection.execute(text("SELECT 1"))
+        except Exception as e:
+            cause = e.orig if isinstance(e, DBAPIError) and e.orig is not None else e
+            return (str(cause).strip().splitlines() or [type(cause).__name__])[0]
+        return None
+
+
+_watches: weakref.WeakKeyDictionary[Engine, DatabaseWatch] = weakref.WeakKeyDictionary()
+_watches_lock = threading.Lock()
+
+
+def watch(engine: Engine) -> DatabaseWatch:
+    """The one watch of ``engine``: every step using it shares what it knows."""
+    with _watches_lock:
+        found = _watches.get(engine)
+        if found is None:
+            found = _watches[engine] = DatabaseWatch(engine)
+        return found

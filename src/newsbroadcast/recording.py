@@ -8,7 +8,8 @@ connection) while the next envelope (MAIL FROM, RCPT TO) is exchanged, and the d
 waits for its result only before that message's DATA (``Transport.send(before_data=…)``).
 The guarantee is unchanged, the round trip is hidden, and no thread is involved.
 
-SQLite has no round trip to hide, so there the record is simply written in line.
+SQLite has no round trip to hide, so there the record is simply written in line. psycopg
+is imported only for a PostgreSQL session: a SQLite install does not have it.
 """
 
 from __future__ import annotations
@@ -17,15 +18,12 @@ import select
 from datetime import UTC, datetime
 from typing import Any
 
-from psycopg import pq
 from sqlalchemy import bindparam, event, update
 from sqlalchemy.dialects.postgresql.psycopg import dialect as psycopg_dialect
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from newsbroadcast.models import Delivery, SendStatus
-
-SQLSTATE = pq.DiagnosticField.SQLSTATE
 
 _deliveries = Delivery.__table__
 # Built once: recording a send is the statement run most, once per message.
@@ -65,9 +63,13 @@ class SentRecorder:
         autocommit, where each statement stands alone."""
         self._session = session
         self._pgconn: Any = None
+        self._pq: Any = None
         self._pending: list[bytes | None] | None = None
         self._connection: Connection | None = None
         if overlap:
+            from psycopg import pq  # PostgreSQL-only (see the module's docstring)
+
+            self._pq = pq
             connection = session.connection()
             dbapi = connection.connection
             self._pgconn = dbapi.driver_connection.pgconn  # type: ignore[union-attr]
@@ -96,7 +98,7 @@ class SentRecorder:
         if values is None:
             return
         error = self._result()
-        if error is not None and error.error_field(SQLSTATE) == _NOT_PREPARED:
+        if error is not None and self._sqlstate(error) == _NOT_PREPARED:
             # psycopg deallocates every prepared statement after a ROLLBACK on the
             # connection: prepare it again and record once more, still before DATA.
             self._prepare()
@@ -114,7 +116,7 @@ class SentRecorder:
         self._pgconn.send_prepare(_PREPARED, str(_POSTGRES).encode())
         self._flush()
         error = self._result()
-        if error is not None and error.error_field(SQLSTATE) != _ALREADY_PREPARED:
+        if error is not None and self._sqlstate(error) != _ALREADY_PREPARED:
             raise RecordError(f"preparing to record sent deliveries failed: {_describe(error)}")
 
     def _flush(self) -> None:
@@ -134,8 +136,11 @@ class SentRecorder:
             result = pgconn.get_result()
             if result is None:  # all read: the connection is free for the next statement
                 return error
-            if result.status == pq.ExecStatus.FATAL_ERROR:
+            if result.status == self._pq.ExecStatus.FATAL_ERROR:
                 error = result
+
+    def _sqlstate(self, error: Any) -> bytes | None:
+        return error.error_field(self._pq.DiagnosticField.SQLSTATE)
 
     def _before_statement(self, *_: Any) -> None:
         self.settle()

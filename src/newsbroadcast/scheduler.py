@@ -26,7 +26,7 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
-from newsbroadcast import reload
+from newsbroadcast import db, reload
 from newsbroadcast.app import Service
 from newsbroadcast.config import Digest
 
@@ -39,6 +39,7 @@ def _grace(period: timedelta) -> int:
 
 def build_scheduler(service: Service) -> BackgroundScheduler:
     config = service.config
+    database = db.watch(service.engine)
     scheduler = BackgroundScheduler(
         executors={"default": ThreadPoolExecutor(max_workers=1)},
         job_defaults={"coalesce": True, "max_instances": 1},
@@ -46,7 +47,7 @@ def build_scheduler(service: Service) -> BackgroundScheduler:
     )
     for source in config.sources:
         scheduler.add_job(
-            _guarded(f"poll {source.name}", lambda s=source.name: service.poll([s])),
+            _guarded(f"poll {source.name}", lambda s=source.name: service.poll([s]), database),
             IntervalTrigger(seconds=source.poll_every.total_seconds()),
             id=f"poll:{source.name}",
             misfire_grace_time=_grace(source.poll_every),
@@ -54,7 +55,7 @@ def build_scheduler(service: Service) -> BackgroundScheduler:
         )
     for digest in config.digests:
         scheduler.add_job(
-            _guarded(f"digest {digest.name}", lambda d=digest: _plan(service, d)),
+            _guarded(f"digest {digest.name}", lambda d=digest: _plan(service, d), database),
             digest.trigger(),
             id=f"digest:{digest.name}",
             misfire_grace_time=_grace(digest.catch_up),
@@ -62,7 +63,7 @@ def build_scheduler(service: Service) -> BackgroundScheduler:
         )
     every = config.scheduler.dispatch_every
     scheduler.add_job(
-        _guarded("dispatch", service.dispatch),
+        _guarded("dispatch", service.dispatch, database),
         IntervalTrigger(seconds=every.total_seconds()),
         id="dispatch",
         misfire_grace_time=_grace(every),
@@ -73,7 +74,11 @@ def build_scheduler(service: Service) -> BackgroundScheduler:
 
         check = config.mailbox.check_every
         scheduler.add_job(
-            _guarded("mailbox", lambda: process_mailbox(config, service.sessions, service.clock)),
+            _guarded(
+                "mailbox",
+                lambda: process_mailbox(config, service.sessions, service.clock),
+                database,
+            ),
             IntervalTrigger(seconds=check.total_seconds()),
             id="mailbox",
             misfire_grace_time=_grace(check),
@@ -86,14 +91,19 @@ def _plan(service: Service, digest: Digest) -> None:
     service.plan_digest(digest)
 
 
-def _guarded(what: str, step: Callable[[], object]) -> Callable[[], None]:
-    """A step that logs its failure instead of killing the scheduler's thread."""
+def _guarded(
+    what: str, step: Callable[[], object], database: db.DatabaseWatch | None = None
+) -> Callable[[], None]:
+    """A step that logs its failure instead of killing the scheduler's thread. With
+    ``database``, an outage is said once and waited out (db.py), not logged per run."""
 
     def run() -> None:
         try:
-            step()
-        except Exception:
-            log.exception("%s failed; the next run will try again", what)
+            if database is None or database.reachable():
+                step()
+        except Exception as e:
+            if database is None or not database.failed(e):
+                log.exception("%s failed; the next run will try again", what)
 
     return run
 
@@ -141,7 +151,7 @@ def _run_until_stopped(
     for step in (service.poll, service.plan_digests, service.dispatch):
         if stop.is_set():
             return
-        _guarded(step.__name__, step)()
+        _guarded(step.__name__, step, db.watch(service.engine))()
 
     scheduler = build_scheduler(service)
     if watcher is not None:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import codecs
 import csv
+import io
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -75,26 +78,40 @@ class ImportReport:
     problems: list[str] = field(default_factory=list)  # "file:line: message"
 
 
-def import_csv(session: Session, path: Path, now: datetime) -> ImportReport:
+# What spreadsheets write between fields; the first is the default.
+DELIMITERS = (",", ";", "\t", "|")
+
+
+def import_csv(
+    session: Session,
+    path: Path,
+    now: datetime,
+    *,
+    languages: Sequence[str] | None = None,
+    delimiter: str | None = None,
+    encoding: str = "utf-8",
+) -> ImportReport:
     """Import ``email[,name[,language]]`` rows (a header row is optional).
 
-    Good rows are imported, bad rows reported with their line numbers; the caller commits.
+    The delimiter is found from the file (comma, semicolon, tab or bar) unless given. With
+    ``languages`` a row's language must be one of them (compared case-insensitively; an
+    empty one is the first). Good rows are imported, bad rows reported with their line
+    numbers; a file that cannot be decoded is refused with the line of the first bad byte
+    (InputError). The caller commits.
     """
     report = ImportReport()
+    text = _read_text(path, encoding)
+    delimiter = delimiter or sniff_delimiter(text)
     try:
-        handle = path.open(newline="", encoding="utf-8-sig")
-    except OSError as e:
-        raise InputError(f"{path}: cannot read: {e.strerror or e}") from e
-    with handle:
-        try:
-            rows = list(_rows(csv.reader(handle)))
-        except (csv.Error, UnicodeDecodeError) as e:
-            raise InputError(f"{path}: not a readable CSV file: {e}") from e
+        rows = list(_rows(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)))
+    except csv.Error as e:
+        raise InputError(f"{path}: not a readable CSV file: {e}") from e
     header = [c.strip().lower() for c in rows[0][1]] if rows else []
     columns = {"email": 0, "name": 1, "language": 2}
     if "email" in header:
         columns = {c: header.index(c) for c in ("email", "name", "language") if c in header}
         rows = rows[1:]
+    offered = {lang.casefold(): lang for lang in languages or ()}
     seen: set[str] = set()
     for line, row in rows:
 
@@ -104,14 +121,14 @@ def import_csv(session: Session, path: Path, now: datetime) -> ImportReport:
 
         try:
             address = normalize_email(col("email"))
+            language = _language(col("language"), offered, languages)
         except InputError as e:
-            report.problems.append(f"{path}:{line}: {e}")
+            report.problems.append(f"{path}:{line}: {e}{_delimiter_hint(col('email'), delimiter)}")
             continue
         if email_key(address) in seen:
             report.existing += 1
             continue
         seen.add(email_key(address))
-        language = col("language") or "en"
         try:
             _, created = add_subscriber(session, address, now, name=col("name"), language=language)
         except SuppressedAddress:
@@ -122,6 +139,63 @@ def import_csv(session: Session, path: Path, now: datetime) -> ImportReport:
         else:
             report.existing += 1
     return report
+
+
+def _read_text(path: Path, encoding: str) -> str:
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise InputError(f"{path}: cannot read: {e.strerror or e}") from e
+    try:
+        # utf-8-sig: a byte-order mark (Excel writes one) is not part of the first address.
+        return data.decode("utf-8-sig" if codecs.lookup(encoding).name == "utf-8" else encoding)
+    except LookupError as e:
+        raise InputError(f"unknown encoding {encoding!r}") from e
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        hint = " (saved by a spreadsheet? try --encoding latin-1 or cp1252)"
+        raise InputError(
+            f"{path}:{line}: not {encoding} text: byte 0x{data[e.start]:02x} cannot be read"
+            + (hint if codecs.lookup(encoding).name == "utf-8" else "")
+        ) from e
+
+
+def sniff_delimiter(text: str) -> str:
+    """The delimiter that splits the first row (usually the header) into the most fields,
+    then the other first rows into the most; a comma when nothing splits anything."""
+    sample = [line for line in text[: 64 * 1024].splitlines() if line.strip()][:20]
+    if not sample:
+        return DELIMITERS[0]
+
+    def score(candidate: str) -> tuple[int, int]:
+        try:
+            counts = [len(row) for row in csv.reader(sample, delimiter=candidate)]
+        except csv.Error:
+            return (0, 0)
+        return (counts[0], min(counts)) if counts else (0, 0)
+
+    return max(DELIMITERS, key=score)  # the first of equals: a comma wins a tie
+
+
+def _language(given: str, offered: dict[str, str], languages: Sequence[str] | None) -> str:
+    if not languages:
+        return given or "en"
+    if not given:
+        return languages[0]
+    if given.casefold() not in offered:
+        raise InputError(
+            f"language {given!r} is not offered (web.languages: {', '.join(languages)})"
+        )
+    return offered[given.casefold()]
+
+
+def _delimiter_hint(cell: str, delimiter: str) -> str:
+    """Why a row may have been split wrongly: another delimiter inside the address cell."""
+    for other in DELIMITERS:
+        if other != delimiter and other in cell:
+            shown = "\\t" if other == "\t" else other
+            return f" (fields separated by '{shown}'? use --delimiter '{shown}')"
+    return ""
 
 
 def _rows(reader: Any) -> list[tuple[int, list[str]]]:

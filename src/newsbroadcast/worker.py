@@ -10,6 +10,7 @@ import signal
 import threading
 from types import FrameType
 
+from newsbroadcast import db
 from newsbroadcast.app import Service
 from newsbroadcast.dispatch import DispatchReport
 
@@ -39,13 +40,16 @@ def run_worker(service: Service, once: bool = False) -> DispatchReport:
         dispatcher.connections,
         service.config.email.batch_size,
     )
+    database = db.watch(service.engine)
     while not stopping.is_set():
         try:
-            total.add(service.dispatch())
-        except Exception:
+            if once or database.reachable():  # during an outage: wait, said once (db.py)
+                total.add(service.dispatch())
+        except Exception as e:
             if once:
                 raise
-            log.exception("dispatch failed; trying again in %gs", every)
+            if not database.failed(e):
+                log.exception("dispatch failed; trying again in %gs", every)
         if once:
             break
         stopping.wait(every)

@@ -52,9 +52,15 @@ class Located:
         return self.lines.get(path)
 
 
+# Aliases may repeat at most this many values in all. A real config repeats a few dozen;
+# "billion laughs" (nine aliases of nine aliases...) would otherwise expand to 10**9 values.
+MAX_ALIAS_VALUES = 10_000
+
+
 def load_yaml(path: Path, env: Mapping[str, str] | None = None) -> Located:
     """Parse ``path`` and expand ``${VAR}`` from ``env``. A file that cannot be read or
-    parsed raises ConfigError; duplicate keys and unset variables are collected in
+    parsed raises ConfigError, as do aliases that refer to themselves or repeat more than
+    MAX_ALIAS_VALUES values; duplicate keys and unset variables are collected in
     ``problems`` so they are reported together with the validation errors."""
     env = os.environ if env is None else env
     name = str(path)
@@ -64,49 +70,109 @@ def load_yaml(path: Path, env: Mapping[str, str] | None = None) -> Located:
         raise ConfigError([Problem(name, None, f"cannot read config: {e.strerror or e}")]) from e
     except UnicodeDecodeError as e:
         raise ConfigError([Problem(name, None, f"not UTF-8 text: {e}")]) from e
+    located = Located(data={}, file=name)
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        root = yaml.compose(text, Loader=_Loader)
+        if root is not None:
+            located.data = _Builder(located, env).build(root, ())
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         line = mark.line + 1 if mark else None
         raise ConfigError([Problem(name, line, f"YAML syntax error: {e.problem}")]) from e
-    located = Located(data={}, file=name)
-    if root is not None:
-        located.data = _build(root, (), located, located.problems, env)
+    except RecursionError as e:
+        # Python's stack ends long before any config a person writes would.
+        raise ConfigError([Problem(name, None, "YAML nested too deeply")]) from e
     return located
 
 
-def _build(
-    node: yaml.Node, path: Path_, out: Located, problems: list[Problem], env: Mapping[str, str]
-) -> Any:
-    out.lines[path] = node.start_mark.line + 1
-    if isinstance(node, yaml.MappingNode):
+class _Alias(yaml.Node):
+    """One use of an alias (``*name``), kept apart from the node it names so that each
+    use has its own line and the builder can count what aliases repeat."""
+
+    def __init__(self, target: yaml.Node, anchor: str, mark: yaml.Mark) -> None:
+        super().__init__(target.tag, target, mark, mark)
+        self.anchor = anchor
+
+
+class _Loader(yaml.SafeLoader):
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            target = super().compose_node(parent, index)
+            return _Alias(target, event.anchor, event.start_mark)
+        return super().compose_node(parent, index)
+
+
+class _Builder:
+    """Turns the composed nodes into plain data, noting lines and bounding aliases."""
+
+    def __init__(self, out: Located, env: Mapping[str, str]) -> None:
+        self.out = out
+        self.env = env
+        self.scalars = yaml.SafeLoader("")  # constructs scalars only, safe
+        self.repeated = 0  # values built again because an alias named them
+        self.aliases: list[_Alias] = []  # the aliases being expanded, outermost first
+
+    def problem(self, node: yaml.Node, message: str) -> Problem:
+        return Problem(self.out.file, node.start_mark.line + 1, message)
+
+    def build(self, node: yaml.Node, path: Path_) -> Any:
+        self.out.lines.setdefault(path, node.start_mark.line + 1)
+        if isinstance(node, _Alias):
+            return self.expand(node, path)
+        if self.aliases:
+            self.repeated += 1
+            if self.repeated > MAX_ALIAS_VALUES:
+                outer = self.aliases[0]
+                raise ConfigError(
+                    [
+                        self.problem(
+                            outer,
+                            f"alias *{outer.anchor} repeats more than {MAX_ALIAS_VALUES} "
+                            "values in all: write them out, or use fewer aliases",
+                        )
+                    ]
+                )
+        if isinstance(node, yaml.MappingNode):
+            return self.mapping(node, path)
+        if isinstance(node, yaml.SequenceNode):
+            return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
+        value = self.scalars.construct_object(node)
+        if isinstance(value, str) and "${" in value:
+            value = _expand(
+                value, self.out.file, node.start_mark.line + 1, self.out.problems, self.env
+            )
+        return value
+
+    def expand(self, alias: _Alias, path: Path_) -> Any:
+        # An alias inside the node it names (`&a [*a]`) meets itself on the way down.
+        if any(a.value is alias.value for a in self.aliases):
+            raise ConfigError([self.problem(alias, f"alias *{alias.anchor} refers to itself")])
+        self.aliases.append(alias)
+        try:
+            return self.build(alias.value, path)
+        finally:
+            self.aliases.pop()
+
+    def mapping(self, node: yaml.MappingNode, path: Path_) -> dict[Any, Any]:
         result: dict[Any, Any] = {}
         for key_node, value_node in node.value:
-            key = yaml.SafeLoader(" ").construct_object(key_node)  # scalars only, safe
+            target = key_node.value if isinstance(key_node, _Alias) else key_node
+            if not isinstance(target, yaml.ScalarNode):
+                self.out.problems.append(self.problem(key_node, "a key must be a plain value"))
+                continue
+            key = self.scalars.construct_object(target)
             if key == "<<":
-                problems.append(
-                    Problem(
-                        out.file,
-                        key_node.start_mark.line + 1,
-                        "YAML merge keys (<<) are not supported",
-                    )
+                self.out.problems.append(
+                    self.problem(key_node, "YAML merge keys (<<) are not supported")
                 )
                 continue
             if key in result:
-                problems.append(
-                    Problem(out.file, key_node.start_mark.line + 1, f"duplicate key {key!r}")
-                )
+                self.out.problems.append(self.problem(key_node, f"duplicate key {key!r}"))
                 continue
-            result[key] = _build(value_node, (*path, key), out, problems, env)
-            out.lines[(*path, key)] = key_node.start_mark.line + 1
+            result[key] = self.build(value_node, (*path, key))
+            self.out.lines[(*path, key)] = key_node.start_mark.line + 1
         return result
-    if isinstance(node, yaml.SequenceNode):
-        return [_build(item, (*path, i), out, problems, env) for i, item in enumerate(node.value)]
-    value = yaml.SafeLoader(" ").construct_object(node)
-    if isinstance(value, str) and "${" in value:
-        value = _expand(value, out.file, node.start_mark.line + 1, problems, env)
-    return value
 
 
 def _expand(

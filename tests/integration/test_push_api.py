@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -53,6 +54,9 @@ STORY = {
     "tags": ["Peacekeeping"],
     "published_at": "2025-05-23T09:15:00+02:00",
 }
+
+
+JSON = {"Content-Type": "application/json"}
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -113,9 +117,100 @@ def test_a_bad_body_names_each_field(api: str, engine: Engine) -> None:
     assert missing.status_code == 422
     assert [e["field"] for e in missing.json()["fields"]] == ["guid"]
 
-    not_json = httpx.post(api, content=b"{title:", headers=bearer(TOKEN))
+    not_json = httpx.post(api, content=b"{title:", headers={**bearer(TOKEN), **JSON})
     assert not_json.status_code == 400 and not_json.json()["error"] == "bad_json"
     assert count(engine) == 0
+
+
+def stored(engine: Engine) -> Article:
+    with sessions(engine)() as s:
+        return s.scalars(select(Article)).one()
+
+
+def test_a_repeat_changes_only_the_fields_it_sends(api: str, engine: Engine) -> None:
+    assert httpx.post(api, json=STORY, headers=bearer(TOKEN)).status_code == 201
+    bare = {"guid": STORY["guid"], "title": STORY["title"]}
+    again = httpx.post(api, json=bare, headers=bearer(TOKEN))
+    assert again.status_code == 200 and again.json()["status"] == "unchanged", again.text
+    article = stored(engine)
+    assert article.url == STORY["url"]
+    assert article.summary == STORY["summary"] and article.tags == ["Peacekeeping"]
+    assert article.published_at is not None
+
+    # A field that is sent replaces the stored one, even when it is sent empty.
+    edit = {**bare, "summary": "<p>Forty-two officers arrived in Juba.</p>", "tags": []}
+    edited = httpx.post(api, json=edit, headers=bearer(TOKEN))
+    assert edited.json()["status"] == "updated", edited.text
+    article = stored(engine)
+    assert article.summary == edit["summary"] and article.tags == []
+    assert article.url == STORY["url"] and article.image is None
+    assert count(engine) == 1
+
+
+def test_nfc_and_nfd_spellings_of_a_guid_are_one_article(api: str, engine: Engine) -> None:
+    nfc, nfd = "cms-caf\u00e9-1", "cms-cafe\u0301-1"
+    first = httpx.post(api, json={"guid": nfd, "title": "Caf\u00e9 talk"}, headers=bearer(TOKEN))
+    assert first.status_code == 201 and first.json()["guid"] == nfc
+    second = httpx.post(api, json={"guid": nfc, "title": "Caf\u00e9 talk"}, headers=bearer(TOKEN))
+    assert second.status_code == 200, second.text
+    assert count(engine) == 1 and stored(engine).guid == nfc
+
+
+def test_only_a_json_body_is_taken(api: str, engine: Engine) -> None:
+    body = json.dumps(STORY).encode()
+    for content_type in ("text/plain", "application/x-www-form-urlencoded", None):
+        headers = {**bearer(TOKEN), **({"Content-Type": content_type} if content_type else {})}
+        reply = httpx.post(api, content=body, headers=headers)
+        assert reply.status_code == 415, (content_type, reply.text)
+        assert reply.json()["error"] == "unsupported_media_type"
+    charset = {**bearer(TOKEN), "Content-Type": "Application/JSON; charset=utf-8"}
+    assert httpx.post(api, content=body, headers=charset).status_code == 201
+    assert count(engine) == 1
+
+
+def test_every_malformed_body_is_a_4xx_with_a_json_reason(api: str, engine: Engine) -> None:
+    headers = {**bearer(TOKEN), **JSON}
+    story = json.dumps(STORY)
+    for body, status in (
+        (b"[" * 100_000 + b"]" * 100_000, 400),  # deeper than Python's stack
+        (b'{"guid": "\xff\xfe", "title": "x"}', 400),  # not UTF-8
+        (b'{"guid": "x", "title": "\\ud800"}', 422),  # a lone surrogate
+        (b'{"guid": "x", "title": "x", "published_at": "9999-12-31T23:00:00-14:00"}', 422),
+        (b'{"guid": "x", "title": "x", "tags": [[["deep"]]]}', 422),
+        (b'{"guid": "x", "title": "x", "author": {"name": "A"}}', 422),
+        (b"[" + story.encode() + b"]", 422),  # a list, not one article
+        (b'"just a string"', 422),
+        (b"", 400),
+        (b"1" * 5000, 400),  # more digits than Python turns into an int
+    ):
+        reply = httpx.post(api, content=body, headers=headers)
+        assert reply.status_code == status, (body[:60], reply.status_code, reply.text[:200])
+        assert reply.headers["content-type"] == "application/json"
+        assert reply.json()["error"] in ("bad_json", "invalid")
+    assert count(engine) == 0
+
+
+def test_the_api_answers_other_methods_and_paths_in_json(tmp_path: Path) -> None:
+    """Through the whole web app, whose own 404/405 pages are HTML for people."""
+    from starlette.testclient import TestClient
+
+    from newsbroadcast.web.app import create_app
+
+    config = make_config(
+        tmp_path,
+        api={"tokens": [hash_token(TOKEN)]},
+        templates=str(ROOT / "templates"),
+        database={"url": f"sqlite:///{tmp_path / 'web.db'}"},
+    )
+    client = TestClient(create_app(config))
+    for method in ("GET", "PUT", "DELETE", "PATCH"):
+        reply = client.request(method, "/api/articles", headers=bearer(TOKEN))
+        assert reply.status_code == 405, method
+        assert reply.headers["allow"] == "POST"
+        assert reply.json()["error"] == "method_not_allowed"
+    missing = client.post("/api/article", json=STORY, headers=bearer(TOKEN))
+    assert missing.status_code == 404 and missing.json()["error"] == "not_found"
+    assert client.post("/api/articles", json=STORY, headers=bearer(TOKEN)).status_code == 201
 
 
 def test_the_subscriber_web_app_serves_the_push_api(tmp_path: Path) -> None:

@@ -123,3 +123,45 @@ def test_serve_answers_on_the_given_port(site: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_import_finds_the_delimiter_and_checks_languages(site: Path) -> None:
+    people = site / "people.csv"
+    people.write_text(
+        "email;name;language\n"
+        "ada@example.org;Lovelace, Ada;en\n"
+        "marie@example.org;Curie, Marie;FR\n"
+        "klingon@example.org;Worf;tlh\n"
+    )
+    result = nb(site, "subscribers", "import", str(people), check=False)
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        f"{people}:4: language 'tlh' is not offered (web.languages: en, fr)"
+    ]
+    assert "imported 2, already there 0, bad rows 1" in result.stdout
+    listed = [line.split("\t") for line in nb(site, "subscribers", "list").stdout.splitlines()]
+    assert [(row[1], row[3], row[4]) for row in listed] == [
+        ("ada@example.org", "Lovelace, Ada", "en"),
+        ("marie@example.org", "Curie, Marie", "fr"),
+    ]
+
+    # Told the wrong delimiter, every row is refused, with a hint at the right one.
+    forced = nb(site, "subscribers", "import", str(people), "--delimiter", ",", check=False)
+    assert forced.returncode == 1
+    assert "(fields separated by ';'? use --delimiter ';')" in forced.stderr.splitlines()[0]
+
+
+def test_import_of_a_latin1_file_names_the_line_and_the_option(site: Path) -> None:
+    people = site / "people.csv"
+    people.write_bytes(
+        "email,name\nzoe@example.org,Zoe\nlea@example.org,Léa Müller\n".encode("latin-1")
+    )
+    refused = nb(site, "subscribers", "import", str(people), check=False)
+    assert refused.returncode == 2
+    assert refused.stderr.startswith(f"error: {people}:3: not utf-8 text"), refused.stderr
+    assert "--encoding latin-1" in refused.stderr and "Traceback" not in refused.stderr
+    assert nb(site, "subscribers", "list").stdout == ""  # all or nothing: no row imported
+
+    nb(site, "subscribers", "import", str(people), "--encoding", "latin-1")
+    names = [line.split("\t")[3] for line in nb(site, "subscribers", "list").stdout.splitlines()]
+    assert names == ["Zoe", "Léa Müller"]

@@ -9,19 +9,21 @@ from __future__ import annotations
 import hashlib
 import hmac
 import html
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 import httpx
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from newsbroadcast.errors import SourceError
 from newsbroadcast.ingest import _state
+from newsbroadcast.models import Article
 from newsbroadcast.sources.base import ArticleDraft
 from newsbroadcast.sources.http import Fetcher
 from newsbroadcast.sources.pagemeta import page_metadata, parse_html
-from newsbroadcast.store import upsert_articles
+from newsbroadcast.store import canonical_url, upsert_articles
 
 __all__ = ["Stored", "draft_from_page", "hash_token", "store_pushed", "token_matches"]
 
@@ -32,11 +34,26 @@ class Stored:
     updated: bool
 
 
+# What a pushed draft may leave out, and so keep from the stored story.
+_OPTIONAL = ("url", "summary", "body", "image", "author", "tags", "published_at")
+
+
 def store_pushed(
-    sessions: sessionmaker[Session], source: str, drafts: list[ArticleDraft], now: datetime
+    sessions: sessionmaker[Session],
+    source: str,
+    drafts: list[ArticleDraft],
+    now: datetime,
+    *,
+    sent: Collection[str] | None = None,
 ) -> Stored:
-    """Store ``drafts`` under ``source`` and record the source's health, in one commit."""
+    """Store ``drafts`` under ``source`` and record the source's health, in one commit.
+
+    ``sent``: the fields the pusher gave. A repeat changes only those: a field it left out
+    keeps the stored value (read in the same transaction as the write).
+    """
     with sessions.begin() as session:
+        if sent is not None:
+            drafts = [_with_stored(session, source, d, sent) for d in drafts]
         result = upsert_articles(session, source, drafts, now)
         state = _state(session, source)
         state.last_polled_at = now
@@ -44,6 +61,26 @@ def store_pushed(
         state.last_error = None
         state.items_seen = (state.items_seen or 0) + len(drafts)
     return Stored(created=bool(result.new_ids), updated=bool(result.updated))
+
+
+def _with_stored(
+    session: Session, source: str, draft: ArticleDraft, sent: Collection[str]
+) -> ArticleDraft:
+    left_out = [name for name in _OPTIONAL if name not in sent]
+    if not left_out:
+        return draft
+    row = session.scalar(
+        select(Article).where(Article.source == source, Article.guid == draft.guid)
+    )
+    key = canonical_url(draft.url)
+    if row is None and key is not None:
+        row = session.scalar(select(Article).where(Article.canonical_url == key))
+    if row is None or row.source != source:
+        return draft  # new, or another source's story (which is never overwritten)
+    kept = {name: getattr(row, name) for name in left_out}
+    if "tags" in kept:
+        kept["tags"] = tuple(kept["tags"] or ())
+    return replace(draft, **kept)
 
 
 def record_failure(sessions: sessionmaker[Session], source: str, now: datetime, error: str) -> None:
