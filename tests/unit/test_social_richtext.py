@@ -9,6 +9,7 @@ import hmac
 import regex
 
 from newsbroadcast.channels import richtext
+from newsbroadcast.channels.base import OutgoingPost, story_identity
 from newsbroadcast.channels.bluesky import facets, measure, record_key
 from newsbroadcast.channels.telegram import measure as telegram_measure
 from newsbroadcast.channels.telegram import to_html
@@ -60,18 +61,22 @@ def test_facet_offsets_are_utf8_bytes_start_inclusive_end_exclusive() -> None:
     assert found[1].features[0].tag == "Ürümqi"
 
 
-def test_record_keys_are_valid_tids_fixed_per_article_and_channel() -> None:
-    key = record_key(42, "bsky", "https://x.org/a")
+def _post(guid: str, channel: str = "bsky", article_id: int = 42) -> OutgoingPost:
+    story = story_identity("news.example.org", "feed", guid)
+    return OutgoingPost(article_id, article_id, channel, "t", None, "t", story=story)
+
+
+def test_record_keys_are_valid_tids_fixed_per_story_and_channel() -> None:
+    key = record_key(_post("a"))
     assert TID.match(key)
-    assert key == record_key(42, "bsky", "https://x.org/a")
+    assert key == record_key(_post("a", article_id=7))  # the row id plays no part
     value = 0
     for c in key:
         value = value * 32 + S32.index(c)
     assert value < 2**63  # the first bit is 0
-    others = {record_key(n, "bsky", f"https://x.org/{n}") for n in range(1, 5001)}
+    others = {record_key(_post(f"story-{n}")) for n in range(1, 5001)}
     assert len(others) == 5000
-    assert record_key(42, "other", "https://x.org/a") != key
-    assert record_key(42, "bsky", "https://x.org/rebuilt-db") != key
+    assert record_key(_post("a", channel="other")) != key
 
 
 def test_telegram_html_escapes_text_and_anchors_links() -> None:
@@ -86,5 +91,5 @@ def test_telegram_html_escapes_text_and_anchors_links() -> None:
 def test_webhook_signature_and_key() -> None:
     digest = hmac.new(b"s", b'{"a":1}', hashlib.sha256).hexdigest()
     assert sign("s", b'{"a":1}') == f"sha256={digest}"
-    assert idempotency_key(1, "hook", "u") == idempotency_key(1, "hook", "u")
-    assert idempotency_key(1, "hook", "u") != idempotency_key(2, "hook", "u")
+    assert idempotency_key(_post("a", "hook", 1)) == idempotency_key(_post("a", "hook", 2))
+    assert idempotency_key(_post("a", "hook")) != idempotency_key(_post("b", "hook"))
