@@ -84,7 +84,33 @@ def test_a_claim_left_by_a_dead_dispatcher_is_taken_again_after_its_lease(
         assert service.dispatch().sent == 3
         assert sorted(sink.recipients()) == [f"reader{i}@example.org" for i in range(3)]
         with service.sessions() as session:
-            assert {d.attempts for d in session.scalars(select(Delivery))} == {2}
+            # Claimed twice, refused never: the crash spent no attempt.
+            rows = session.scalars(select(Delivery)).all()
+            assert {(d.claims, d.attempts) for d in rows} == {(2, 0)}
+
+
+def test_crashes_spend_no_attempts_so_a_first_refusal_is_retried(
+    engine: Engine, tmp_path: Path
+) -> None:
+    clock = Clock()
+    with SmtpSink(defer={"reader0@example.org": 1}) as sink:
+        service = service_for(engine, tmp_path, sink, clock)  # max_attempts: 2
+        service.poll()
+        service.plan_digests()
+        for _ in range(4):  # four dispatchers claim everything and die before sending
+            with service.sessions() as session:
+                assert len(claim(session, Delivery, clock(), timedelta(minutes=5), 100)) == 3
+            clock.now += timedelta(minutes=6)
+        report = service.dispatch()
+        assert (report.failed, report.retried) == (0, 1)  # the 451 is its first refusal
+        with service.sessions() as session:
+            row = session.scalar(
+                select(Delivery).join(Subscriber).where(Subscriber.email == "reader0@example.org")
+            )
+            assert (row.status, row.attempts, row.claims) == (SendStatus.queued, 1, 5)
+        clock.now += timedelta(hours=1)
+        assert service.dispatch().sent == 1
+        assert sorted(sink.recipients()) == [f"reader{i}@example.org" for i in range(3)]
 
 
 def test_unsubscribed_while_queued_is_skipped_not_sent(engine: Engine, tmp_path: Path) -> None:
