@@ -347,7 +347,8 @@ class Dispatcher:
         ended: list[datetime] = []  # when each message that used a slot got its reply
         try:
             with contextlib.closing(SentRecorder(session, overlap)) as recorder:
-                more = self._send_rows(session, recorder, transport, rows, report, ended)
+                # A copy: _send_rows drops rows it skips, the log below names the batch.
+                more = self._send_rows(session, recorder, transport, list(rows), report, ended)
         finally:
             self.limiter.release(grant.slots, ended)
         sent, retried, failed, skipped = (
