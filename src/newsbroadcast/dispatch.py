@@ -102,8 +102,14 @@ class DispatchReport:
 
 
 def backoff(base: timedelta, attempts: int) -> timedelta:
-    """base, 2·base, 4·base, … capped at six hours."""
-    return min(base * (2 ** max(attempts - 1, 0)), MAX_BACKOFF)
+    """base, 2·base, 4·base, … capped at six hours (for any count: an outage's tries
+    keep counting for as long as it lasts)."""
+    delay = base
+    for _ in range(max(attempts - 1, 0)):
+        if delay >= MAX_BACKOFF:
+            break
+        delay *= 2
+    return min(delay, MAX_BACKOFF)
 
 
 def claim(

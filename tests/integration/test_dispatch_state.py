@@ -172,6 +172,7 @@ def test_backoff_doubles_and_is_capped() -> None:
     base = timedelta(minutes=1)
     assert [backoff(base, n) for n in (1, 2, 3)] == [base, 2 * base, 4 * base]
     assert backoff(base, 30) == timedelta(hours=6)
+    assert backoff(base, 10_000) == timedelta(hours=6)  # a long outage keeps counting
 
 
 def test_unsubscribed_after_the_claim_is_skipped_not_sent(engine: Engine, tmp_path: Path) -> None:
