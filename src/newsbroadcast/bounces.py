@@ -1,17 +1,59 @@
-"""Reading what comes back: RFC 3464 delivery status notifications and mailto unsubscribes.
+"""Reading what comes back: SMTP replies, RFC 3464 delivery status notifications and mailto
+unsubscribes.
 
-Pure: a parsed message in, facts out. ``mailbox.py`` acts on them.
+Pure: a reply or a parsed message in, facts out. ``dispatch.py`` (replies) and
+``mailbox.py`` (DSNs) act on them, both through the one classifier, ``classify``.
 """
 
 from __future__ import annotations
 
+import enum
 import re
 from dataclasses import dataclass
 from email.message import EmailMessage, Message
 
-__all__ = ["Bounce", "parse_dsn", "unsubscribe_token"]
+__all__ = ["Bounce", "BounceKind", "classify", "parse_dsn", "reply_status", "unsubscribe_token"]
 
 _STATUS = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
+_REPLY = re.compile(r"^\s*([245])\d\d(?:[ -]+([245]\.\d{1,3}\.\d{1,3})\b)?")
+
+
+class BounceKind(enum.StrEnum):
+    """What a refusal says about the address (RFC 3463 status codes)."""
+
+    none = "none"  # 2.x.x: not a refusal
+    bad_address = "bad_address"  # 5.1.x bad mailbox or destination, 5.2.1 disabled: never again
+    soft = "soft"  # 4.x.x, and 5.2.2 mailbox full: may pass later; counted
+    policy = "policy"  # 5.7.x: the sender is refused, not the address's fault
+    permanent = "permanent"  # any other 5.x.x: counts toward email.bounce_after
+
+
+def classify(status: str) -> BounceKind:
+    """The kind of an enhanced status code such as ``5.1.1`` (``""``: unknown, permanent)."""
+    klass, _, rest = status.partition(".")
+    subject, _, detail = rest.partition(".")
+    if klass == "2":
+        return BounceKind.none
+    if klass == "4":
+        return BounceKind.soft
+    if subject == "1" or (subject, detail) == ("2", "1"):
+        return BounceKind.bad_address
+    if (subject, detail) == ("2", "2"):
+        return BounceKind.soft
+    if subject == "7":
+        return BounceKind.policy
+    return BounceKind.permanent
+
+
+def reply_status(reply: str | None) -> str:
+    """The enhanced status code of an SMTP reply (``"550 5.1.1 No such user"`` → ``5.1.1``);
+    without one, the reply code's class alone (``"550 No"`` → ``5.0.0``); ``""`` for none."""
+    m = _REPLY.match(reply or "")
+    if m is None:
+        return ""
+    return m.group(2) or f"{m.group(1)}.0.0"
+
+
 _TOKEN_IN_SUBJECT = re.compile(r"\bunsubscribe\s+([A-Za-z0-9_-]{8,64})\b", re.IGNORECASE)
 
 
@@ -28,6 +70,15 @@ class Bounce:
     @property
     def is_failure(self) -> bool:
         return self.action in ("failed", "delayed")
+
+    @property
+    def kind(self) -> BounceKind:
+        """What the failure says about the address; a delay is soft whatever its code."""
+        if not self.is_failure:
+            return BounceKind.none
+        if self.action == "delayed":
+            return BounceKind.soft
+        return classify(self.status or "5.0.0")
 
 
 def parse_dsn(message: Message) -> list[Bounce]:

@@ -270,8 +270,12 @@ class Email(Model):
     file: FileTransport = FileTransport()
     smtp: Smtp | None = None
     dkim: Dkim | None = None
+    # Refusals of one message (4xx replies to it) before it is given up; an outage, a lost
+    # connection or a crash never counts.
     max_attempts: int = Field(8, ge=1)
     retry_after: Duration = timedelta(minutes=1)  # first retry; doubles each attempt
+    # While the server is down, tries are spaced retry_after, doubling, at most this far apart.
+    outage_wait_max: Duration = timedelta(minutes=5)
     bounce_after: int = Field(3, ge=1)  # permanent failures before a subscriber is 'bounced'
     batch_size: int = Field(200, ge=1)
     rate_limit: RateLimit = RateLimit()
@@ -341,6 +345,11 @@ class ChannelBase(Model):
     max_age: Duration = timedelta(days=2)
     tags: list[str] = []  # only articles with one of these tags; empty = all
     pace: Pace | None = None  # e.g. {every: 10m, between: "07:00-21:00", timezone: UTC}
+    # Refusals of one post (an answer to it) before it is given up; the network being
+    # unreachable or the server asking us to wait never counts.
+    max_attempts: int = Field(8, ge=1)
+    retry_after: Duration = timedelta(minutes=1)  # first retry; doubles each attempt
+    outage_wait_max: Duration = timedelta(minutes=5)  # tries while unreachable: at most this apart
 
 
 class FileChannel(ChannelBase):

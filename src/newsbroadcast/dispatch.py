@@ -5,6 +5,10 @@ dispatcher that dies leaves its rows to be taken again once the lease runs out, 
 message then goes out with the same Message-ID so a receiver can drop the duplicate.
 Outcomes are committed one message at a time, so a kill repeats at most the message that
 was on the wire.
+
+Only what a message caused counts against it: ``attempts`` grows when the receiver refuses
+that message (a reply to it), never for a claim, a crash, a lost connection or a server that
+is down. Those are waited out, tries spaced by a capped backoff, however long they last.
 """
 
 from __future__ import annotations
@@ -13,7 +17,6 @@ import contextlib
 import logging
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -38,8 +41,9 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from newsbroadcast import metrics
+from newsbroadcast.bounces import BounceKind, classify, reply_status
 from newsbroadcast.channels.base import Channel, OutgoingPost, story_identity
-from newsbroadcast.config import AutoPause, Config
+from newsbroadcast.config import Config
 from newsbroadcast.editions import pause_edition
 from newsbroadcast.errors import DeliveryError, PermanentSendError, RateLimited, TransportDown
 from newsbroadcast.models import (
@@ -52,6 +56,7 @@ from newsbroadcast.models import (
     SendStatus,
     Subscriber,
     SubscriberStatus,
+    Suppression,
     utcnow,
 )
 from newsbroadcast.pacing import take_slot
@@ -64,6 +69,8 @@ from newsbroadcast.render.email import (
     StoryView,
     make_message_id,
 )
+from newsbroadcast.subscriptions import record_bounce
+from newsbroadcast.suppressions import email_hash
 from newsbroadcast.transports.base import Envelope, Transport
 
 log = logging.getLogger("newsbroadcast.dispatch")
@@ -95,8 +102,14 @@ class DispatchReport:
 
 
 def backoff(base: timedelta, attempts: int) -> timedelta:
-    """base, 2·base, 4·base, … capped at six hours."""
-    return min(base * (2 ** max(attempts - 1, 0)), MAX_BACKOFF)
+    """base, 2·base, 4·base, … capped at six hours (for any count: an outage's tries
+    keep counting for as long as it lasts)."""
+    delay = base
+    for _ in range(max(attempts - 1, 0)):
+        if delay >= MAX_BACKOFF:
+            break
+        delay *= 2
+    return min(delay, MAX_BACKOFF)
 
 
 def claim(
@@ -108,7 +121,8 @@ def claim(
     extra: Sequence[Any] = (),
 ) -> list[int]:
     """Take up to ``limit`` due rows: `sending` ones whose lease ran out (a dead
-    dispatcher's), then queued ones, oldest due first.
+    dispatcher's), then queued ones, oldest due first. A claim counts in ``claims``, not
+    in ``attempts``: a crash must not use up a message's attempts.
 
     Each step is one UPDATE … WHERE id picked by a SELECT … FOR UPDATE SKIP LOCKED …
     RETURNING: on PostgreSQL concurrent dispatchers get disjoint rows without waiting on
@@ -141,7 +155,7 @@ def claim(
             update(model)
             .where(chosen)
             .values(status=SendStatus.sending, lease_until=now + lease,
-                    attempts=model.attempts + 1)
+                    claims=model.claims + 1)
             .returning(model.id)
             .execution_options(synchronize_session=False)
         )  # fmt: skip
@@ -170,9 +184,12 @@ class Dispatcher:
         # (edition id, language) → rendered once per language variant
         self._prepared: dict[tuple[int, str], PreparedEdition] = {}
         self._prepared_lock = threading.Lock()
-        self._failures = FailureWindows(config.email.auto_pause)
+        # Consecutive outages per transport or channel: how long to wait before the next try.
+        self._outages: dict[str, int] = {}
         transport_name = config.email.transport
-        self.limiter = SendRateLimiter(sessions, transport_name, config.email.rate_limit, clock)
+        self.limiter = SendRateLimiter(
+            sessions, transport_name, config.email.rate_limit, clock, hold=config.scheduler.lease
+        )
         self._postgres = sessions.kw["bind"].dialect.name == "postgresql"
         #: Set it (from a signal handler, another thread) to stop after the messages in flight.
         self.stopping = threading.Event()
@@ -308,6 +325,7 @@ class Dispatcher:
                     Delivery.id,
                     Delivery.edition_id,
                     Delivery.attempts,
+                    Delivery.claims,
                     Subscriber.id.label("subscriber_id"),
                     Subscriber.email,
                     Subscriber.name,
@@ -332,8 +350,13 @@ class Dispatcher:
                 self.stopping.wait(max(wait, 0.0))
                 return True
         before = (report.sent, report.retried, report.failed, report.skipped)
-        with contextlib.closing(SentRecorder(session, overlap)) as recorder:
-            more = self._send_rows(session, recorder, transport, rows, report)
+        ended: list[datetime] = []  # when each message that used a slot got its reply
+        try:
+            with contextlib.closing(SentRecorder(session, overlap)) as recorder:
+                # A copy: _send_rows drops rows it skips, the log below names the batch.
+                more = self._send_rows(session, recorder, transport, list(rows), report, ended)
+        finally:
+            self.limiter.release(grant.slots, ended)
         sent, retried, failed, skipped = (
             now - then
             for now, then in zip(
@@ -361,9 +384,13 @@ class Dispatcher:
         transport: Transport,
         rows: list[Any],
         report: DispatchReport,
+        ended: list[datetime],
     ) -> bool:
+        """Send ``rows`` in order; append to ``ended`` when each message's transaction
+        ended (for the rate limit). Unsubscribes, suppressions and halted editions are
+        looked at before the first message and then at most ``HALT_CHECK_SECONDS`` apart."""
         sender = parseaddr(self.config.site.sender)[1]
-        look = False  # look at the editions' status before the next message
+        look = True  # look at the editions' and subscribers' status before the next message
         renew_every = self.config.scheduler.lease.total_seconds() / 4
         renewed = looked = time.monotonic()
         n = 0
@@ -373,6 +400,7 @@ class Dispatcher:
                 return False
             if look or time.monotonic() - looked >= HALT_CHECK_SECONDS:
                 rows[n:] = self._drop_halted(session, rows[n:])
+                rows[n:] = self._drop_departed(session, rows[n:], transport, report)
                 look, looked = False, time.monotonic()
             if time.monotonic() - renewed > renew_every:
                 rows[n:] = self._renew_lease(session, rows[n:])
@@ -395,39 +423,44 @@ class Dispatcher:
             try:
                 data = prepared.message(recipient, message_id, self.clock())
                 envelope = Envelope(sender, row.email, data, message_id)
-                reply = transport.send(envelope, before_data=recorder.settle)
+                try:
+                    reply = transport.send(envelope, before_data=recorder.settle)
+                finally:
+                    ended.append(self.clock())
             except PermanentSendError as e:
                 self._fail_permanently(session, row, e)
                 self._count(transport, report, "failed", started, error=f"delivery {row.id}: {e}")
-                look = self._note_outcome(session, row.edition_id, refused=True)
+                look = self._note_refusal(session, row.edition_id) or look
             except TransportDown as e:
-                # The server is unwell: hand the rest of the batch back untouched rather
-                # than spend an attempt of each on a known-bad connection. Not a refusal
-                # of this recipient, so it does not count towards the automatic pause.
-                outcome = "retry" if self._retry_delivery(session, row, e) else "failed"
-                self._count(transport, report, outcome, started, error=f"delivery {row.id}: {e}")
-                retry_at = self.clock() + self.config.email.retry_after
-                self._release_deliveries(session, [r.id for r in rows[n:]], retry_at)
+                # The server is unwell: not this message's doing, so no attempt is spent. The
+                # whole rest of the batch, this message included, waits for the next try.
+                wait = self._outage_wait("email", self.config.email)
+                self._count(transport, report, "retry", started, error=f"delivery {row.id}: {e}")
+                self._release_deliveries(
+                    session, [r.id for r in rows[n - 1 :]], self.clock() + wait,
+                    error=f"waiting for the server: {e}",
+                )  # fmt: skip
+                log.warning("%s; deliveries wait %ss", e, f"{wait.total_seconds():g}")
                 return False
             except DeliveryError as e:
                 outcome = "retry" if self._retry_delivery(session, row, e) else "failed"
                 self._count(transport, report, outcome, started, error=f"delivery {row.id}: {e}")
-                look = self._note_outcome(session, row.edition_id, refused=True)
+                look = self._note_refusal(session, row.edition_id) or look
             else:
                 # In the database before the next message is accepted: a kill repeats at most
                 # the one message that was on the wire on this connection.
                 recorder.record(row.id, self.clock(), reply, message_id)
                 self._count(transport, report, "sent", started)
-                self._note_outcome(session, row.edition_id, refused=False)
+                self._outages.pop("email", None)
         return True
 
     def _renew_lease(self, session: Session, rows: list[Any]) -> list[Any]:
         """Extend the lease on ``rows`` (a slow server must not let a sibling take them
         while this connection still works through them), keeping only those still ours: a
-        row another dispatcher claimed after our lease ran out has a higher attempt count."""
+        row another dispatcher claimed after our lease ran out has a higher claim count."""
         if not rows:
             return rows
-        mine = tuple_(Delivery.id, Delivery.attempts).in_([(r.id, r.attempts) for r in rows])
+        mine = tuple_(Delivery.id, Delivery.claims).in_([(r.id, r.claims) for r in rows])
         kept = set(
             session.scalars(
                 update(Delivery)
@@ -467,12 +500,7 @@ class Dispatcher:
             session.execute(
                 update(Delivery)
                 .where(Delivery.id.in_(ended), Delivery.status == SendStatus.sending)
-                .values(
-                    status=SendStatus.skipped,
-                    lease_until=None,
-                    attempts=Delivery.attempts - 1,
-                    last_error="edition cancelled",
-                )
+                .values(status=SendStatus.skipped, lease_until=None, last_error="edition cancelled")
                 .execution_options(synchronize_session=False)
             )
             session.commit()
@@ -501,22 +529,58 @@ class Dispatcher:
         if started is not None:
             metrics.SEND_SECONDS.labels(name).observe(time.perf_counter() - started)
 
-    def _note_outcome(self, session: Session, edition_id: int, refused: bool) -> bool:
-        """Feed the automatic pause: too many refusals in a row of messages pauses the
-        edition, so a block or an outage does not burn through the whole list. True when
-        it did."""
-        if self._failures.note(edition_id, refused):
-            settings = self.config.email.auto_pause
-            assert settings is not None
-            pause_edition(
-                session,
-                edition_id,
-                f"at least {settings.failure_share:.0%} of the last {settings.window} "
-                "messages were refused; see `newsbroadcast status`, then "
-                f"`newsbroadcast edition resume {edition_id}`",
-            )
+    def _note_refusal(self, session: Session, edition_id: int) -> bool:
+        """Feed the automatic pause after a refusal: when, of the edition's last ``window``
+        outcomes in the database (every dispatcher's), at least ``failure_share`` were
+        refusals, pause it, so a block does not burn through the whole list. True when the
+        edition no longer sends (paused now, or halted by someone else meanwhile)."""
+        settings = self.config.email.auto_pause
+        status, since = session.execute(
+            select(Edition.status, Edition.autopause_from).where(Edition.id == edition_id)
+        ).one()
+        if status != EditionStatus.sending:
             return True
-        return False
+        if settings is None:
+            return False
+        outcomes = sorted(
+            [(at, False) for at in self._latest(session, Delivery.sent_at, edition_id, since)]
+            + [(at, True) for at in self._latest(session, Delivery.refused_at, edition_id, since)],
+            reverse=True,
+        )[: settings.window]
+        if len(outcomes) < settings.window:
+            return False
+        if sum(refused for _, refused in outcomes) / len(outcomes) < settings.failure_share:
+            return False
+        # Judged once: a resumed edition starts a fresh window.
+        session.execute(
+            update(Edition).where(Edition.id == edition_id).values(autopause_from=self.clock())
+        )
+        session.commit()
+        pause_edition(
+            session,
+            edition_id,
+            f"at least {settings.failure_share:.0%} of the last {settings.window} "
+            "messages were refused; see `newsbroadcast status`, then "
+            f"`newsbroadcast edition resume {edition_id}`",
+        )
+        return True
+
+    def _latest(
+        self, session: Session, column: Any, edition_id: int, since: datetime | None
+    ) -> list[datetime]:
+        """The edition's latest ``window`` times in ``column`` (after ``since``)."""
+        assert self.config.email.auto_pause is not None
+        query = select(column).where(Delivery.edition_id == edition_id, column.is_not(None))
+        if since is not None:
+            query = query.where(column > since)
+        window = self.config.email.auto_pause.window
+        return list(session.scalars(query.order_by(column.desc()).limit(window)))
+
+    def _outage_wait(self, key: str, settings: Any) -> timedelta:
+        """How long ``key`` (the email transport or a channel) waits after one more
+        outage in a row: ``retry_after``, doubling, at most ``outage_wait_max``."""
+        n = self._outages[key] = self._outages.get(key, 0) + 1
+        return min(backoff(settings.retry_after, n), settings.outage_wait_max)
 
     def _set_delivery(self, session: Session, delivery_id: int, **values: Any) -> None:
         values.setdefault("lease_until", None)
@@ -529,40 +593,77 @@ class Dispatcher:
         session.commit()
 
     def _retry_delivery(self, session: Session, row: Any, error: DeliveryError) -> bool:
-        """Queue the delivery again after a backoff; False (and failed) once attempts run out."""
-        if row.attempts >= self.config.email.max_attempts:
+        """The receiver refused this message for now: spend one of its attempts and queue it
+        again after a backoff; False (and failed) once attempts run out."""
+        attempts = row.attempts + 1
+        now = self.clock()
+        if attempts >= self.config.email.max_attempts:
             self._set_delivery(
                 session, row.id, status=SendStatus.failed, last_error=f"gave up: {error}",
-                smtp_reply=error.reply,
+                smtp_reply=error.reply, attempts=attempts, refused_at=now,
             )  # fmt: skip
             return False
         delay = (
             timedelta(seconds=error.retry_after)
             if isinstance(error, RateLimited)
-            else backoff(self.config.email.retry_after, row.attempts)
+            else backoff(self.config.email.retry_after, attempts)
         )
         self._set_delivery(
             session, row.id, status=SendStatus.queued, last_error=str(error),
-            next_attempt_at=self.clock() + delay, smtp_reply=error.reply,
+            next_attempt_at=now + delay, smtp_reply=error.reply, attempts=attempts,
+            refused_at=now,
         )  # fmt: skip
         return True
 
-    def _release_deliveries(self, session: Session, ids: list[int], when: datetime) -> None:
-        """Give claimed deliveries back, due at ``when``, without counting the attempt."""
+    def _release_deliveries(
+        self, session: Session, ids: list[int], when: datetime, error: str | None = None
+    ) -> None:
+        """Give claimed deliveries back, due at ``when``, without spending an attempt
+        (``error``: why they wait, for `status`)."""
         if not ids:
             return
+        values: dict[str, Any] = {"status": SendStatus.queued, "lease_until": None,
+                                  "next_attempt_at": when}  # fmt: skip
+        if error is not None:
+            values["last_error"] = error
         session.execute(
             update(Delivery)
             .where(Delivery.id.in_(ids), Delivery.status == SendStatus.sending)
-            .values(
-                status=SendStatus.queued,
-                lease_until=None,
-                attempts=Delivery.attempts - 1,
-                next_attempt_at=when,
-            )
+            .values(**values)
             .execution_options(synchronize_session=False)
         )
         session.commit()
+
+    def _drop_departed(
+        self, session: Session, rows: list[Any], transport: Transport, report: DispatchReport
+    ) -> list[Any]:
+        """``rows`` without those whose subscriber left or whose address was suppressed
+        since the claim: those are skipped, so an unsubscribe holds up to the message."""
+        if not rows:
+            return rows
+        gone: dict[int, str] = {
+            sid: f"subscriber is {status}"
+            for sid, status in session.execute(
+                select(Subscriber.id, Subscriber.status).where(
+                    Subscriber.id.in_({r.subscriber_id for r in rows}),
+                    Subscriber.status != SubscriberStatus.active,
+                )
+            )
+        }
+        by_hash = {email_hash(r.email): r.subscriber_id for r in rows}
+        for key in session.scalars(
+            select(Suppression.email_hash).where(Suppression.email_hash.in_(by_hash))
+        ):
+            gone.setdefault(by_hash[key], "address is suppressed")
+        if not gone:
+            return rows
+        for r in rows:
+            if r.subscriber_id in gone:
+                self._set_delivery(
+                    session, r.id, status=SendStatus.skipped, last_error=gone[r.subscriber_id]
+                )
+                self._count(transport, report, "skipped")
+        return [r for r in rows if r.subscriber_id not in gone]
 
     def _prepared_edition(
         self, session: Session, edition_id: int, language: str = "en"
@@ -575,8 +676,29 @@ class Dispatcher:
             return self._prepared[key]
 
     def _fail_permanently(self, session: Session, row: Any, error: DeliveryError) -> None:
-        # One statement counts the bounce and, at the threshold, suppresses the address:
-        # atomic also where the batch runs in autocommit.
+        """The receiver refused this message for good; what that says about the address
+        comes from ``bounces.classify``, as for a DSN: a bad or disabled mailbox (5.1.x,
+        5.2.1) is suppressed at once, a full one (5.2.2) counts as a soft bounce, a policy
+        refusal (5.7.x: the sender is blocked) is not held against the address, and any
+        other refusal counts toward ``email.bounce_after``."""
+        kind = classify(reply_status(error.reply)) if error.reply else BounceKind.permanent
+        now = self.clock()
+        if kind in (BounceKind.bad_address, BounceKind.soft):
+            hard = kind == BounceKind.bad_address
+            sub = record_bounce(session, self.config, row.email, hard, error.reply or "", now)
+            session.commit()
+            if sub is not None and sub.status == SubscriberStatus.bounced:
+                log.warning("subscriber %s marked bounced: %s", row.subscriber_id, error.reply)
+        elif kind == BounceKind.permanent:
+            self._count_bounce(session, row)
+        self._set_delivery(
+            session, row.id, status=SendStatus.failed, last_error=str(error),
+            smtp_reply=error.reply, attempts=row.attempts + 1, refused_at=now,
+        )  # fmt: skip
+
+    def _count_bounce(self, session: Session, row: Any) -> None:
+        # One statement counts the bounce and, at the threshold, marks the subscriber
+        # bounced: atomic also where the batch runs in autocommit.
         counted = Subscriber.bounce_count + 1
         bounced = counted >= self.config.email.bounce_after
         bounces = session.scalar(
@@ -595,10 +717,6 @@ class Dispatcher:
                 row.subscriber_id,
                 bounces,
             )
-        self._set_delivery(
-            session, row.id, status=SendStatus.failed, last_error=str(error),
-            smtp_reply=error.reply,
-        )  # fmt: skip
 
     # -- social -------------------------------------------------------------------------------
 
@@ -645,6 +763,7 @@ class Dispatcher:
                 try:
                     published = channel.publish(outgoing)
                 except PermanentSendError as e:
+                    post.attempts += 1
                     self._finish(session, post, SendStatus.failed, error=str(e))
                     report.failed += 1
                     report.errors.append(f"post {post.id} on {post.channel}: {e}")
@@ -662,6 +781,7 @@ class Dispatcher:
                     post.remote_id = published.remote_id
                     post.remote_url = published.remote_url
                     self._finish(session, post, SendStatus.sent)
+                    self._outages.pop(post.channel, None)
                     report.sent += 1
                     log.info(
                         "post %s sent on %s",
@@ -693,15 +813,26 @@ class Dispatcher:
         session.commit()
 
     def _retry_later(self, session: Session, row: Post, error: DeliveryError) -> bool:
-        """Queue ``row`` again after a backoff; False (and failed) once attempts run out."""
-        if row.attempts >= self.config.email.max_attempts:
-            self._finish(session, row, SendStatus.failed, error=f"gave up: {error}")
-            return False
-        delay = (
-            timedelta(seconds=error.retry_after)
-            if isinstance(error, RateLimited)
-            else backoff(self.config.email.retry_after, row.attempts)
+        """Queue ``row`` again after a backoff, by its channel's retry settings; False (and
+        failed) once the attempts it caused run out. Only an answer to the post spends an
+        attempt: no answer at all (the network, the server down) or a request to wait is
+        waited out, at most ``outage_wait_max`` between tries."""
+        settings: Any = next(
+            (c for c in self.config.social if c.name == row.channel), self.config.email
         )
+        caused = error.reply is not None and not isinstance(error, (RateLimited, TransportDown))
+        if not caused:
+            delay = (
+                timedelta(seconds=error.retry_after)
+                if isinstance(error, RateLimited)
+                else self._outage_wait(row.channel, settings)
+            )
+        else:
+            row.attempts += 1
+            if row.attempts >= settings.max_attempts:
+                self._finish(session, row, SendStatus.failed, error=f"gave up: {error}")
+                return False
+            delay = backoff(settings.retry_after, row.attempts)
         row.status = SendStatus.queued
         row.lease_until = None
         row.last_error = str(error)
@@ -735,29 +866,6 @@ def story_view(article: Article) -> StoryView:
         author=article.author,
         tags=tuple(article.tags or ()),
     )
-
-
-class FailureWindows:
-    """The last ``window`` outcomes of each edition this dispatcher sent (thread-safe)."""
-
-    def __init__(self, settings: AutoPause | None) -> None:
-        self.settings = settings
-        self._lock = threading.Lock()
-        self._recent: dict[int, deque[bool]] = {}
-
-    def note(self, edition_id: int, refused: bool) -> bool:
-        """Record one outcome; True when the edition should be paused now."""
-        if self.settings is None:
-            return False
-        with self._lock:
-            recent = self._recent.setdefault(edition_id, deque(maxlen=self.settings.window))
-            recent.append(refused)
-            if len(recent) < self.settings.window:
-                return False
-            if sum(recent) / len(recent) >= self.settings.failure_share:
-                recent.clear()  # judged once; a resumed edition starts a fresh window
-                return True
-            return False
 
 
 def edition_view(session: Session, edition: Edition) -> EditionView:

@@ -1,9 +1,11 @@
 """The mailbox of replies: unsubscribe requests to ``site.unsubscribe_mailto`` and bounces.
 
 Each new message in the Maildir is read once: a mailto unsubscribe with a valid token
-unsubscribes its subscriber; a DSN's hard bounces suppress the address, soft ones are
-counted. Read messages are flagged Seen (moved to ``cur/``), never deleted, so a person can
-still look at them; a second pass does nothing.
+unsubscribes its subscriber; a DSN's failures are judged by ``bounces.classify``, as SMTP
+replies are: bad addresses (5.1.x, 5.2.1) and other permanent failures suppress the address,
+soft ones (4.x.x, 5.2.2 mailbox full) are counted, policy refusals (5.7.x, the sender is
+blocked) are not held against the address. Read messages are flagged Seen (moved to
+``cur/``), never deleted, so a person can still look at them; a second pass does nothing.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from datetime import datetime
 from sqlalchemy.orm import Session, sessionmaker
 
 from newsbroadcast import tokens
-from newsbroadcast.bounces import parse_dsn, unsubscribe_token
+from newsbroadcast.bounces import BounceKind, parse_dsn, unsubscribe_token
 from newsbroadcast.config import Config
 from newsbroadcast.errors import MailboxError
 from newsbroadcast.subscriptions import record_bounce, unsubscribe
@@ -35,6 +37,7 @@ class MailboxReport:
     unsubscribed: int = 0
     hard_bounces: int = 0
     soft_bounces: int = 0
+    policy_refusals: int = 0  # the sender was refused: nothing held against the address
     ignored: int = 0
     problems: list[str] = field(default_factory=list)
 
@@ -89,9 +92,15 @@ def _handle(
     bounces = [b for b in parse_dsn(message) if b.is_failure]
     if bounces:
         for b in bounces:
+            kind = b.kind
+            if kind == BounceKind.policy:
+                report.policy_refusals += 1
+                log.warning("policy refusal for %s: %s %s", b.recipient, b.status, b.diagnostic)
+                continue
+            hard = kind != BounceKind.soft
             reason = f"{b.status} {b.diagnostic}".strip()
-            record_bounce(session, config, b.recipient, b.hard, reason, now)
-            if b.hard:
+            record_bounce(session, config, b.recipient, hard, reason, now)
+            if hard:
                 report.hard_bounces += 1
             else:
                 report.soft_bounces += 1

@@ -212,6 +212,9 @@ class Edition(Base):
     cutoff: Mapped[datetime]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None]
+    # The automatic pause judges only outcomes after this moment: set when it pauses the
+    # edition, so a resumed edition starts a fresh window.
+    autopause_from: Mapped[datetime | None]
 
 
 class EditionArticle(Base):
@@ -228,7 +231,12 @@ class OutboxRow:
     """Columns shared by deliveries and posts: the dispatcher's state machine."""
 
     status: Mapped[SendStatus] = mapped_column(String(16), default=SendStatus.queued)
+    # Attempts the message itself caused to fail (a refusal of it); an outage, a lost
+    # connection or a crash never counts here, so they cannot make a message give up.
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # How often the row was claimed: the claim's identity, so a dispatcher whose lease ran
+    # out can tell that another one has taken the row since.
+    claims: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
     # While `sending`, the row belongs to one dispatcher until this moment; after it, to anyone.
     lease_until: Mapped[datetime | None]
@@ -242,6 +250,9 @@ class Delivery(OutboxRow, Base):
     __table_args__ = (
         UniqueConstraint("edition_id", "subscriber_id", name="uq_deliveries_edition_subscriber"),
         Index("ix_deliveries_due", "status", "next_attempt_at", "id"),
+        # The automatic pause reads an edition's latest outcomes by time.
+        Index("ix_deliveries_edition_sent", "edition_id", "sent_at"),
+        Index("ix_deliveries_edition_refused", "edition_id", "refused_at"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -249,6 +260,9 @@ class Delivery(OutboxRow, Base):
     subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id", ondelete="CASCADE"))
     smtp_reply: Mapped[str | None] = mapped_column(Text)
     message_id: Mapped[str | None] = mapped_column(String(255))
+    # When the receiver last refused this message (a reply to it): an outcome the
+    # automatic pause counts, next to sent_at.
+    refused_at: Mapped[datetime | None]
 
 
 class ChannelState(Base):
@@ -302,6 +316,9 @@ class SendSlot(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     transport: Mapped[str] = mapped_column(String(200))
     taken_at: Mapped[datetime]
+    # When the message's transaction ended (the server's reply came): the slot stays in the
+    # window until one window after this. Unset while the message is on its way.
+    released_at: Mapped[datetime | None]
 
 
 class StepFailure(Base):

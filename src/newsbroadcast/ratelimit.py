@@ -6,28 +6,39 @@ workers under a 200-per-hour limit would send 1,000). Here every message first t
 (an UPDATE of its ``rate_limit_locks`` row: a row lock on PostgreSQL, the database's write
 lock on SQLite), so all dispatchers together, before and after restarts, stay within
 ``per_second`` slots in any second and ``per_hour`` slots in any hour (sliding windows).
+
+A slot counts from when it is taken until one window after its message's transaction ended
+(``release``): the receiver sees a message when its reply comes, which may be well after the
+slot was taken, so a slot's window cannot start at the grant. Until released it counts as
+in flight (a dead dispatcher's slots stop counting after ``hold``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import ColumnElement, and_, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
 from newsbroadcast.config import RateLimit
 from newsbroadcast.models import RateLimitLock, SendSlot, utcnow
 
+# How soon to look again when the window is full of slots still in flight: they free
+# up one window after their messages end, which is not known yet.
+IN_FLIGHT_POLL = timedelta(milliseconds=50)
+
 
 @dataclass(frozen=True)
 class Grant:
-    """``granted`` messages may go now; when none may, ``retry_at`` says when one can."""
+    """``granted`` messages may go now, one per slot in ``slots`` (to ``release`` once
+    they ended); when none may, ``retry_at`` says when one can."""
 
     granted: int
     retry_at: datetime | None = None
+    slots: tuple[int, ...] = ()
 
 
 class SendRateLimiter:
@@ -37,10 +48,13 @@ class SendRateLimiter:
         transport: str,
         limit: RateLimit,
         clock: Callable[[], datetime] = utcnow,
+        hold: timedelta = timedelta(minutes=5),
     ) -> None:
+        """``hold``: how long a slot never released (its dispatcher died) still counts."""
         self.sessions = sessions
         self.transport = transport
         self.clock = clock
+        self.hold = hold
         self.windows = [
             (n, timedelta(seconds=seconds))
             for n, seconds in ((limit.per_second, 1), (limit.per_hour, 3600))
@@ -67,10 +81,11 @@ class SendRateLimiter:
         with self.sessions() as session:
             self._lock(session)
             now = self.clock()  # read after the lock: another dispatcher may have waited too
-            longest = max(w for _, w in self.windows)
+            longest = max(max(w for _, w in self.windows), self.hold)
             session.execute(
                 delete(SendSlot).where(
-                    SendSlot.transport == self.transport, SendSlot.taken_at <= now - longest
+                    SendSlot.transport == self.transport,
+                    func.coalesce(SendSlot.released_at, SendSlot.taken_at) <= now - longest,
                 )
             )
             free = wanted
@@ -79,33 +94,73 @@ class SendRateLimiter:
                 used = self._count(session, now, window)
                 free = min(free, limit - used)
                 if used >= limit:
-                    # The slot that must leave the window before one is free again.
-                    oldest = session.scalar(
-                        select(SendSlot.taken_at)
-                        .where(SendSlot.transport == self.transport)
-                        .where(SendSlot.taken_at > now - window)
-                        .order_by(SendSlot.taken_at)
-                        .offset(used - limit)
-                        .limit(1)
-                    )
-                    free_at = (oldest or now) + window
+                    free_at = self._frees_at(session, now, window, used - limit)
                     retry_at = free_at if retry_at is None else max(retry_at, free_at)
+            slots: list[int] = []
             if free > 0:
-                session.execute(
-                    insert(SendSlot), [{"transport": self.transport, "taken_at": now}] * free
+                slots = list(
+                    session.scalars(
+                        insert(SendSlot).returning(SendSlot.id),
+                        [{"transport": self.transport, "taken_at": now}] * free,
+                    )
                 )
             session.commit()
-        return Grant(max(free, 0), None if free > 0 else retry_at)
+        return Grant(max(free, 0), None if free > 0 else retry_at, tuple(slots))
+
+    def release(self, slots: Sequence[int], ended: Sequence[datetime]) -> None:
+        """The messages of ``slots`` ended at ``ended`` (one time per slot, in order); slots
+        beyond ``ended`` were not used and are given back."""
+        if not slots:
+            return
+        used = [{"b_id": i, "b_at": at} for i, at in zip(slots, ended, strict=False)]
+        unused = list(slots[len(used) :])
+        with self.sessions() as session:
+            if used:
+                session.execute(
+                    update(SendSlot.__table__)
+                    .where(SendSlot.__table__.c.id == bindparam("b_id"))
+                    .values(released_at=bindparam("b_at")),
+                    used,
+                )
+            if unused:
+                session.execute(delete(SendSlot).where(SendSlot.id.in_(unused)))
+            session.commit()
+
+    def _in_window(self, now: datetime, window: timedelta) -> ColumnElement[bool]:
+        return and_(
+            SendSlot.transport == self.transport,
+            or_(
+                SendSlot.released_at > now - window,
+                and_(SendSlot.released_at.is_(None), SendSlot.taken_at > now - self.hold),
+            ),
+        )
 
     def _count(self, session: Session, now: datetime, window: timedelta) -> int:
         return (
             session.scalar(
-                select(func.count())
-                .select_from(SendSlot)
-                .where(SendSlot.transport == self.transport, SendSlot.taken_at > now - window)
+                select(func.count()).select_from(SendSlot).where(self._in_window(now, window))
             )
             or 0
         )
+
+    def _frees_at(self, session: Session, now: datetime, window: timedelta, over: int) -> datetime:
+        """When the window has a free slot again: once the ``over``-th oldest released slot
+        leaves it, or, while some are in flight, soon (they may end any moment)."""
+        in_flight = session.scalar(
+            select(func.count())
+            .select_from(SendSlot)
+            .where(self._in_window(now, window), SendSlot.released_at.is_(None))
+        )
+        if in_flight:
+            return now + IN_FLIGHT_POLL
+        oldest = session.scalar(
+            select(SendSlot.released_at)
+            .where(self._in_window(now, window))
+            .order_by(SendSlot.released_at)
+            .offset(over)
+            .limit(1)
+        )
+        return (oldest or now) + window
 
     def _lock(self, session: Session) -> None:
         """Hold this transport's lock until the session commits."""

@@ -245,21 +245,51 @@ def test_rate_limit_windows_slide(engine: Engine) -> None:
     limit = RateLimit(per_second=5, per_hour=12)
     first = SendRateLimiter(sessions(engine), "smtp", limit, lambda: clock[0])
     second = SendRateLimiter(sessions(engine), "smtp", limit, lambda: clock[0])
-    assert first.take(3).granted == 3
-    assert second.take(3).granted == 2  # 5 in this second, whoever took them
+
+    def take_and_send(limiter: SendRateLimiter, wanted: int) -> int:
+        # Each granted message's transaction ends at once (the clock stands still).
+        grant = limiter.take(wanted)
+        limiter.release(grant.slots, [clock[0]] * grant.granted)
+        return grant.granted
+
+    assert take_and_send(first, 3) == 3
+    in_flight = second.take(3)
+    assert in_flight.granted == 2  # 5 in this second, whoever took them
+    refused = first.take(1)
+    # Two messages are still on their way: their slots free one second after they end.
+    assert refused.granted == 0 and refused.retry_at is not None
+    assert refused.retry_at < now + timedelta(seconds=1)
+    second.release(in_flight.slots, [now, now])
     refused = first.take(1)
     assert refused.granted == 0 and refused.retry_at == now + timedelta(seconds=1)
     clock[0] = now + timedelta(seconds=1, milliseconds=1)
-    assert second.take(10).granted == 5
+    assert take_and_send(second, 10) == 5
     clock[0] = now + timedelta(seconds=3)
-    assert first.take(10).granted == 2  # 12 in the hour
+    assert take_and_send(first, 10) == 2  # 12 in the hour
     later = second.take(1)
     assert later.granted == 0 and later.retry_at == now + timedelta(hours=1)
     clock[0] = now + timedelta(hours=1, seconds=1)
-    assert second.take(10).granted == 5
+    assert take_and_send(second, 10) == 5
     # The other transport has limits of its own.
     other = SendRateLimiter(sessions(engine), "file", limit, lambda: clock[0])
     assert other.take(10).granted == 5
+
+
+def test_a_slot_counts_until_its_message_ended(engine: Engine) -> None:
+    now = datetime(2026, 11, 29, 6, 0, tzinfo=UTC)
+    clock = [now]
+    limiter = SendRateLimiter(sessions(engine), "smtp", RateLimit(per_second=2), lambda: clock[0])
+    slow = limiter.take(2)  # two messages to a slow server
+    clock[0] = now + timedelta(seconds=1, milliseconds=500)
+    assert limiter.take(1).granted == 0  # still on their way: still in the window
+    limiter.release(slow.slots, [clock[0], clock[0]])  # accepted only now
+    clock[0] = now + timedelta(seconds=2)
+    assert limiter.take(1).granted == 0  # the receiver saw both half a second ago
+    clock[0] = now + timedelta(seconds=2, milliseconds=501)
+    assert limiter.take(5).granted == 2
+    # A dead dispatcher's slots, never released, stop counting after the hold.
+    clock[0] = now + timedelta(minutes=6)
+    assert limiter.take(5).granted == 2
 
 
 def test_smtp_server_down_then_up_loses_nothing(engine: Engine, tmp_path: Path) -> None:
@@ -303,7 +333,7 @@ def test_smtp_server_down_then_up_loses_nothing(engine: Engine, tmp_path: Path) 
 
 def _attempted(engine: Engine) -> int:
     with sessions(engine)() as session:
-        return session.scalar(select(func.sum(Delivery.attempts))) or 0
+        return session.scalar(select(func.sum(Delivery.claims))) or 0
 
 
 def test_metrics_count_messages_and_show_the_queue(engine: Engine, tmp_path: Path) -> None:

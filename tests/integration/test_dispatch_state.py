@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -9,11 +11,12 @@ from sqlalchemy import Engine, select, update
 
 from newsbroadcast.app import Service
 from newsbroadcast.config import Config
-from newsbroadcast.dispatch import backoff, claim
+from newsbroadcast.dispatch import HALT_CHECK_SECONDS, backoff, claim
 from newsbroadcast.models import Delivery, Post, SendStatus, Subscriber, SubscriberStatus
 from newsbroadcast.subscribers import add_subscriber
+from newsbroadcast.suppressions import is_suppressed, suppress
 from tests.conftest import ROOT
-from tests.smtp_sink import SmtpSink
+from tests.smtp_sink import ReceivedMessage, SmtpSink
 
 FEED = """<?xml version="1.0"?><rss version="2.0"><channel><title>t</title>
 <link>https://newsroom.example.org/</link><description>d</description>
@@ -84,7 +87,33 @@ def test_a_claim_left_by_a_dead_dispatcher_is_taken_again_after_its_lease(
         assert service.dispatch().sent == 3
         assert sorted(sink.recipients()) == [f"reader{i}@example.org" for i in range(3)]
         with service.sessions() as session:
-            assert {d.attempts for d in session.scalars(select(Delivery))} == {2}
+            # Claimed twice, refused never: the crash spent no attempt.
+            rows = session.scalars(select(Delivery)).all()
+            assert {(d.claims, d.attempts) for d in rows} == {(2, 0)}
+
+
+def test_crashes_spend_no_attempts_so_a_first_refusal_is_retried(
+    engine: Engine, tmp_path: Path
+) -> None:
+    clock = Clock()
+    with SmtpSink(defer={"reader0@example.org": 1}) as sink:
+        service = service_for(engine, tmp_path, sink, clock)  # max_attempts: 2
+        service.poll()
+        service.plan_digests()
+        for _ in range(4):  # four dispatchers claim everything and die before sending
+            with service.sessions() as session:
+                assert len(claim(session, Delivery, clock(), timedelta(minutes=5), 100)) == 3
+            clock.now += timedelta(minutes=6)
+        report = service.dispatch()
+        assert (report.failed, report.retried) == (0, 1)  # the 451 is its first refusal
+        with service.sessions() as session:
+            row = session.scalar(
+                select(Delivery).join(Subscriber).where(Subscriber.email == "reader0@example.org")
+            )
+            assert (row.status, row.attempts, row.claims) == (SendStatus.queued, 1, 5)
+        clock.now += timedelta(hours=1)
+        assert service.dispatch().sent == 1
+        assert sorted(sink.recipients()) == [f"reader{i}@example.org" for i in range(3)]
 
 
 def test_unsubscribed_while_queued_is_skipped_not_sent(engine: Engine, tmp_path: Path) -> None:
@@ -143,3 +172,94 @@ def test_backoff_doubles_and_is_capped() -> None:
     base = timedelta(minutes=1)
     assert [backoff(base, n) for n in (1, 2, 3)] == [base, 2 * base, 4 * base]
     assert backoff(base, 30) == timedelta(hours=6)
+    assert backoff(base, 10_000) == timedelta(hours=6)  # a long outage keeps counting
+
+
+def test_unsubscribed_after_the_claim_is_skipped_not_sent(engine: Engine, tmp_path: Path) -> None:
+    clock = Clock()
+    unsubscribed = threading.Event()
+
+    def reader1_leaves(message: ReceivedMessage) -> None:
+        # While the batch is on its way: reader1 unsubscribes, and the dispatcher's next
+        # look at the batch (at most HALT_CHECK_SECONDS later) must see it.
+        if "reader0@example.org" in message.recipients and not unsubscribed.is_set():
+            with service.sessions() as session:
+                session.execute(
+                    update(Subscriber)
+                    .where(Subscriber.email == "reader1@example.org")
+                    .values(status=SubscriberStatus.unsubscribed)
+                )
+                session.commit()
+            unsubscribed.set()
+            time.sleep(HALT_CHECK_SECONDS * 1.2)  # the reply comes after the look is due
+
+    with SmtpSink(on_data=reader1_leaves) as sink:
+        service = service_for(engine, tmp_path, sink, clock)
+        service.poll()
+        service.plan_digests()
+        report = service.dispatch()
+        assert unsubscribed.is_set()
+        assert report.skipped == 1
+        assert sorted(sink.recipients()) == ["reader0@example.org", "reader2@example.org"]
+        with service.sessions() as session:
+            skipped = session.scalar(
+                select(Delivery).join(Subscriber).where(Subscriber.email == "reader1@example.org")
+            )
+            assert skipped.status == SendStatus.skipped
+
+
+def test_a_suppressed_address_is_skipped_even_while_still_active(
+    engine: Engine, tmp_path: Path
+) -> None:
+    clock = Clock()
+    with SmtpSink() as sink:
+        service = service_for(engine, tmp_path, sink, clock)
+        service.poll()
+        service.plan_digests()
+        with service.sessions() as session:
+            suppress(session, "Reader2@example.org", "admin", clock())
+            session.commit()
+        assert service.dispatch().skipped == 1
+        assert "reader2@example.org" not in sink.recipients()
+
+
+def test_no_such_user_suppresses_the_address_at_once(engine: Engine, tmp_path: Path) -> None:
+    clock = Clock()
+    with SmtpSink(reject={"reader1@example.org"}) as sink:  # 550 5.1.1 User unknown
+        service = service_for(engine, tmp_path, sink, clock)  # bounce_after: 3 (default)
+        service.poll()
+        service.plan_digests()
+        assert service.dispatch().failed == 1
+        with service.sessions() as session:
+            gone = session.scalar(
+                select(Subscriber).where(Subscriber.email == "reader1@example.org")
+            )
+            assert gone.status == SubscriberStatus.bounced
+            assert is_suppressed(session, "reader1@example.org")
+
+
+def test_a_full_mailbox_is_soft_and_a_blocked_sender_not_held_against_the_address(
+    engine: Engine, tmp_path: Path
+) -> None:
+    clock = Clock()
+    with SmtpSink(data_reply="552 5.2.2 Mailbox full") as sink:
+        service = service_for(engine, tmp_path, sink, clock)
+        service.poll()
+        service.plan_digests()
+        service.dispatch()
+        with service.sessions() as session:
+            subs = session.scalars(select(Subscriber).order_by(Subscriber.email)).all()
+            assert {(s.status, s.soft_bounce_count, s.bounce_count) for s in subs} == {
+                (SubscriberStatus.active, 1, 0)
+            }
+        sink.data_reply = "554 5.7.1 Client host blocked"
+        with service.sessions() as session:
+            session.execute(update(Delivery).values(status=SendStatus.queued))
+            session.commit()
+        service.dispatch()
+        with service.sessions() as session:
+            subs = session.scalars(select(Subscriber)).all()
+            assert {(s.status, s.soft_bounce_count, s.bounce_count) for s in subs} == {
+                (SubscriberStatus.active, 1, 0)
+            }
+            assert not is_suppressed(session, "reader0@example.org")

@@ -20,6 +20,7 @@ from newsbroadcast.config import Config
 from newsbroadcast.models import Article, Post, SendStatus
 from tests.conftest import ROOT
 from tests.mastodon_server import TOKEN, MastodonServer, to_html
+from tests.smtp_sink import free_port
 from tests.x_server import CREDENTIALS, XServer, route_x_to
 
 SITE = {
@@ -302,3 +303,24 @@ def test_post_preview_prints_each_channels_text_and_length(
     assert "== fedi (mastodon): " in out and "/500 fits ==" in out
     assert "https://newsroom.example.org/story-0" in out
     assert xs.tweets == [] and ms.statuses == []  # a preview posts nothing
+
+
+def test_an_unreachable_network_spends_no_attempt_of_a_post(
+    engine: Engine, tmp_path: Path, servers: tuple[XServer, MastodonServer]
+) -> None:
+    xs, _ = servers
+    clock = Clock(datetime.now(UTC))
+    write_feed(tmp_path / "feed.xml", clock(), 1)
+    service = make_service(engine, tmp_path, servers, clock, max_attempts=2)
+    x_session = service.channels["x"].session  # type: ignore[attr-defined]
+    route_x_to(x_session, f"http://127.0.0.1:{free_port()}")  # X cannot be reached
+    service.poll()
+    for _ in range(5):  # far more tries than max_attempts, each after its wait
+        service.dispatch()
+        clock.now += timedelta(minutes=10)
+    (waiting,) = [p for p in posts(service) if p.channel == "x"]
+    assert (waiting.status, waiting.attempts) == (SendStatus.queued, 0)
+    assert waiting.next_attempt_at - clock() <= timedelta(minutes=5)  # outage_wait_max
+    route_x_to(x_session, xs.url)  # the network is back
+    clock.now += timedelta(minutes=10)
+    assert service.dispatch().sent == 1 and len(xs.tweets) == 1

@@ -8,7 +8,7 @@ from email.message import EmailMessage
 
 import pytest
 
-from newsbroadcast.bounces import parse_dsn, unsubscribe_token
+from newsbroadcast.bounces import BounceKind, classify, parse_dsn, reply_status, unsubscribe_token
 from tests.conftest import ROOT
 
 BOUNCES = ROOT / "tests" / "fixtures" / "bounces"
@@ -69,3 +69,36 @@ def test_unsubscribe_token_from_the_mailto_subject() -> None:
     assert unsubscribe_token(msg) == "AQHWjlzmPIurp204YzvX-m24"
     msg.replace_header("Subject", "please unsubscribe me")
     assert unsubscribe_token(msg) is None
+
+
+@pytest.mark.parametrize(
+    ("reply", "status", "kind"),
+    [
+        ("550 5.1.1 <a@example.org>: No such user", "5.1.1", BounceKind.bad_address),
+        ("550-5.1.2 Domain does not exist", "5.1.2", BounceKind.bad_address),
+        ("556 5.1.10 Null MX", "5.1.10", BounceKind.bad_address),
+        ("550 5.2.1 Mailbox disabled", "5.2.1", BounceKind.bad_address),
+        ("552 5.2.2 Mailbox full", "5.2.2", BounceKind.soft),
+        ("451 4.7.1 Try again later", "4.7.1", BounceKind.soft),
+        ("421 Service not available", "4.0.0", BounceKind.soft),
+        ("554 5.7.1 Client host blocked", "5.7.1", BounceKind.policy),
+        ("550 Rejected", "5.0.0", BounceKind.permanent),
+        ("554 5.6.0 Content refused", "5.6.0", BounceKind.permanent),
+        ("250 2.0.0 Ok: queued", "2.0.0", BounceKind.none),
+    ],
+)
+def test_one_classifier_for_smtp_replies(reply: str, status: str, kind: BounceKind) -> None:
+    assert reply_status(reply) == status
+    assert classify(status) == kind
+
+
+def test_dsns_go_through_the_same_classifier() -> None:
+    text = (BOUNCES / "postfix_hard.eml").read_text()
+    (gone,) = parse_dsn(email.message_from_string(text, policy=email.policy.default))
+    assert gone.kind == BounceKind.bad_address
+    for status, kind in (("5.2.2", BounceKind.soft), ("5.7.1", BounceKind.policy)):
+        changed = text.replace("Status: 5.1.1", f"Status: {status}")
+        (bounce,) = parse_dsn(email.message_from_string(changed, policy=email.policy.default))
+        assert bounce.kind == kind
+    (delayed,) = parse_dsn(load("postfix_delayed.eml"))
+    assert delayed.kind == BounceKind.soft
