@@ -40,12 +40,16 @@ class Clock:
         return self.now
 
 
-def write_feed(path: Path, now: datetime, stories: int) -> None:
+def write_feed(path: Path, now: datetime, stories: int, dated: bool = True) -> None:
     items = "".join(
         f"<item><title>Story {i}: women officers in the border guard</title>"
         f"<link>https://newsroom.example.org/story-{i}</link><guid>story-{i}</guid>"
-        f"<pubDate>{format_datetime(now - timedelta(minutes=30 + i))}</pubDate>"
-        f"<category>border management</category>"
+        + (
+            f"<pubDate>{format_datetime(now - timedelta(minutes=30 + i))}</pubDate>"
+            if dated
+            else ""
+        )
+        + f"<category>border management</category>"
         f"<description>Cohort {i} of thirty officers finished training.</description></item>"
         for i in range(stories)
     )
@@ -63,6 +67,9 @@ def servers() -> Iterator[tuple[XServer, MastodonServer]]:
 
 
 def social(xs: XServer, ms: MastodonServer, **extra: Any) -> list[dict[str, Any]]:
+    # The stories posted here are in the feed's first read, its archive: a channel announces
+    # those only as its backfill.
+    extra = {"backfill": 10, **extra}
     return [
         {"name": "x", "type": "x", **CREDENTIALS, "timeout": "5s", **extra},
         {
@@ -242,3 +249,61 @@ def test_post_preview_prints_each_channels_text_and_length(
     assert "== fedi (mastodon): " in out and "/500 fits ==" in out
     assert "https://newsroom.example.org/story-0" in out
     assert xs.tweets == [] and ms.statuses == []  # a preview posts nothing
+
+
+def test_a_new_sites_archive_is_not_announced_whatever_its_dates(
+    engine: Engine,
+    tmp_path: Path,
+    servers: tuple[XServer, MastodonServer],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    clock = Clock(datetime.now(UTC))
+    write_feed(tmp_path / "feed.xml", clock(), 40, dated=False)  # an archive without dates
+    service = make_service(engine, tmp_path, servers, clock, backfill=0)
+    service.poll()
+    assert posts(service) == []  # the defaults: backfill 0, max_age 2d
+
+    # Restarted, the source is still met: only a story that appears later is news.
+    clock.now += timedelta(minutes=15)
+    write_feed(tmp_path / "feed.xml", clock(), 41, dated=False)
+    service = make_service(engine, tmp_path, servers, clock, backfill=0)
+    service.poll()
+    rows = posts(service)
+    assert sorted((p.channel, p.text.split(":")[0]) for p in rows) == [
+        ("fedi", "Story 40"),
+        ("x", "Story 40"),
+    ]
+
+    # With a backfill, the newest of the archive are announced, dated or not.
+    dated = make_service(engine, tmp_path, servers, clock, backfill=3)
+    dated.poll()
+    assert len(posts(dated)) == 2 * 3
+
+
+def test_the_archive_and_a_date_from_the_future_are_noted_in_status(
+    tmp_path: Path, servers: tuple[XServer, MastodonServer], capsys: pytest.CaptureFixture[str]
+) -> None:
+    xs, ms = servers
+    now = datetime.now(UTC)
+    write_feed(tmp_path / "feed.xml", now, 2, dated=False)
+    feed = (tmp_path / "feed.xml").read_text()
+    ahead = f"<pubDate>{format_datetime(now.replace(year=2999))}</pubDate>"
+    feed = feed.replace("<guid>story-0</guid>", f"<guid>story-0</guid>{ahead}", 1)
+    (tmp_path / "feed.xml").write_text(feed)
+    document = {
+        "root": str(tmp_path),
+        "templates": str(ROOT / "templates"),
+        "site": SITE,
+        "database": {"url": f"sqlite:///{tmp_path / 'nb.db'}"},
+        "sources": [{"name": "newsroom", "type": "feed", "url": "feed.xml"}],
+        "social": social(xs, ms),
+    }
+    path = tmp_path / "newsbroadcast.yaml"
+    path.write_text(yaml.safe_dump(document))
+    service = Service(cli.load_config(path))
+    service.poll()
+    service.close()
+    assert cli.main(["--config", str(path), "status"]) == 0
+    out = capsys.readouterr().out
+    assert "note: first read: 2 stories kept as the archive" in out
+    assert "story-0': dated 2999-" in out and "taken as published when" in out

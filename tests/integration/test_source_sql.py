@@ -383,3 +383,21 @@ def test_a_second_row_with_the_same_guid_is_reported(
     )
     stored = articles(store)["https://newsroom.example.org/a"]
     assert stored.title.startswith("Story 7")
+
+
+def test_a_backlog_read_over_several_polls_is_all_archive(
+    foreign: str, store: Engine, tmp_path: Path
+) -> None:
+    config = make_config(tmp_path, url=foreign, max_rows=2)  # rows 1, 2 | 3, 4: two polls
+    poll_source(sessions(store), config, config.sources[0], NOW)
+    with sessions(store)() as s:
+        state = s.get(SourceState, "cms")
+        assert state is not None and state.caught_up_at is None
+    poll_source(sessions(store), config, config.sources[0], NOW)
+    add_rows(foreign, story(7, datetime(2025, 5, 23, 11, 40)))
+    poll_source(sessions(store), config, config.sources[0], NOW)
+    assert {g: a.archive for g, a in articles(store).items()} == {
+        "1": True,
+        "4": True,
+        "7": False,
+    }
