@@ -467,6 +467,8 @@ def cmd_status(args: argparse.Namespace) -> int:
                 print(f"    left out: {problem}")
             if len(problems) > 5:
                 print(f"    … and {len(problems) - 5} more (see the log)")
+            for note in (s.notes or "").splitlines()[:5]:
+                print(f"    note: {note}")
         _print_failures(session, config)
     engine.dispose()
     return EXIT_OK

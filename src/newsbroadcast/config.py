@@ -201,6 +201,11 @@ class SqlSource(Model):
     timezone: TimeZone = "UTC"  # of timestamps stored without an offset
     batch_size: int = Field(500, ge=1, le=100_000)
     max_rows: int = Field(10_000, ge=1)  # per poll; a backlog is read over several polls
+    # Each poll reads again the rows just behind the cursor (deduped by guid): rows with the
+    # cursor's last value and rows committed late, after a newer one was read. For a
+    # date/time cursor, those within `lookback` of it; for any other, the last `lookback_rows`.
+    lookback: Duration = timedelta(minutes=10)
+    lookback_rows: int = Field(100, ge=1)
     poll_every: Duration = timedelta(minutes=5)
     timeout: Duration = timedelta(seconds=20)
 

@@ -33,6 +33,7 @@ log = logging.getLogger("newsbroadcast.ingest")
 # Sources polled at the same time: enough that a few slow servers do not hold up the rest,
 # few enough for a small machine and one SQLite writer.
 PARALLEL_POLLS = 4
+_NOTES_KEPT = 20  # SourceState.notes: the newest this many
 
 
 @dataclass
@@ -65,6 +66,8 @@ def poll_source(
         state = session.get(SourceState, source.name)
         etag, last_modified = (state.etag, state.last_modified) if state else (None, None)
         cursor = state.cursor if state else None
+        # Until a poll has read the source to its end, what it lists is its archive.
+        meeting = state is None or state.caught_up_at is None
     try:
         result = fetch_source(
             source,
@@ -85,8 +88,20 @@ def poll_source(
         return PollReport(source=source.name, error=str(e))
 
     with sessions.begin() as session:
-        stored = upsert_articles(session, source.name, result.drafts, now)
+        stored = upsert_articles(session, source.name, result.drafts, now, archive=meeting)
         state = _state(session, source.name)
+        notes = list(stored.notes)
+        if meeting and stored.new_ids:
+            notes.insert(
+                0,
+                f"first read: {len(stored.new_ids)} stories kept as the archive; a channel "
+                "announces only the newest `backfill` of them",
+            )
+        if meeting and not result.more and state.caught_up_at is None:
+            state.caught_up_at = now
+        if notes:
+            earlier = (state.notes or "").splitlines()
+            state.notes = "\n".join(list(dict.fromkeys(notes + earlier))[:_NOTES_KEPT])
         state.last_polled_at = now
         state.last_success_at = now
         state.last_error = None
@@ -99,6 +114,8 @@ def poll_source(
         state.last_modified = result.last_modified
     for reason in result.skipped:
         log.info("source %r: skipped %s", source.name, reason)
+    for note in notes:
+        log.info("source %r: %s", source.name, note)
     report = PollReport(
         source=source.name,
         new=len(stored.new_ids),

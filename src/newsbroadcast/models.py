@@ -90,6 +90,12 @@ class SourceState(Base):
     cursor: Mapped[str | None] = mapped_column(Text)
     # What the last successful poll had to leave out, each with where (URL, row), one a line.
     last_problems: Mapped[str | None] = mapped_column(Text)
+    # When a poll first read the source to its end: what it stored until then is the
+    # source's archive (Article.archive), met for the first time, not news.
+    caught_up_at: Mapped[datetime | None]
+    # Things polls did worth knowing (an archive met, a date taken as first seen), newest
+    # first, one a line; kept across polls, the last few.
+    notes: Mapped[str | None] = mapped_column(Text)
 
 
 class Article(Base):
@@ -112,6 +118,9 @@ class Article(Base):
     first_seen_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
     content_hash: Mapped[str] = mapped_column(String(64))
+    # Stored while its source was first read (a site's back catalogue): never announced on
+    # a channel, except among the newest `backfill`, whatever its date.
+    archive: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class Subscriber(Base):

@@ -37,6 +37,7 @@ from newsbroadcast.models import (
     SubscriberStatus,
     utcnow,
 )
+from newsbroadcast.store import FUTURE_SLACK
 
 log = logging.getLogger("newsbroadcast.planner")
 
@@ -78,6 +79,15 @@ def matches_tags(article_tags: Sequence[str], wanted: Sequence[str]) -> bool:
         return True
     have = {t.casefold() for t in article_tags}
     return any(t.casefold() in have for t in wanted)
+
+
+def story_time(article: Article) -> datetime:
+    """When a story came out, as far as we can tell: its publication date, or when we first
+    saw it when it has none or one more than a day past that (a date from the future)."""
+    published = article.published_at
+    if published is None or published > article.first_seen_at + FUTURE_SLACK:
+        return article.first_seen_at
+    return published
 
 
 def _newest_first(article: Article) -> tuple[datetime, int]:
@@ -236,17 +246,21 @@ def articles_to_announce(
 ) -> list[Article]:
     """Articles that should get a post on ``channel`` and have none yet, oldest first.
 
-    Those first seen since the channel was added and published within ``max_age``, plus
-    the newest ``backfill`` articles whatever their age.
+    Those first seen since the channel was added, not from a source's archive (what its
+    first read found: see ``Article.archive``) and from within ``max_age`` (by their
+    ``story_time``), plus the newest ``backfill`` articles whatever their age or origin.
     """
     posted = select(Post.article_id).where(Post.channel == channel.name)
     fresh_since = now - channel.max_age
-    q = select(Article).where(Article.first_seen_at >= added_at, Article.id.not_in(posted))
+    q = select(Article).where(
+        Article.first_seen_at >= added_at,
+        Article.archive.is_(False),
+        Article.id.not_in(posted),
+    )
     chosen = {
         a.id: a
         for a in session.scalars(q)
-        if (a.published_at is None or a.published_at >= fresh_since)
-        and matches_tags(a.tags, channel.tags)
+        if story_time(a) >= fresh_since and matches_tags(a.tags, channel.tags)
     }
     if channel.backfill:
         newest_first = select(Article).order_by(

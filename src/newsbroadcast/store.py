@@ -13,8 +13,8 @@ import hashlib
 import json
 import re
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
 from urllib.parse import quote, unquote_plus, urlsplit
 
 from sqlalchemy import select
@@ -24,7 +24,11 @@ from sqlalchemy.orm import Session
 from newsbroadcast.models import Article
 from newsbroadcast.sources.base import ArticleDraft
 
-__all__ = ["UpsertResult", "canonical_url", "content_hash", "upsert_articles"]
+__all__ = ["FUTURE_SLACK", "UpsertResult", "canonical_url", "content_hash", "upsert_articles"]
+
+# A publication date further ahead of now than this is a mistake (2999, 9999, a wrong time
+# zone is hours, not this): the story is dated when first seen instead, with a note.
+FUTURE_SLACK = timedelta(days=1)
 
 # Column sizes in models.Article; a longer value cannot be stored as is.
 _GUID_MAX = 1000
@@ -156,6 +160,8 @@ class UpsertResult:
     new_ids: list[int] = field(default_factory=list)  # in the order the source listed them
     updated: int = 0
     unchanged: int = 0
+    # What was stored otherwise than given (a date in the future), one line each.
+    notes: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -166,12 +172,23 @@ class _Incoming:
     guid: str
     key: str | None  # canonical URL, None when there is none or it is too long to store
     hash: str
+    # Set when the draft's date was too far ahead to keep: dated when first seen instead.
+    future_note: str | None = None
 
 
 def upsert_articles(
-    session: Session, source: str, drafts: Iterable[ArticleDraft], now: datetime
+    session: Session,
+    source: str,
+    drafts: Iterable[ArticleDraft],
+    now: datetime,
+    *,
+    archive: bool = False,
 ) -> UpsertResult:
     """Store ``drafts`` from ``source``: insert new stories, update edited ones.
+
+    New stories are marked ``archive`` when asked (the source's first read). A date more
+    than ``FUTURE_SLACK`` ahead of ``now`` is not kept: the story counts as published when
+    first seen, and ``UpsertResult.notes`` says so.
 
     A draft is the story of an existing row when it has that row's (source, GUID) or its
     canonical URL. A story listed twice in the batch counts once (the first listing wins).
@@ -181,7 +198,7 @@ def upsert_articles(
     """
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
-    batch = _distinct(drafts)
+    batch = _distinct(drafts, now)
     result = UpsertResult()
     if not batch:
         return result
@@ -193,12 +210,12 @@ def upsert_articles(
             fresh.append(item)
         else:
             _update(session, row, item, source, now, result)
-    _insert(session, source, fresh, now, result)
+    _insert(session, source, fresh, now, result, archive)
     session.flush()
     return result
 
 
-def _distinct(drafts: Iterable[ArticleDraft]) -> list[_Incoming]:
+def _distinct(drafts: Iterable[ArticleDraft], now: datetime) -> list[_Incoming]:
     seen_guids: set[str] = set()
     seen_keys: set[str] = set()
     batch: list[_Incoming] = []
@@ -219,7 +236,14 @@ def _distinct(drafts: Iterable[ArticleDraft]) -> list[_Incoming]:
         seen_guids.add(guid)
         if key is not None:
             seen_keys.add(key)
-        batch.append(_Incoming(draft, guid, key, content_hash(raw)))
+        note = None
+        if draft.published_at is not None and draft.published_at > now + FUTURE_SLACK:
+            note = (
+                f"story {guid!r}: dated {draft.published_at:%Y-%m-%d %H:%M} UTC, more than "
+                "a day ahead; taken as published when first seen"
+            )
+            draft = replace(draft, published_at=None)
+        batch.append(_Incoming(draft, guid, key, content_hash(raw), note))
     return batch
 
 
@@ -289,12 +313,15 @@ def _update(
     row.tags = list(draft.tags)
     if draft.published_at is not None:  # a feed that drops the date loses no information
         row.published_at = draft.published_at
+    elif item.future_note:
+        row.published_at = row.first_seen_at
+        result.notes.append(item.future_note)
     row.updated_at = now
     row.content_hash = item.hash
     result.updated += 1
 
 
-def _new_row(source: str, item: _Incoming, now: datetime) -> Article:
+def _new_row(source: str, item: _Incoming, now: datetime, archive: bool) -> Article:
     draft = item.draft
     return Article(
         source=source,
@@ -307,20 +334,26 @@ def _new_row(source: str, item: _Incoming, now: datetime) -> Article:
         image=draft.image,
         author=draft.author,
         tags=list(draft.tags),
-        published_at=draft.published_at,
+        published_at=now if item.future_note else draft.published_at,
         first_seen_at=now,
         updated_at=now,
         content_hash=item.hash,
+        archive=archive,
     )
 
 
 def _insert(
-    session: Session, source: str, fresh: list[_Incoming], now: datetime, result: UpsertResult
+    session: Session,
+    source: str,
+    fresh: list[_Incoming],
+    now: datetime,
+    result: UpsertResult,
+    archive: bool,
 ) -> None:
     if not fresh:
         return
     # The usual case: nobody else is inserting these. One savepoint, one multi-row INSERT.
-    rows = [_new_row(source, item, now) for item in fresh]
+    rows = [_new_row(source, item, now, archive) for item in fresh]
     try:
         with session.begin_nested():
             session.add_all(rows)
@@ -329,9 +362,10 @@ def _insert(
         pass  # a concurrent poll got some of them first: retry one by one below
     else:
         result.new_ids.extend(row.id for row in rows)
+        result.notes.extend(item.future_note for item in fresh if item.future_note)
         return
     for item in fresh:
-        row = _new_row(source, item, now)
+        row = _new_row(source, item, now, archive)
         try:
             with session.begin_nested():
                 session.add(row)
@@ -343,6 +377,8 @@ def _insert(
             _update(session, existing, item, source, now, result)
         else:
             result.new_ids.append(row.id)
+            if item.future_note:
+                result.notes.append(item.future_note)
 
 
 def _find(session: Session, source: str, item: _Incoming) -> Article | None:

@@ -56,7 +56,8 @@ def service_for(engine: Engine, tmp_path: Path, sink: SmtpSink, clock: Clock) ->
                 "smtp": {"host": "127.0.0.1", "port": sink.port, "security": "none"},
             },
             "digests": [{"name": "daily", "cron": "0 7 * * *", "timezone": "Africa/Kigali"}],
-            "social": [{"name": "wire", "type": "file", "dir": "posts"}],
+            # The feed is met on this first read: its newest story is the backfill.
+            "social": [{"name": "wire", "type": "file", "dir": "posts", "backfill": 1}],
             "scheduler": {"lease": "5m"},
         }
     )

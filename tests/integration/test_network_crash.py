@@ -82,6 +82,7 @@ def test_a_poster_killed_mid_post_never_posts_a_story_twice(
                     "handle": "newsroom.test",
                     "app_password": "app-pass-1234",
                     "timeout": slow,
+                    "backfill": 10,  # the feed's stories are its first read: the archive
                 },
                 {
                     "name": "tg",
@@ -90,8 +91,15 @@ def test_a_poster_killed_mid_post_never_posts_a_story_twice(
                     "token": TOKEN,
                     "chat_id": "@newsroomtest",
                     "timeout": slow,
+                    "backfill": 10,
                 },
-                {"name": "hook", "type": "webhook", "url": hook.url, "secret": SECRET},
+                {
+                    "name": "hook",
+                    "type": "webhook",
+                    "url": hook.url,
+                    "secret": SECRET,
+                    "backfill": 10,
+                },
             ],
             "scheduler": {"lease": "2s"},  # the restarted poster takes over after this
         }

@@ -48,6 +48,7 @@ def write_feed(
     stories: int,
     titles: dict[int, str] | None = None,
     tags: dict[int, list[str]] | None = None,
+    dated: bool = True,
 ) -> None:
     """``stories`` stories; ``titles`` and ``tags`` replace some stories' title or tags."""
     titles, tags = titles or {}, tags or {}
@@ -57,10 +58,12 @@ def write_feed(
         categories = "".join(
             f"<category>{t}</category>" for t in tags.get(i, ["border management"])
         )
+        date = format_datetime(now - timedelta(minutes=30 + i))
+        published = f"<pubDate>{date}</pubDate>" if dated else ""
         return (
             f"<item><title>{title}</title>"
             f"<link>https://newsroom.example.org/story-{i}</link><guid>story-{i}</guid>"
-            f"<pubDate>{format_datetime(now - timedelta(minutes=30 + i))}</pubDate>{categories}"
+            f"{published}{categories}"
             f"<description>Cohort {i} of thirty officers finished training.</description></item>"
         )
 
@@ -79,6 +82,9 @@ def servers() -> Iterator[tuple[XServer, MastodonServer]]:
 
 
 def social(xs: XServer, ms: MastodonServer, **extra: Any) -> list[dict[str, Any]]:
+    # The stories posted here are in the feed's first read, its archive: a channel announces
+    # those only as its backfill.
+    extra = {"backfill": 10, **extra}
     return [
         {"name": "x", "type": "x", **CREDENTIALS, "timeout": "5s", **extra},
         {
@@ -324,3 +330,61 @@ def test_an_unreachable_network_spends_no_attempt_of_a_post(
     route_x_to(x_session, xs.url)  # the network is back
     clock.now += timedelta(minutes=10)
     assert service.dispatch().sent == 1 and len(xs.tweets) == 1
+
+
+def test_a_new_sites_archive_is_not_announced_whatever_its_dates(
+    engine: Engine,
+    tmp_path: Path,
+    servers: tuple[XServer, MastodonServer],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    clock = Clock(datetime.now(UTC))
+    write_feed(tmp_path / "feed.xml", clock(), 40, dated=False)  # an archive without dates
+    service = make_service(engine, tmp_path, servers, clock, backfill=0)
+    service.poll()
+    assert posts(service) == []  # the defaults: backfill 0, max_age 2d
+
+    # Restarted, the source is still met: only a story that appears later is news.
+    clock.now += timedelta(minutes=15)
+    write_feed(tmp_path / "feed.xml", clock(), 41, dated=False)
+    service = make_service(engine, tmp_path, servers, clock, backfill=0)
+    service.poll()
+    rows = posts(service)
+    assert sorted((p.channel, p.text.split(":")[0]) for p in rows) == [
+        ("fedi", "Story 40"),
+        ("x", "Story 40"),
+    ]
+
+    # With a backfill, the newest of the archive are announced, dated or not.
+    dated = make_service(engine, tmp_path, servers, clock, backfill=3)
+    dated.poll()
+    assert len(posts(dated)) == 2 * 3
+
+
+def test_the_archive_and_a_date_from_the_future_are_noted_in_status(
+    tmp_path: Path, servers: tuple[XServer, MastodonServer], capsys: pytest.CaptureFixture[str]
+) -> None:
+    xs, ms = servers
+    now = datetime.now(UTC)
+    write_feed(tmp_path / "feed.xml", now, 2, dated=False)
+    feed = (tmp_path / "feed.xml").read_text()
+    ahead = f"<pubDate>{format_datetime(now.replace(year=2999))}</pubDate>"
+    feed = feed.replace("<guid>story-0</guid>", f"<guid>story-0</guid>{ahead}", 1)
+    (tmp_path / "feed.xml").write_text(feed)
+    document = {
+        "root": str(tmp_path),
+        "templates": str(ROOT / "templates"),
+        "site": SITE,
+        "database": {"url": f"sqlite:///{tmp_path / 'nb.db'}"},
+        "sources": [{"name": "newsroom", "type": "feed", "url": "feed.xml"}],
+        "social": social(xs, ms),
+    }
+    path = tmp_path / "newsbroadcast.yaml"
+    path.write_text(yaml.safe_dump(document))
+    service = Service(cli.load_config(path))
+    service.poll()
+    service.close()
+    assert cli.main(["--config", str(path), "status"]) == 0
+    out = capsys.readouterr().out
+    assert "note: first read: 2 stories kept as the archive" in out
+    assert "story-0': dated 2999-" in out and "taken as published when" in out

@@ -95,6 +95,7 @@ def make_service(
                     "handle": "newsroom.test",
                     "app_password": "app-pass-1234",
                     "timeout": "5s",
+                    "backfill": 10,  # the feed's stories are its first read: the archive
                 },
                 {
                     "name": "tg",
@@ -103,6 +104,7 @@ def make_service(
                     "token": TOKEN,
                     "chat_id": "@newsroomtest",
                     "timeout": "5s",
+                    "backfill": 10,
                 },
                 {
                     "name": "hook",
@@ -110,6 +112,7 @@ def make_service(
                     "url": hook.url,
                     "secret": SECRET,
                     "timeout": "5s",
+                    "backfill": 10,
                 },
             ],
         }

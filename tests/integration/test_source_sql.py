@@ -190,7 +190,8 @@ def test_only_rows_past_the_cursor_are_read(foreign: str, store: Engine, tmp_pat
     poll_source(sessions(store), config, config.sources[0], NOW)
 
     again = poll_source(sessions(store), config, config.sources[0], NOW)
-    assert again.error is None and (again.new, again.updated, again.unchanged) == (0, 0, 0)
+    # The rows just behind the cursor are read again (lookback_rows) and found unchanged.
+    assert again.error is None and (again.new, again.updated, again.unchanged) == (0, 0, 2)
     assert again.skipped == []  # bad rows are reported once, not on every poll
 
     eng = create_engine(foreign)
@@ -217,13 +218,16 @@ def test_a_timestamp_cursor(foreign: str, store: Engine, tmp_path: Path) -> None
     config = make_config(tmp_path, url=foreign, table="cms_news", cursor="posted")
     first = poll_source(sessions(store), config, config.sources[0], NOW)
     assert first.error is None
-    # Rows with a NULL cursor cannot be ordered; the draft (5) has a time and is read.
+    # Rows with a NULL cursor cannot be ordered, and say so; the draft (5) has a time.
     assert sorted(articles(store)) == ["1", "5"]
+    unplaced = "row news_id=4: no 'posted' (the cursor column), so it is never read"
+    assert unplaced in first.skipped
     with sessions(store)() as s:
         state = s.get(SourceState, "cms")
-        assert state is not None and state.cursor == '{"datetime": "2025-05-23T11:00:00"}'
+        assert state is not None and state.cursor is not None
+        assert "2025-05-23 11:00:00" in state.cursor  # the cell as the database wrote it
     again = poll_source(sessions(store), config, config.sources[0], NOW)
-    assert (again.new, again.skipped) == (0, [])
+    assert (again.new, again.skipped) == (0, [unplaced])  # until it has one
 
 
 def test_the_connection_refuses_writes(foreign: str, tmp_path: Path) -> None:
@@ -262,3 +266,138 @@ def test_wrong_table_or_column_names_are_explained(
     report = poll_source(sessions(store), config, config.sources[0], NOW)
     assert report.error is not None and "no such column(s) cursor: 'id'" in report.error
     assert "news_id" in report.error
+
+
+def add_rows(url: str, *rows: dict[str, Any]) -> None:
+    """The other application writes rows (each committed on its own, in this order)."""
+    eng = create_engine(url)
+    for row in rows:
+        with eng.begin() as conn:
+            conn.execute(insert(cms_news), [{"status": "published", **row}])
+    eng.dispose()
+
+
+def story(news_id: int, posted: datetime | None) -> dict[str, Any]:
+    return {
+        "news_id": news_id,
+        "headline": f"Story {news_id}: women officers in the border guard",
+        "permalink": f"https://newsroom.example.org/news/{news_id}",
+        "posted": posted,
+    }
+
+
+def test_rows_sharing_the_cursor_value_are_all_read(
+    foreign: str, store: Engine, tmp_path: Path
+) -> None:
+    eleven = datetime(2025, 5, 23, 11, 0)  # row 5's time: the last in the table
+    add_rows(foreign, story(6, eleven), story(7, eleven))
+    config = make_config(tmp_path, url=foreign, table="cms_news", cursor="posted", batch_size=2)
+    first = poll_source(sessions(store), config, config.sources[0], NOW)
+    # Pages of two: 2, 3 | 1, 5 | 6, 7 — the last page starts at 11:00, not after it.
+    assert first.error is None and sorted(articles(store)) == ["1", "5", "6", "7"]
+
+    add_rows(foreign, story(8, eleven))  # committed after the poll read 11:00
+    again = poll_source(sessions(store), config, config.sources[0], NOW)
+    assert (again.error, again.new) == (None, 1)
+    assert sorted(articles(store)) == ["1", "5", "6", "7", "8"]
+
+
+def test_a_row_committed_after_a_newer_one_was_read_is_read(
+    foreign: str, store: Engine, tmp_path: Path
+) -> None:
+    config = make_config(tmp_path, url=foreign)  # cursor: news_id
+    poll_source(sessions(store), config, config.sources[0], NOW)
+    add_rows(foreign, story(8, datetime(2025, 5, 23, 11, 40)))
+    assert poll_source(sessions(store), config, config.sources[0], NOW).new == 1
+    # Row 7 took its id before row 8 but committed after the poll had read 8.
+    add_rows(foreign, story(7, datetime(2025, 5, 23, 11, 35)))
+    late = poll_source(sessions(store), config, config.sources[0], NOW)
+    assert (late.error, late.new, late.updated) == (None, 1, 0)
+
+    by_time = make_config(tmp_path, url=foreign, table="cms_news", cursor="posted", name="t")
+    poll_source(sessions(store), by_time, by_time.sources[0], NOW)
+    add_rows(foreign, story(9, datetime(2025, 5, 23, 11, 32)))  # 8 minutes behind the last
+    late = poll_source(sessions(store), by_time, by_time.sources[0], NOW)
+    assert (late.error, late.new) == (None, 1)
+    assert "9" in articles(store)
+
+
+def bad_date(url: str) -> str:
+    """A cell the column's type cannot give back: SQLite keeps any text in a TIMESTAMP
+    column; PostgreSQL holds 'infinity', which psycopg cannot make a datetime."""
+    return "yesterday" if url.startswith("sqlite") else "infinity"
+
+
+def test_a_cell_that_is_not_a_date_costs_only_its_row(
+    foreign: str, store: Engine, tmp_path: Path
+) -> None:
+    bad = bad_date(foreign)
+    eng = create_engine(foreign)
+    with eng.begin() as conn:
+        conn.execute(text("UPDATE cms_news SET posted = :bad WHERE news_id = 1"), {"bad": bad})
+    eng.dispose()
+    config = make_config(tmp_path, url=foreign)  # cursor: news_id; published_at: posted
+    report = poll_source(sessions(store), config, config.sources[0], NOW)
+    assert report.error is None
+    assert f"row news_id=1: 'posted' is not a date: {bad!r}" in report.skipped
+    assert sorted(articles(store)) == ["4"]
+    with sessions(store)() as s:
+        state = s.get(SourceState, "cms")
+        assert state is not None and state.cursor == '{"int": 4}'  # moved past it
+
+
+def test_a_cursor_cell_that_is_not_a_date_costs_only_its_row(
+    foreign: str, store: Engine, tmp_path: Path
+) -> None:
+    bad = bad_date(foreign)
+    eng = create_engine(foreign)
+    with eng.begin() as conn:
+        conn.execute(text("UPDATE cms_news SET posted = :bad WHERE news_id = 3"), {"bad": bad})
+    eng.dispose()
+    config = make_config(tmp_path, url=foreign, table="cms_news", cursor="posted")
+    report = poll_source(sessions(store), config, config.sources[0], NOW)
+    assert report.error is None
+    why = f"row news_id=3: 'posted' (the cursor column) is not a date: {bad!r}"
+    assert why in report.skipped
+    assert sorted(articles(store)) == ["1", "5"]
+    add_rows(foreign, story(6, datetime(2025, 5, 23, 11, 30)))
+    assert poll_source(sessions(store), config, config.sources[0], NOW).new == 1
+
+
+def test_a_second_row_with_the_same_guid_is_reported(
+    foreign: str, store: Engine, tmp_path: Path
+) -> None:
+    add_rows(
+        foreign,
+        {**story(6, datetime(2025, 5, 23, 11, 20)), "permalink": "https://newsroom.example.org/a"},
+        {**story(7, datetime(2025, 5, 23, 11, 30)), "permalink": "https://newsroom.example.org/a"},
+    )
+    # The guid is the permalink here, and the CMS has it twice.
+    columns = {"guid": "permalink", "title": "headline", "url": "permalink"}
+    config = make_config(tmp_path, url=foreign, table="cms_news", columns=columns)
+    report = poll_source(sessions(store), config, config.sources[0], NOW)
+    assert report.error is None
+    assert (
+        "row permalink='https://newsroom.example.org/a': another row has the same "
+        "'permalink'; the later one is taken" in report.skipped
+    )
+    stored = articles(store)["https://newsroom.example.org/a"]
+    assert stored.title.startswith("Story 7")
+
+
+def test_a_backlog_read_over_several_polls_is_all_archive(
+    foreign: str, store: Engine, tmp_path: Path
+) -> None:
+    config = make_config(tmp_path, url=foreign, max_rows=2)  # rows 1, 2 | 3, 4: two polls
+    poll_source(sessions(store), config, config.sources[0], NOW)
+    with sessions(store)() as s:
+        state = s.get(SourceState, "cms")
+        assert state is not None and state.caught_up_at is None
+    poll_source(sessions(store), config, config.sources[0], NOW)
+    add_rows(foreign, story(7, datetime(2025, 5, 23, 11, 40)))
+    poll_source(sessions(store), config, config.sources[0], NOW)
+    assert {g: a.archive for g, a in articles(store).items()} == {
+        "1": True,
+        "4": True,
+        "7": False,
+    }

@@ -196,3 +196,23 @@ def test_a_big_batch_costs_a_few_queries_not_one_per_story(engine: Engine) -> No
 def test_naive_now_is_refused(engine: Engine) -> None:
     with sessions(engine)() as session, pytest.raises(ValueError, match="timezone"):
         upsert_articles(session, "newsroom", [], datetime(2025, 1, 1))
+
+
+def test_a_date_far_in_the_future_counts_as_first_seen(engine: Engine) -> None:
+    ahead = [
+        ArticleDraft(
+            guid=f"g{year}", title=f"Dated {year}", published_at=datetime(year, 1, 1, tzinfo=UTC)
+        )
+        for year in (2999, 9999)
+    ]
+    soon = ArticleDraft(guid="soon", title="An hour ahead", published_at=NOW + timedelta(hours=1))
+    result = upsert(engine, [*ahead, soon])
+    assert len(result.new_ids) == 3
+    got = {a.guid: a.published_at for a in rows(engine)}
+    assert got == {"g2999": NOW, "g9999": NOW, "soon": NOW + timedelta(hours=1)}
+    assert result.notes == [
+        "story 'g2999': dated 2999-01-01 00:00 UTC, more than a day ahead; "
+        "taken as published when first seen",
+        "story 'g9999': dated 9999-01-01 00:00 UTC, more than a day ahead; "
+        "taken as published when first seen",
+    ]

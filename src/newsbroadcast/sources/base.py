@@ -34,3 +34,5 @@ class FetchResult:
     skipped: list[str] = field(default_factory=list)
     # A source read incrementally (sql) gives the position to store with these drafts.
     cursor: str | None = None
+    # True when the poll stopped before the end (a backlog read over several polls).
+    more: bool = False

@@ -2,13 +2,17 @@
 
 The connection is made read-only by the database itself, not only by our good manners:
 SQLite is opened with ``mode=ro`` and ``PRAGMA query_only``; PostgreSQL sessions are set to
-``READ ONLY`` transactions; MySQL/MariaDB likewise. Reading is incremental: only rows whose
-``cursor`` column is past the stored position are read, in batches ordered by it. The new
-position is returned in ``FetchResult.cursor`` and committed together with the articles.
+``READ ONLY`` transactions; MySQL/MariaDB likewise. Reading is incremental: rows from just
+behind the stored position on, in batches ordered by (cursor, guid). Each poll reads again
+the rows within ``lookback`` (a time, for a date/time cursor) or ``lookback_rows`` (any other)
+of the position, so rows sharing the cursor's last value and rows committed late (after a
+newer one was read) are not lost; the store dedupes them by guid. The new position is
+returned in ``FetchResult.cursor`` and committed together with the articles.
 
-A row that cannot be used (no title, a date that is not a date) is listed in
-``FetchResult.skipped`` as ``row <cursor column>=<value>`` and the cursor moves past it: one
-bad row must not block every row behind it.
+A row that cannot be used (no title, a cell that is not what its column says) is listed in
+``FetchResult.skipped`` as ``row <guid column>=<value>: why`` and the cursor moves past it:
+one bad row must not block every row behind it. Rows with no cursor value and a second row
+with the same guid are listed too.
 """
 
 from __future__ import annotations
@@ -16,15 +20,33 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping
-from datetime import date, datetime
+from datetime import date, datetime, time
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from sqlalchemy import Engine, MetaData, Table, create_engine, event, inspect, select
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Engine,
+    MetaData,
+    Table,
+    Text,
+    cast,
+    create_engine,
+    event,
+    func,
+    inspect,
+    literal,
+    or_,
+    select,
+    type_coerce,
+)
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import NoSuchTableError, SQLAlchemyError
+from sqlalchemy.sql import sqltypes
+from sqlalchemy.types import NullType
 
 from newsbroadcast.config import SqlSource
 from newsbroadcast.errors import SourceError
@@ -99,24 +121,7 @@ def fetch_sql(source: SqlSource, base_dir: Path, cursor: str | None) -> FetchRes
     try:
         with engine.connect() as conn:
             table = _table(source, conn)
-            drafts: list[ArticleDraft] = []
-            skipped: list[str] = []
-            col = table.c[source.cursor]
-            while len(drafts) + len(skipped) < source.max_rows:
-                query = select(table).order_by(col).limit(source.batch_size)
-                query = query.where(col.is_not(None))
-                if position is not None:
-                    query = query.where(col > position)
-                rows = conn.execute(query).mappings().all()
-                for row in rows:
-                    outcome = _draft(source, row)
-                    if isinstance(outcome, str):
-                        skipped.append(f"row {source.cursor}={row[source.cursor]!r}: {outcome}")
-                    else:
-                        drafts.append(outcome)
-                    position = row[source.cursor]
-                if len(rows) < source.batch_size:
-                    break
+            result = _Read(source, table, conn.dialect.name, position).run(conn)
             conn.rollback()  # nothing to keep: the transaction only ever read
     except SourceError:
         raise
@@ -126,7 +131,196 @@ def fetch_sql(source: SqlSource, base_dir: Path, cursor: str | None) -> FetchRes
         ) from e
     finally:
         engine.dispose()
-    return FetchResult(drafts=drafts, skipped=skipped, cursor=_dump_cursor(position))
+    return result
+
+
+_DATELIKE = (sqltypes.Date, sqltypes.DateTime, sqltypes.Time)
+_NEW = "_newsbroadcast_past_cursor"  # a computed column: is this row past the stored position
+_NULLS_NAMED = 10  # rows with no cursor named one by one; the rest are counted
+
+
+class _Read:
+    """One poll of the table: the rows from just behind the stored position to the end (or
+    ``max_rows`` past it), each row judged on its own.
+
+    Values are read *raw* where the driver would judge a cell and fail the whole batch on a
+    bad one: on SQLite every column (any cell may hold any value, whatever the declared
+    type; SQLAlchemy's DATETIME, NUMERIC, JSON converters raise on one that does not fit),
+    elsewhere the date/time columns, as text (psycopg raises on 'infinity' or a year past
+    9999). Positions are compared in the database, in its own order, never in Python.
+    """
+
+    def __init__(self, source: SqlSource, table: Table, dialect: str, position: Any) -> None:
+        self.source = source
+        self.sqlite = dialect == "sqlite"
+        self.position = position
+        column = table.c[source.cursor]
+        # Compared as it is stored on SQLite: a typed comparison would convert our value.
+        self.col = type_coerce(column, NullType()) if self.sqlite else column
+        self.guid_col = table.c[source.columns.guid]
+        self.dated_cursor = isinstance(column.type, _DATELIKE)
+        self.cursor_type = column.type
+        wanted = [source.cursor, *(v for v in source.columns.model_dump().values() if v)]
+        self.table = table
+        self.columns = [self._raw(table.c[name]) for name in dict.fromkeys(wanted)]
+        self.drafts: dict[str, ArticleDraft] = {}
+        self.skipped: list[str] = []
+
+    def _raw(self, col: ColumnElement[Any]) -> ColumnElement[Any]:
+        if self.sqlite:
+            return type_coerce(col, NullType()).label(col.name)
+        if isinstance(col.type, _DATELIKE):
+            return cast(col, Text).label(col.name)
+        return col
+
+    def _bound(self, value: Any) -> ColumnElement[Any]:
+        """``value``, as ``_raw`` read it, as something the cursor column compares with."""
+        if self.sqlite:
+            return literal(value, NullType())
+        if self.dated_cursor:
+            return cast(literal(str(value), Text()), self.cursor_type)
+        return literal(value, self.cursor_type)
+
+    def run(self, conn: Connection) -> FetchResult:
+        self._report_null_cursors(conn)
+        past = literal(True) if self.position is None else self.col > self._bound(self.position)
+        query = select(*self.columns, past.label(_NEW)).where(self.col.is_not(None))
+        query = query.order_by(self.col, self.guid_col).limit(self.source.batch_size)
+        since = self._lookback(conn)
+        offset = 0
+        last: Any = None  # the last row's cursor value, and how many rows in a row had it
+        run = 0
+        newest: Any = None  # the cursor value of the last row read past the position
+        fresh = 0
+        stop_at: Any = None
+        more = False
+        while True:
+            page = query if since is None else query.where(since)
+            rows = conn.execute(page.offset(offset)).mappings().all()
+            for row in rows:
+                value = row[self.source.cursor]
+                if stop_at is not None and value != stop_at:
+                    more = True  # max_rows reached: the rest waits for the next poll
+                    break
+                run = run + 1 if run and value == last else 1
+                last = value
+                self._take(row)
+                if row[_NEW] and (not self.dated_cursor or _moment(value) is not None):
+                    newest = value  # past a bad row too: it must not block those behind it
+                if row[_NEW]:
+                    fresh += 1
+                    if fresh >= self.source.max_rows and stop_at is None:
+                        stop_at = value  # but read every row with this same value first
+            else:
+                if len(rows) == self.source.batch_size:
+                    # Rows sharing the last value may go on in the next page: start at that
+                    # value and step over those already read.
+                    since, offset = self.col >= self._bound(last), run
+                    continue
+            break
+        position = self.position if newest is None else newest
+        return FetchResult(
+            drafts=list(self.drafts.values()),
+            skipped=self.skipped,
+            cursor=_dump_cursor(position),
+            more=more,
+        )
+
+    def _lookback(self, conn: Connection) -> ColumnElement[bool] | None:
+        """Where this poll starts: just behind the stored position (None: the beginning)."""
+        if self.position is None:
+            return None
+        at = self.col >= self._bound(self.position)
+        if self.dated_cursor and (moment := _moment(self.position)) is not None:
+            try:
+                earlier = _shaped_like(self.position, moment - self.source.lookback)
+            except OverflowError:
+                return at
+            return or_(self.col >= self._bound(earlier), at)
+        back = (
+            select(self._raw(self.table.c[self.source.cursor]))
+            .where(self.col <= self._bound(self.position))
+            .order_by(self.col.desc())
+            .limit(1)
+            .offset(self.source.lookback_rows - 1)
+        )
+        start = conn.execute(back).scalar()
+        return None if start is None else self.col >= self._bound(start)
+
+    def _take(self, row: Mapping[str, Any]) -> None:
+        """Make ``row`` a draft, or note why it cannot be one. Only rows past the
+        stored position are reported: those behind it were reported when first read."""
+        name = self._name(row)
+        problem: str | None = None
+        value = row[self.source.cursor]
+        if self.dated_cursor and _moment(value) is None:
+            problem = f"{self.source.cursor!r} (the cursor column) is not a date: {value!r}"
+        outcome = problem or _draft(self.source, row)
+        if isinstance(outcome, str):
+            (self.skipped.append if row[_NEW] else _debug)(f"row {name}: {outcome}")
+            return
+        if outcome.guid in self.drafts and row[_NEW]:
+            self.skipped.append(
+                f"row {name}: another row has the same {self.source.columns.guid!r}; "
+                "the later one is taken"
+            )
+        self.drafts.pop(outcome.guid, None)  # the later row is the story as it is now
+        self.drafts[outcome.guid] = outcome
+
+    def _name(self, row: Mapping[str, Any]) -> str:
+        guid = row[self.source.columns.guid]
+        if guid is None or not str(guid).strip():
+            return f"{self.source.cursor}={row[self.source.cursor]!r}"
+        return f"{self.source.columns.guid}={guid!r}"
+
+    def _report_null_cursors(self, conn: Connection) -> None:
+        """Rows without a cursor value cannot be placed, so are never read: say so, on
+        every poll, until someone gives them one."""
+        missing = self.col.is_(None)
+        guids = conn.execute(
+            select(self._raw(self.guid_col))
+            .where(missing)
+            .order_by(self.guid_col)
+            .limit(_NULLS_NAMED)
+        ).scalars()
+        named = 0
+        for guid in guids:
+            named += 1
+            self.skipped.append(
+                f"row {self.source.columns.guid}={guid!r}: no {self.source.cursor!r} "
+                "(the cursor column), so it is never read"
+            )
+        if named == _NULLS_NAMED:
+            total = conn.execute(select(func.count()).select_from(self.table).where(missing))
+            rest = (total.scalar() or 0) - named
+            if rest:
+                self.skipped.append(f"… and {rest} more rows with no {self.source.cursor!r}")
+
+
+def _debug(message: str) -> None:
+    log.debug("%s (behind the cursor: reported when first read)", message)
+
+
+def _moment(value: Any) -> datetime | None:
+    """A cursor value read raw, as a datetime; None when it is not one."""
+    if isinstance(value, datetime):
+        return value
+    if isinstance(value, date):
+        return datetime.combine(value, time())
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value.strip())
+        except ValueError:
+            return None
+    return None
+
+
+def _shaped_like(raw: Any, moment: datetime) -> str:
+    """``moment`` written the way ``raw`` is (SQLite compares the text as stored)."""
+    if isinstance(raw, str) and len(raw.strip()) == 10:
+        return moment.date().isoformat()
+    sep = raw[10] if isinstance(raw, str) and len(raw) > 10 and raw[10] in "T " else " "
+    return moment.isoformat(sep)
 
 
 def _table(source: SqlSource, conn: Any) -> Table:
@@ -178,8 +372,8 @@ def _draft(source: SqlSource, row: Mapping[str, Any]) -> ArticleDraft | str:
                 published = as_utc(value, source.timezone)
             else:
                 published = parse_date(str(value), zone=source.timezone)
-        except (ValueError, OverflowError) as e:
-            return f"{cols.published_at!r} is not a date: {e}"
+        except (ValueError, OverflowError):
+            return f"{cols.published_at!r} is not a date: {value!r}"
     return ArticleDraft(
         guid=guid,
         title=title,
@@ -239,8 +433,9 @@ def _load_cursor(stored: str | None) -> Any:
         "int": int,
         "decimal": Decimal,
         "float": float,
-        "datetime": datetime.fromisoformat,
-        "date": date.fromisoformat,
+        # Written by versions that read typed values; now positions are kept as read, raw.
+        "datetime": lambda v: datetime.fromisoformat(v).isoformat(" "),
+        "date": str,
         "str": str,
     }[kind](value)
 
