@@ -126,8 +126,9 @@ def bulk_plan_edition(
 ) -> PlannedEdition | None:
     """Make the edition of ``digest`` for ``period`` with its deliveries, and commit.
 
-    The edition gathers the articles first seen since the previous edition's cutoff (the
-    newest ``max_items``). No new articles, or the period already taken: nothing, None.
+    The edition gathers the articles no earlier edition holds (``edition_stories``: those
+    first seen since the previous cutoff, or stored late; the newest ``max_items``). No new
+    articles, or the period already taken: nothing, None.
     Whoever else plans this digest meanwhile waits for our commit, then sees our edition.
     """
     lock_digest(session, digest.name)  # before any read: the cutoff must be the newest

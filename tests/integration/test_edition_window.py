@@ -41,10 +41,9 @@ def daily(**changes: Any) -> Digest:
     return make_config(digests=[digest]).digests[0]
 
 
-def draft(slug: str, published: datetime | None = None) -> ArticleDraft:
-    return ArticleDraft(
-        guid=slug, title=slug.title(), url=f"https://ex.org/{slug}", published_at=published
-    )
+def draft(slug: str, published: datetime | None = None, *tags: str) -> ArticleDraft:
+    url = f"https://ex.org/{slug}"
+    return ArticleDraft(guid=slug, title=slug.title(), url=url, published_at=published, tags=tags)
 
 
 def store(engine: Engine, now: datetime, *slugs: str) -> None:
@@ -100,6 +99,20 @@ def test_a_story_committed_after_an_edition_it_predates_is_in_the_next_one(
     assert set(plan(engine, digest, NEXT_DAY) or []) == {"late", "fresh"}
     assert plan(engine, digest, NEXT_DAY + timedelta(days=1)) is None
     assert editions_per_story(engine, "daily") == {"earlier": 1, "late": 1, "fresh": 1}
+
+
+def test_each_digest_takes_a_late_story_once_if_its_tags_match(engine: Engine) -> None:
+    digest, police = daily(), daily(name="police", tags=["Police"])
+    store(engine, POLL_START - timedelta(hours=1), "earlier")
+    assert plan(engine, digest, FIRST_EDITION) == ["earlier"]
+    with sessions(engine).begin() as session:
+        stories = [draft("late-police", None, "police"), draft("late-other")]
+        upsert_articles(session, "newsroom", stories, POLL_START)
+
+    assert plan(engine, police, NEXT_DAY) == ["late-police"]
+    assert set(plan(engine, digest, NEXT_DAY) or []) == {"late-police", "late-other"}
+    assert plan(engine, police, NEXT_DAY + timedelta(hours=1)) is None
+    assert editions_per_story(engine, "police") == {"late-police": 1}
 
 
 def test_a_story_no_planner_could_see_yet_is_in_the_next_edition(engine: Engine) -> None:
