@@ -217,7 +217,8 @@ class Edition(Base):
     period: Mapped[str] = mapped_column(String(64))
     status: Mapped[EditionStatus] = mapped_column(String(16), default=EditionStatus.sending)
     subject: Mapped[str] = mapped_column(Text)
-    # Articles first seen up to this moment belong to this edition or an earlier one.
+    # Articles first seen up to this moment belong to this edition or an earlier one; one
+    # stored after it (a slow poll's), to the next (planner.edition_stories).
     cutoff: Mapped[datetime]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None]

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from apscheduler.triggers.cron import CronTrigger
-from sqlalchemy import func, insert, literal, select, update
+from sqlalchemy import ColumnElement, func, insert, literal, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -40,6 +40,12 @@ from newsbroadcast.models import (
 from newsbroadcast.store import FUTURE_SLACK
 
 log = logging.getLogger("newsbroadcast.planner")
+
+# How long a poll may take from its start (its stories' first_seen_at) to its commit, with a
+# wide margin: a source's requests, each under its own deadline (20 s by default), and the
+# waits for the database's write lock. Editions look this far back before the previous
+# cutoff for stories stored late; a longer window costs only re-reading its few stories.
+LATE_COMMIT_LOOKBACK = timedelta(minutes=15)
 
 
 # --- pure decisions -------------------------------------------------------------------------
@@ -120,8 +126,9 @@ def bulk_plan_edition(
 ) -> PlannedEdition | None:
     """Make the edition of ``digest`` for ``period`` with its deliveries, and commit.
 
-    The edition gathers the articles first seen since the previous edition's cutoff (the
-    newest ``max_items``). No new articles, or the period already taken: nothing, None.
+    The edition gathers the articles no earlier edition holds (``edition_stories``: those
+    first seen since the previous cutoff, or stored late; the newest ``max_items``). No new
+    articles, or the period already taken: nothing, None.
     Whoever else plans this digest meanwhile waits for our commit, then sees our edition.
     """
     lock_digest(session, digest.name)  # before any read: the cutoff must be the newest
@@ -196,16 +203,66 @@ def lock_digest(session: Session, name: str) -> None:
 
 def edition_stories(session: Session, digest: Digest, now: datetime) -> list[Article]:
     """The stories ``digest``'s next edition holds if made at ``now``: articles first seen
-    since the previous edition's cutoff, with one of its tags, the newest ``max_items``.
-    Reads only (``preview`` shows the same)."""
+    at or before ``now`` that no earlier edition of the digest holds, with one of its tags,
+    the newest ``max_items``. Reads only (``preview`` shows the same).
+
+    A story is first seen when its poll starts but stored when the poll commits, up to that
+    poll's deadline later: an edition planned in between cannot see it although its cutoff
+    is later. So the window reaches ``LATE_COMMIT_LOOKBACK`` back before the previous
+    cutoff, and a story found there is taken unless an edition holds it or it would have
+    been cut from one by ``max_items`` (it was, or would have been, older than all of a
+    full edition's stories): as if it had been stored in time.
+    """
     previous_cutoff = session.scalar(
         select(func.max(Edition.cutoff)).where(Edition.digest == digest.name)
     )
     q = select(Article).where(Article.first_seen_at <= now)
     if previous_cutoff is not None:
-        q = q.where(Article.first_seen_at > previous_cutoff)
-    candidates = [a for a in session.scalars(q) if matches_tags(a.tags, digest.tags)]
+        since = previous_cutoff - LATE_COMMIT_LOOKBACK
+        # An edition holding a story in the window has a cutoff after its first sighting.
+        recent = (Edition.digest == digest.name, Edition.cutoff > since)
+        held = (
+            select(EditionArticle.article_id)
+            .join(Edition, Edition.id == EditionArticle.edition_id)
+            .where(EditionArticle.article_id == Article.id, *recent)
+        )
+        q = q.where(Article.first_seen_at > since, ~held.exists())
+        cut_below = _cut_lines(session, digest, recent)
+    else:
+        cut_below = []
+    candidates = [
+        a
+        for a in session.scalars(q)
+        if matches_tags(a.tags, digest.tags) and not _cut(a, cut_below)
+    ]
     return sorted(candidates, key=_newest_first, reverse=True)[: digest.max_items]
+
+
+def _cut_lines(
+    session: Session, digest: Digest, recent: tuple[ColumnElement[bool], ...]
+) -> list[tuple[datetime, tuple[datetime, int]]]:
+    """Per full recent edition of ``digest``: its cutoff and its oldest story's sort key.
+    A story first seen by that cutoff and older than that key was, or would have been, cut
+    by ``max_items``. A few editions of at most ``max_items`` rows each."""
+    rows = session.execute(
+        select(Edition.id, Edition.cutoff, Article)
+        .join(EditionArticle, EditionArticle.edition_id == Edition.id)
+        .join(Article, Article.id == EditionArticle.article_id)
+        .where(*recent)
+    ).all()
+    editions: dict[int, tuple[datetime, list[tuple[datetime, int]]]] = {}
+    for edition_id, cutoff, article in rows:
+        editions.setdefault(edition_id, (cutoff, []))[1].append(_newest_first(article))
+    return [
+        (cutoff, min(keys)) for cutoff, keys in editions.values() if len(keys) >= digest.max_items
+    ]
+
+
+def _cut(article: Article, cut_below: list[tuple[datetime, tuple[datetime, int]]]) -> bool:
+    return any(
+        article.first_seen_at <= cutoff and _newest_first(article) < oldest
+        for cutoff, oldest in cut_below
+    )
 
 
 def fan_out(session: Session, edition_id: int, now: datetime) -> int:
