@@ -73,6 +73,7 @@ class SentRecorder:
             self._pq = pq
             connection = session.connection()
             dbapi = connection.connection
+            # Typed Optional for an invalidated pool entry; a checked-out connection has one.
             self._pgconn = dbapi.driver_connection.pgconn  # type: ignore[union-attr]
             if _PREPARED not in dbapi.info:  # the pool keeps this dict per connection
                 self._prepare()

@@ -109,6 +109,7 @@ def install(env: jinja2.Environment, templates_dir: Path) -> None:
     def ngettext(singular: str, plural: str, n: int) -> str:
         return _active.get()[1].ngettext(singular, plural, n)
 
+    # Added to the Environment at run time by the i18n extension: Jinja's types cannot say so.
     env.install_gettext_callables(gettext, ngettext, newstyle=True)  # type: ignore[attr-defined]
 
 
