@@ -22,13 +22,16 @@ run: $(STAMP)
 	$(NB) subscribers import examples/subscribers.csv --quiet
 	$(NB) run
 
+# mypy reads its settings (files, plugins, strictness) from pyproject.toml [tool.mypy].
 test: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/pytest -q
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 # The config's JSON Schema for editors; a test fails when the committed copy is stale.
 schema: $(STAMP)

@@ -217,7 +217,9 @@ class Service:
         count = 0
         broken: dict[str, str] = {}
         with self.sessions() as session:
-            added = dict(session.execute(select(ChannelState.name, ChannelState.added_at)).all())
+            added = dict(
+                session.execute(select(ChannelState.name, ChannelState.added_at)).tuples().all()
+            )
             for channel in self.config.social:
                 try:
                     template = self.templates.get_template(f"social/{channel.template}")
@@ -292,7 +294,7 @@ class Service:
         report = PassReport()
         failures = report.failures
         report.polls, report.posts_planned = _guarded(
-            "poll", lambda: self._poll(None, failures), ([], 0), failures
+            "poll", lambda: self._poll(None, failures), (list[PollReport](), 0), failures
         )
         report.editions = _guarded(
             "plan digests", lambda: self.plan_digests(force, failures), [], failures

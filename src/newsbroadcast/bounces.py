@@ -11,6 +11,7 @@ import enum
 import re
 from dataclasses import dataclass
 from email.message import EmailMessage, Message
+from email.utils import collapse_rfc2231_value
 
 __all__ = ["Bounce", "BounceKind", "classify", "parse_dsn", "reply_status", "unsubscribe_token"]
 
@@ -87,7 +88,7 @@ def parse_dsn(message: Message) -> list[Bounce]:
     ``is_failure`` False, so callers can ignore them."""
     if message.get_content_type() != "multipart/report":
         return []
-    if (message.get_param("report-type") or "").lower() != "delivery-status":
+    if collapse_rfc2231_value(message.get_param("report-type") or "").lower() != "delivery-status":
         return []
     for part in message.walk():
         if part.get_content_type() in ("message/delivery-status", "message/global-delivery-status"):
@@ -99,7 +100,7 @@ def _recipients(part: Message) -> list[Bounce]:
     payload = part.get_payload()
     # The email package parses message/delivery-status into one block per group of fields:
     # the per-message block first, then one per recipient.
-    blocks: list[Message] = payload if isinstance(payload, list) else []
+    blocks = [b for b in payload if isinstance(b, Message)] if isinstance(payload, list) else []
     out: list[Bounce] = []
     for block in blocks[1:] if len(blocks) > 1 else blocks:
         recipient = _address(block.get("Original-Recipient")) or _address(

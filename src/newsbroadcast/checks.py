@@ -61,7 +61,7 @@ def source_problems(config: Config) -> list[Problem]:
     located = load_yaml(file) if file is not None else None
     problems = []
     for index, name, key, why in found:
-        loc = ("sources", index, *key.split("."))
+        loc: tuple[str | int, ...] = ("sources", index, *key.split("."))
         line = located.line_of(loc) if located is not None else None
         problems.append(Problem(str(file or "config"), line, f"source {name}: {key}: {why}"))
     return problems

@@ -420,14 +420,16 @@ def cmd_status(args: argparse.Namespace) -> int:
     with db.sessions(engine)() as session:
         for label, model in (("deliveries", Delivery), ("posts", Post)):
             counts = dict(
-                session.execute(select(model.status, func.count()).group_by(model.status)).all()
+                session.execute(select(model.status, func.count()).group_by(model.status))
+                .tuples()
+                .all()
             )
             shown = ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none"
             print(f"{label}: {shown}")
         subs = dict(
-            session.execute(
-                select(Subscriber.status, func.count()).group_by(Subscriber.status)
-            ).all()
+            session.execute(select(Subscriber.status, func.count()).group_by(Subscriber.status))
+            .tuples()
+            .all()
         )
         print("subscribers: " + (", ".join(f"{k} {v}" for k, v in sorted(subs.items())) or "none"))
         from newsbroadcast.editions import progress

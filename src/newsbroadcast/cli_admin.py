@@ -17,7 +17,7 @@ from newsbroadcast.models import utcnow
 EXIT_OK, EXIT_FAILED = 0, 1
 
 
-def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     cfg = sub.add_parser("config", help="configuration helpers")
     csub = cfg.add_subparsers(dest="config_command", required=True, metavar="ACTION")
     schema = csub.add_parser("schema", help="write the config's JSON Schema (for editors)")

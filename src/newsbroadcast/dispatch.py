@@ -485,7 +485,9 @@ class Dispatcher:
                 select(Edition.id, Edition.status).where(
                     Edition.id.in_(editions), Edition.status != EditionStatus.sending
                 )
-            ).all()
+            )
+            .tuples()
+            .all()
         )
         if not halted:
             return rows

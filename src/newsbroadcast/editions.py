@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from newsbroadcast.db import rowcount
 from newsbroadcast.errors import InputError
 from newsbroadcast.models import Delivery, Edition, EditionStatus, SendStatus
 
@@ -32,12 +33,14 @@ def pause_edition(session: Session, edition_id: int, reason: str | None = None) 
     """Stop sending ``edition_id``; dispatchers hand back what they hold within half a
     second. Committed. False when it was not sending (already paused, done, cancelled)."""
     _edition(session, edition_id)
-    changed = session.execute(
-        update(Edition)
-        .where(Edition.id == edition_id, Edition.status == EditionStatus.sending)
-        .values(status=EditionStatus.paused)
-        .execution_options(synchronize_session=False)
-    ).rowcount
+    changed = rowcount(
+        session.execute(
+            update(Edition)
+            .where(Edition.id == edition_id, Edition.status == EditionStatus.sending)
+            .values(status=EditionStatus.paused)
+            .execution_options(synchronize_session=False)
+        )
+    )
     session.commit()
     if changed:
         log.warning("edition %s paused%s", edition_id, f": {reason}" if reason else "")
@@ -47,12 +50,14 @@ def pause_edition(session: Session, edition_id: int, reason: str | None = None) 
 def resume_edition(session: Session, edition_id: int) -> bool:
     """Send a paused edition again, from where its delivery rows say. Committed."""
     _edition(session, edition_id)
-    changed = session.execute(
-        update(Edition)
-        .where(Edition.id == edition_id, Edition.status == EditionStatus.paused)
-        .values(status=EditionStatus.sending)
-        .execution_options(synchronize_session=False)
-    ).rowcount
+    changed = rowcount(
+        session.execute(
+            update(Edition)
+            .where(Edition.id == edition_id, Edition.status == EditionStatus.paused)
+            .values(status=EditionStatus.sending)
+            .execution_options(synchronize_session=False)
+        )
+    )
     session.commit()
     return bool(changed)
 
@@ -69,15 +74,17 @@ def cancel_edition(session: Session, edition_id: int, now: datetime) -> int:
         .values(status=EditionStatus.cancelled, finished_at=now)
         .execution_options(synchronize_session=False)
     )
-    skipped = session.execute(
-        update(Delivery)
-        .where(
-            Delivery.edition_id == edition_id,
-            Delivery.status.in_([SendStatus.queued, SendStatus.sending]),
+    skipped = rowcount(
+        session.execute(
+            update(Delivery)
+            .where(
+                Delivery.edition_id == edition_id,
+                Delivery.status.in_([SendStatus.queued, SendStatus.sending]),
+            )
+            .values(status=SendStatus.skipped, lease_until=None, last_error="edition cancelled")
+            .execution_options(synchronize_session=False)
         )
-        .values(status=SendStatus.skipped, lease_until=None, last_error="edition cancelled")
-        .execution_options(synchronize_session=False)
-    ).rowcount
+    )
     session.commit()
     return int(skipped)
 
@@ -88,7 +95,7 @@ class EditionProgress:
     digest: str
     period: str
     status: str
-    counts: dict[str, int]
+    counts: dict[SendStatus, int]
     rate: float  # messages sent per second over the last RATE_WINDOW
 
     @property
@@ -142,7 +149,9 @@ def progress(
                 select(Delivery.status, func.count())
                 .where(Delivery.edition_id == e.id)
                 .group_by(Delivery.status)
-            ).all()
+            )
+            .tuples()
+            .all()
         )
         recent, first = session.execute(
             select(func.count(), func.min(Delivery.sent_at)).where(

@@ -27,6 +27,8 @@ from pydantic import BaseModel
 __all__ = ["protect", "redact", "secret_values", "setup"]
 
 FORMAT_ENV = "NEWSBROADCAST_LOG_FORMAT"
+# Marks our handler on the root logger, so a second setup replaces it and no other.
+_HANDLER_NAME = "newsbroadcast"
 MASK = "***"
 # Field names whose values are credentials wherever they appear in the config.
 _SECRET_FIELD = re.compile(r"secret|password|token|consumer_key|api_key|private_key$", re.I)
@@ -126,11 +128,11 @@ class TextFormatter(logging.Formatter):
         return redact(f"{line} {extra}" if extra else line)
 
 
-class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+class _StderrHandler(logging.StreamHandler[IO[str]]):
     """Writes to whatever ``sys.stderr`` is at the moment of writing (it may be replaced,
     and the old one closed, while threads still log: test runners do that)."""
 
-    @property  # type: ignore[override]
+    @property
     def stream(self) -> IO[str]:
         return sys.stderr
 
@@ -145,12 +147,14 @@ def setup(verbose: bool = False, stream: IO[str] | None = None) -> logging.Handl
     chosen = os.environ.get(FORMAT_ENV, "").lower()
     shown = stream or sys.stderr
     as_json = chosen == "json" or (chosen != "text" and not _is_terminal(shown))
-    handler = logging.StreamHandler(stream) if stream is not None else _StderrHandler()
+    handler: logging.Handler = (
+        logging.StreamHandler(stream) if stream is not None else _StderrHandler()
+    )
     handler.setFormatter(JsonFormatter() if as_json else TextFormatter())
-    handler._newsbroadcast = True  # type: ignore[attr-defined]
+    handler.set_name(_HANDLER_NAME)
     root = logging.getLogger()
     for old in list(root.handlers):
-        if getattr(old, "_newsbroadcast", False):
+        if old.get_name() == _HANDLER_NAME:
             root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(logging.DEBUG if verbose else logging.INFO)

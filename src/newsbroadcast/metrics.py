@@ -72,7 +72,9 @@ class QueueDepth(Collector):
                         select(model.status, func.count())
                         .where(model.status.in_(waiting))
                         .group_by(model.status)
-                    ).all()
+                    )
+                    .tuples()
+                    .all()
                 )
                 for status in waiting:
                     family.add_metric([kind, status.value], counts.get(status, 0))

@@ -14,6 +14,7 @@ from sqlalchemy import and_, exists, or_, update
 from sqlalchemy.orm import Session
 
 from newsbroadcast.config import Pace
+from newsbroadcast.db import rowcount
 from newsbroadcast.models import ChannelState, Post, SendStatus
 
 
@@ -60,4 +61,4 @@ def take_slot(session: Session, channel: str, pace: Pace, now: datetime) -> bool
         .values(next_post_at=now + pace.every)
         .execution_options(synchronize_session=False)
     )
-    return bool(taken.rowcount)
+    return bool(rowcount(taken))

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 
 from newsbroadcast.audience import edition_audience
 from newsbroadcast.config import ChannelBase, Digest
+from newsbroadcast.db import rowcount
 from newsbroadcast.models import (
     Article,
     ChannelState,
@@ -191,7 +192,7 @@ def lock_digest(session: Session, name: str) -> None:
     dialect = session.get_bind().dialect.name
     module = postgresql if dialect == "postgresql" else sqlite
     touch = update(DigestLock).where(DigestLock.digest == name).values(touched_at=utcnow())
-    if not session.execute(touch).rowcount:
+    if not rowcount(session.execute(touch)):
         # The digest's first edition: make the row (a concurrent maker waits on ours).
         session.execute(
             module.insert(DigestLock)
@@ -362,4 +363,4 @@ def insert_post(
         .values(**values)
         .on_conflict_do_nothing(index_elements=["article_id", "channel"])
     )
-    return bool(session.execute(stmt).rowcount)
+    return bool(rowcount(session.execute(stmt)))

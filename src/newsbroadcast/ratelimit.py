@@ -18,12 +18,25 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import cast
 
-from sqlalchemy import ColumnElement, and_, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Table,
+    and_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
 from newsbroadcast.config import RateLimit
+from newsbroadcast.db import rowcount
 from newsbroadcast.models import RateLimitLock, SendSlot, utcnow
 
 # How soon to look again when the window is full of slots still in flight: they free
@@ -116,9 +129,12 @@ class SendRateLimiter:
         unused = list(slots[len(used) :])
         with self.sessions() as session:
             if used:
+                # Declarative types __table__ as any FromClause; a class mapped by
+                # __tablename__ has a Table.
+                slots_table = cast(Table, SendSlot.__table__)
                 session.execute(
-                    update(SendSlot.__table__)
-                    .where(SendSlot.__table__.c.id == bindparam("b_id"))
+                    update(slots_table)
+                    .where(slots_table.c.id == bindparam("b_id"))
                     .values(released_at=bindparam("b_at")),
                     used,
                 )
@@ -167,11 +183,13 @@ class SendRateLimiter:
         dialect = session.get_bind().dialect.name
         module = postgresql if dialect == "postgresql" else sqlite
         # The UPDATE comes first and is what locks; the insert only makes the row once.
-        locked = session.execute(
-            update(RateLimitLock)
-            .where(RateLimitLock.transport == self.transport)
-            .values(touched_at=utcnow())
-        ).rowcount
+        locked = rowcount(
+            session.execute(
+                update(RateLimitLock)
+                .where(RateLimitLock.transport == self.transport)
+                .values(touched_at=utcnow())
+            )
+        )
         if not locked:
             session.execute(
                 module.insert(RateLimitLock)

@@ -16,16 +16,17 @@ from __future__ import annotations
 
 import select
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import bindparam, event, update
+from sqlalchemy import Table, bindparam, event, update
 from sqlalchemy.dialects.postgresql.psycopg import dialect as psycopg_dialect
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from newsbroadcast.models import Delivery, SendStatus
 
-_deliveries = Delivery.__table__
+# Declarative types __table__ as any FromClause; a class mapped by __tablename__ has a Table.
+_deliveries = cast(Table, Delivery.__table__)
 # Built once: recording a send is the statement run most, once per message.
 RECORD_SENT = (
     update(_deliveries)
@@ -72,6 +73,7 @@ class SentRecorder:
             self._pq = pq
             connection = session.connection()
             dbapi = connection.connection
+            # Typed Optional for an invalidated pool entry; a checked-out connection has one.
             self._pgconn = dbapi.driver_connection.pgconn  # type: ignore[union-attr]
             if _PREPARED not in dbapi.info:  # the pool keeps this dict per connection
                 self._prepare()

@@ -19,6 +19,7 @@ import signal
 import threading
 from collections.abc import Callable
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 from types import FrameType
 
@@ -47,7 +48,7 @@ def build_scheduler(service: Service) -> BackgroundScheduler:
     )
     for source in config.sources:
         scheduler.add_job(
-            _guarded(f"poll {source.name}", lambda s=source.name: service.poll([s]), database),
+            _guarded(f"poll {source.name}", partial(service.poll, [source.name]), database),
             IntervalTrigger(seconds=source.poll_every.total_seconds()),
             id=f"poll:{source.name}",
             misfire_grace_time=_grace(source.poll_every),
@@ -55,7 +56,7 @@ def build_scheduler(service: Service) -> BackgroundScheduler:
         )
     for digest in config.digests:
         scheduler.add_job(
-            _guarded(f"digest {digest.name}", lambda d=digest: _plan(service, d), database),
+            _guarded(f"digest {digest.name}", partial(_plan, service, digest), database),
             digest.trigger(),
             id=f"digest:{digest.name}",
             misfire_grace_time=_grace(digest.catch_up),

@@ -20,6 +20,7 @@ from newsbroadcast.errors import InputError
 from newsbroadcast.models import (
     Delivery,
     ErasedDeliveries,
+    SendStatus,
     SignupAttempt,
     Subscriber,
     SubscriberDigest,
@@ -281,11 +282,15 @@ def erase(session: Session, sub: Subscriber, now: datetime, keep_suppressed: boo
     deliveries per edition and outcome, with no one's name on it. With ``keep_suppressed``
     the address's hash stays on the suppression list, so an old import cannot bring it back.
     Returns the number of deliveries folded into the anonymous counts."""
-    counts: Sequence[tuple[int, str, int]] = session.execute(
-        select(Delivery.edition_id, Delivery.status, func.count())
-        .where(Delivery.subscriber_id == sub.id)
-        .group_by(Delivery.edition_id, Delivery.status)
-    ).all()
+    counts: Sequence[tuple[int, SendStatus, int]] = (
+        session.execute(
+            select(Delivery.edition_id, Delivery.status, func.count())
+            .where(Delivery.subscriber_id == sub.id)
+            .group_by(Delivery.edition_id, Delivery.status)
+        )
+        .tuples()
+        .all()
+    )
     for edition_id, status, n in counts:
         row = session.get(ErasedDeliveries, (edition_id, str(status)))
         if row is None:

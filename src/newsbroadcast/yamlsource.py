@@ -95,11 +95,12 @@ class _Alias(yaml.Node):
 
 
 class _Loader(yaml.SafeLoader):
-    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
         if self.check_event(yaml.AliasEvent):
             event = self.peek_event()
             target = super().compose_node(parent, index)
-            return _Alias(target, event.anchor, event.start_mark)
+            # An alias always resolves (the composer raises for an unknown anchor).
+            return None if target is None else _Alias(target, event.anchor, event.start_mark)
         return super().compose_node(parent, index)
 
 

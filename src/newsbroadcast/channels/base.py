@@ -59,7 +59,9 @@ class Channel(Protocol):
     """
 
     name: str
-    limit: int
+
+    @property
+    def limit(self) -> int: ...  # read-only: Mastodon's comes from the instance
 
     def measure(self, text: str) -> int: ...
 

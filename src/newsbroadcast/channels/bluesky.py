@@ -98,13 +98,13 @@ def facets(text: str) -> list[models.AppBskyRichtextFacet.Main]:
     found: list[tuple[int, int, models.AppBskyRichtextFacet.Main]] = []
     for span in richtext.links(text):
         feature = models.AppBskyRichtextFacet.Link(uri=span.value)
-        found.append((span.start, span.end, feature))  # type: ignore[arg-type]
+        found.append((span.start, span.end, feature))
     for span in richtext.hashtags(text):
         feature = models.AppBskyRichtextFacet.Tag(tag=span.value)
-        found.append((span.start, span.end, feature))  # type: ignore[arg-type]
+        found.append((span.start, span.end, feature))
     return [
         models.AppBskyRichtextFacet.Main(
-            features=[feature],  # type: ignore[list-item]
+            features=[feature],
             index=models.AppBskyRichtextFacet.ByteSlice(
                 byte_start=richtext.utf8_offset(text, start),
                 byte_end=richtext.utf8_offset(text, end),

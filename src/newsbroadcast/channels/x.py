@@ -47,7 +47,9 @@ class _SessionWithTimeout(requests.Session):
         super().__init__()
         self.timeout = timeout
 
-    def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> Any:
+    def request(
+        self, method: str, url: str | bytes, *args: Any, **kwargs: Any
+    ) -> requests.Response:
         kwargs.setdefault("timeout", self.timeout)
         return super().request(method, url, *args, **kwargs)
 
@@ -91,7 +93,7 @@ class XChannel:
             raise TransportConfigError(f"X rejected the credentials: {_reply(e)}") from e
         except (tweepy.HTTPException, requests.RequestException) as e:
             raise TransientSendError(f"cannot check the credentials with X: {e}") from e
-        return f"credentials of @{me.data['username']}"  # type: ignore[union-attr]
+        return f"credentials of @{me.data['username']}"
 
     def publish(self, post: OutgoingPost) -> Published:
         try:
@@ -125,7 +127,7 @@ class XChannel:
             # A timeout may come after X accepted the post: the retry's duplicate refusal
             # settles it.
             raise TransientSendError(f"cannot reach X: {e}") from e
-        data: dict[str, Any] = response.data or {}  # type: ignore[union-attr]
+        data: dict[str, Any] = response.data or {}
         tweet_id = str(data["id"])
         return Published(tweet_id, f"https://x.com/i/web/status/{tweet_id}")
 

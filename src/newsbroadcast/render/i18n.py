@@ -14,7 +14,7 @@ written in the template itself.
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
+from collections.abc import Container, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
@@ -79,7 +79,7 @@ def _compile(code: str, po: Path) -> NullTranslations:
     return Translations(buffer)
 
 
-def resolve_language(available: set[str] | dict[str, object], wanted: str | None) -> str:
+def resolve_language(available: Container[str], wanted: str | None) -> str:
     """The catalog to use for ``wanted``: itself, else its base language (``fr-CA`` → ``fr``),
     else English."""
     if not wanted:
@@ -109,6 +109,7 @@ def install(env: jinja2.Environment, templates_dir: Path) -> None:
     def ngettext(singular: str, plural: str, n: int) -> str:
         return _active.get()[1].ngettext(singular, plural, n)
 
+    # Added to the Environment at run time by the i18n extension: Jinja's types cannot say so.
     env.install_gettext_callables(gettext, ngettext, newstyle=True)  # type: ignore[attr-defined]
 
 

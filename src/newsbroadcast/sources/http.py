@@ -19,6 +19,7 @@ deadline between chunks whichever client is used.
 from __future__ import annotations
 
 import logging
+import ssl
 import threading
 import time
 import zlib
@@ -105,12 +106,12 @@ class _DeadlineStream(httpcore.NetworkStream):
 
     def start_tls(
         self,
-        ssl_context: object,
+        ssl_context: ssl.SSLContext,
         server_hostname: str | None = None,
         timeout: float | None = None,
     ) -> httpcore.NetworkStream:
         tls = self._stream.start_tls(
-            ssl_context,  # type: ignore[arg-type]
+            ssl_context,
             server_hostname,
             _budget(timeout, httpcore.ConnectTimeout),
         )
@@ -132,14 +133,14 @@ class _DeadlineBackend(httpcore.NetworkBackend):
         port: int,
         timeout: float | None = None,
         local_address: str | None = None,
-        socket_options: Iterable[object] | None = None,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
     ) -> httpcore.NetworkStream:
         stream = self._backend.connect_tcp(
             host,
             port,
             _budget(timeout, httpcore.ConnectTimeout),
             local_address,
-            socket_options,  # type: ignore[arg-type]
+            socket_options,
         )
         return _DeadlineStream(stream)
 
@@ -147,12 +148,12 @@ class _DeadlineBackend(httpcore.NetworkBackend):
         self,
         path: str,
         timeout: float | None = None,
-        socket_options: Iterable[object] | None = None,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
     ) -> httpcore.NetworkStream:
         stream = self._backend.connect_unix_socket(
             path,
             _budget(timeout, httpcore.ConnectTimeout),
-            socket_options,  # type: ignore[arg-type]
+            socket_options,
         )
         return _DeadlineStream(stream)
 
@@ -331,10 +332,12 @@ class Fetcher:
         except SourceError as e:
             status = _status_of(e)
             if status is not None and 400 <= status < 500:
-                robots.allow_all = True  # RFC 9309 2.3.1.3: none published, all allowed
+                # RFC 9309 2.3.1.3: none published, all allowed. (typeshed leaves out the
+                # two flags RobotFileParser.read itself sets for these cases.)
+                robots.allow_all = True  # type: ignore[attr-defined]
             else:
                 # RFC 9309 2.3.1.4: an unreachable robots.txt means "assume complete disallow".
-                robots.disallow_all = True
+                robots.disallow_all = True  # type: ignore[attr-defined]
             return robots
         text = page.data[:_MAX_ROBOTS_BYTES].decode("utf-8", "replace")
         robots.parse(text.splitlines())

@@ -112,7 +112,7 @@ def _entries(
             continue
         news = node.find(f"{_NEWS}news")
         title = " ".join((news.findtext(f"{_NEWS}title") or "").split()) if news is not None else ""
-        if not title:
+        if news is None or not title:
             skipped.append(f"{where}: no <news:title>")
             continue
         published = None

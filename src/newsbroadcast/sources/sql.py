@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable
 from datetime import date, datetime, time
 from decimal import Decimal
 from pathlib import Path
@@ -31,6 +31,7 @@ from sqlalchemy import (
     Connection,
     Engine,
     MetaData,
+    RowMapping,
     Table,
     Text,
     cast,
@@ -247,7 +248,7 @@ class _Read:
         start = conn.execute(back).scalar()
         return None if start is None else self.col >= self._bound(start)
 
-    def _take(self, row: Mapping[str, Any]) -> None:
+    def _take(self, row: RowMapping) -> None:
         """Make ``row`` a draft, or note why it cannot be one. Only rows past the
         stored position are reported: those behind it were reported when first read."""
         name = self._name(row)
@@ -267,7 +268,7 @@ class _Read:
         self.drafts.pop(outcome.guid, None)  # the later row is the story as it is now
         self.drafts[outcome.guid] = outcome
 
-    def _name(self, row: Mapping[str, Any]) -> str:
+    def _name(self, row: RowMapping) -> str:
         guid = row[self.source.columns.guid]
         if guid is None or not str(guid).strip():
             return f"{self.source.cursor}={row[self.source.cursor]!r}"
@@ -348,7 +349,7 @@ def _table(source: SqlSource, conn: Any) -> Table:
     return table
 
 
-def _draft(source: SqlSource, row: Mapping[str, Any]) -> ArticleDraft | str:
+def _draft(source: SqlSource, row: RowMapping) -> ArticleDraft | str:
     cols = source.columns
 
     def text(column: str | None) -> str:
@@ -429,7 +430,7 @@ def _load_cursor(stored: str | None) -> Any:
         ((kind, value),) = json.loads(stored).items()
     except (ValueError, AttributeError) as e:
         raise ValueError(f"unreadable cursor {stored!r}") from e
-    return {
+    readers: dict[str, Callable[[Any], Any]] = {
         "int": int,
         "decimal": Decimal,
         "float": float,
@@ -437,7 +438,8 @@ def _load_cursor(stored: str | None) -> Any:
         "datetime": lambda v: datetime.fromisoformat(v).isoformat(" "),
         "date": str,
         "str": str,
-    }[kind](value)
+    }
+    return readers[kind](value)
 
 
 def _safe(url: str) -> str:

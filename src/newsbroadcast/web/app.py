@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, TypedDict
 
 import jinja2
 from sqlalchemy import Engine
@@ -255,7 +255,12 @@ def _send_confirmation(site: _Site, sub: Subscriber) -> None:
         log.warning("confirmation to subscriber %s not sent: %s", sub.id, e)
 
 
-def _csrf_message() -> dict[str, str]:
+class _Message(TypedDict):
+    title: str
+    text: str
+
+
+def _csrf_message() -> _Message:
     return {
         "title": "Please try again",
         "text": "This form expired or came from another site. Reload the page and send it again.",
