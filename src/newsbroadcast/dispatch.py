@@ -553,11 +553,9 @@ class Dispatcher:
             return False
         if sum(refused for _, refused in outcomes) / len(outcomes) < settings.failure_share:
             return False
-        # Judged once: a resumed edition starts a fresh window.
-        session.execute(
-            update(Edition).where(Edition.id == edition_id).values(autopause_from=self.clock())
-        )
-        session.commit()
+        # One statement: a sibling that looks now sees the edition paused, never a fresh
+        # window on a still-sending edition (which would let it send on). Resuming starts
+        # the fresh window (resume_edition).
         pause_edition(
             session,
             edition_id,

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from newsbroadcast.db import rowcount
 from newsbroadcast.errors import InputError
-from newsbroadcast.models import Delivery, Edition, EditionStatus, SendStatus
+from newsbroadcast.models import Delivery, Edition, EditionStatus, SendStatus, utcnow
 
 log = logging.getLogger("newsbroadcast.editions")
 
@@ -47,14 +47,16 @@ def pause_edition(session: Session, edition_id: int, reason: str | None = None) 
     return bool(changed)
 
 
-def resume_edition(session: Session, edition_id: int) -> bool:
-    """Send a paused edition again, from where its delivery rows say. Committed."""
+def resume_edition(session: Session, edition_id: int, now: datetime | None = None) -> bool:
+    """Send a paused edition again, from where its delivery rows say. Committed. The
+    automatic pause judges only outcomes after ``now``: the refusals that paused it do not
+    pause it again at once."""
     _edition(session, edition_id)
     changed = rowcount(
         session.execute(
             update(Edition)
             .where(Edition.id == edition_id, Edition.status == EditionStatus.paused)
-            .values(status=EditionStatus.sending)
+            .values(status=EditionStatus.sending, autopause_from=now or utcnow())
             .execution_options(synchronize_session=False)
         )
     )

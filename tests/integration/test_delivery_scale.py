@@ -209,11 +209,16 @@ def test_automatic_pause_when_most_messages_are_refused(engine: Engine, tmp_path
         assert edition_status(engine, edition) == "paused"
         assert statuses(engine) == {"failed": 20, "queued": 180}
 
+        # Resumed while still blocked: a fresh window, so one more window's worth, not one.
+        assert resume_edition(service.sessions(), edition)
+        assert service.dispatch().failed == 20
+        assert edition_status(engine, edition) == "paused"
+
         sink.data_reply = None  # the block is lifted
         assert resume_edition(service.sessions(), edition)
-        assert service.dispatch().sent == 180
+        assert service.dispatch().sent == 160
         assert edition_status(engine, edition) == "done"
-        assert sorted(sink.recipients()) == sorted(everyone[20:])
+        assert sorted(sink.recipients()) == sorted(everyone[40:])
 
 
 def test_rate_limit_holds_for_all_dispatchers_together(engine: Engine, tmp_path: Path) -> None:
