@@ -214,7 +214,7 @@ class Dispatcher:
                 return total
             if deadline is not None and time.monotonic() >= deadline:
                 log.info(
-                    "dispatch: its %gs are spent after %d messages; the next run goes on",
+                    "dispatch: its budget of %gs is spent after %d messages; the next run goes on",
                     seconds, total.handled, extra={"handled": total.handled},
                 )  # fmt: skip
                 return total
