@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TypeVar
 
 import httpx
@@ -284,8 +284,9 @@ class Service:
             # the next pass records it again.
             log.warning("could not record %s failures: %s", kind, e.__class__.__name__)
 
-    def dispatch(self) -> DispatchReport:
-        return self.dispatcher.drain()
+    def dispatch(self, budget: timedelta | None = None) -> DispatchReport:
+        """Send what is due: all of it, or (``budget``) until that long has passed."""
+        return self.dispatcher.drain(budget)
 
     def run_once(self, force: bool = False) -> PassReport:
         """One whole pass: poll, plan what is due, send everything due. Each step runs

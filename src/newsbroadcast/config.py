@@ -471,6 +471,17 @@ class Scheduler(Model):
     lease: Duration = timedelta(minutes=5)  # a claim not finished by then is taken again
     # `run` looks at config/ and templates/ this often and reloads a valid change; 0: never.
     watch_every: Duration = timedelta(seconds=2)
+    # In `run`, one dispatch step stops claiming batches after this long (and after at most
+    # half the shortest digest catch_up), so polls, digest plans and reloads get their turn
+    # during a big send; the next step goes on. `run --once` and `worker` send all that is due.
+    dispatch_budget: Duration = timedelta(seconds=30)
+
+    @field_validator("dispatch_budget")
+    @classmethod
+    def _some_time(cls, budget: timedelta) -> timedelta:
+        if budget <= timedelta(0):
+            raise ValueError("must be more than 0 (e.g. 30s)")
+        return budget
 
 
 class Config(Model):

@@ -196,26 +196,43 @@ class Dispatcher:
 
     # -- the loop -----------------------------------------------------------------------------
 
-    def drain(self) -> DispatchReport:
-        """Send everything due now; return when nothing due is left."""
+    def drain(self, budget: timedelta | None = None) -> DispatchReport:
+        """Send everything due now; return when nothing due is left.
+
+        With ``budget``, return once that long has passed even if more is due: no batch is
+        claimed after it, the batches in flight finish (nothing is left half-done) and the
+        rest stays queued for the next drain. Each connection sends at least one batch per
+        drain, so even a tiny budget makes progress. The scheduler's one thread needs this:
+        a drain as long as a big edition would hold back every poll, plan and reload."""
+        seconds = None if budget is None else budget.total_seconds()
+        deadline = None if seconds is None else time.monotonic() + seconds
         total = DispatchReport()
         while True:
-            report = self.dispatch_once()
+            report = self.dispatch_once(deadline)
             total.add(report)
             if report.handled == 0 or self.stopping.is_set():
                 return total
+            if deadline is not None and time.monotonic() >= deadline:
+                log.info(
+                    "dispatch: its budget of %gs is spent after %d messages; the next run goes on",
+                    seconds, total.handled, extra={"handled": total.handled},
+                )  # fmt: skip
+                return total
 
-    def dispatch_once(self) -> DispatchReport:
+    def dispatch_once(self, deadline: float | None = None) -> DispatchReport:
+        """One round: deliveries (until none is due, or past ``deadline``, a
+        ``time.monotonic()`` value), then one claim of posts, then editions that ended."""
         report = DispatchReport()
-        report.add(self.send_deliveries())
+        report.add(self.send_deliveries(deadline))
         report.add(self.publish_posts())
         self.finish_editions()
         return report
 
     # -- email --------------------------------------------------------------------------------
 
-    def send_deliveries(self) -> DispatchReport:
-        """Send due deliveries until none is due (or ``stopping`` is set).
+    def send_deliveries(self, deadline: float | None = None) -> DispatchReport:
+        """Send due deliveries until none is due (or ``stopping`` is set, or a batch ends
+        past ``deadline``, a ``time.monotonic()`` value).
 
         ``email.smtp.connections`` connections work at once, each in a thread of its own
         with its own transport and database session, messages back to back on each.
@@ -223,13 +240,13 @@ class Dispatcher:
         pool = self.connections
         reports = [DispatchReport() for _ in range(pool)]
         if pool == 1:
-            self._connection_loop(reports[0])
+            self._connection_loop(reports[0], deadline)
         else:
             errors: list[BaseException] = []
 
             def work(report: DispatchReport) -> None:
                 try:
-                    self._connection_loop(report)
+                    self._connection_loop(report, deadline)
                 except BaseException as e:  # re-raised below, in the caller's thread
                     errors.append(e)
 
@@ -261,11 +278,13 @@ class Dispatcher:
         email = self.config.email
         return email.smtp.connections if email.transport == "smtp" and email.smtp else 1
 
-    def _connection_loop(self, report: DispatchReport) -> None:
-        """One connection's work: claim a batch, send it, record each outcome; again."""
+    def _connection_loop(self, report: DispatchReport, deadline: float | None = None) -> None:
+        """One connection's work: claim a batch, send it, record each outcome; again, until
+        nothing is due or, after a whole batch, ``deadline`` has passed."""
         with self.make_transport() as transport:
             while not self.stopping.is_set() and self._send_batch(transport, report):
-                pass
+                if deadline is not None and time.monotonic() >= deadline:
+                    return
 
     def _send_batch(self, transport: Transport, report: DispatchReport) -> bool:
         """Claim and send one batch. False when this connection should stop for now:

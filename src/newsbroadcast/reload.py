@@ -139,7 +139,8 @@ def watch(scheduler: BaseScheduler, watcher: ConfigWatcher, every_seconds: float
         watcher.look_safely,
         IntervalTrigger(seconds=every_seconds),
         id=JOB_ID,
-        misfire_grace_time=max(int(every_seconds), 1),
+        # However late (once): queued behind a dispatch step, every look would be "missed".
+        misfire_grace_time=None,
         replace_existing=True,
     )
 

@@ -5,8 +5,13 @@ Choices made on purpose:
   single writer, and Ctrl-C waits for just the one step in progress.
 - ``coalesce=True``: fire times missed while a step was busy (or the machine slept) run
   once, not once per missed time.
+- One dispatch step lasts at most ``scheduler.dispatch_budget`` (capped at half the shortest
+  digest ``catch_up``) plus the batches in flight, then yields: a big edition goes out over
+  many steps, and the polls, plans and reloads queued meanwhile run in between.
 - ``misfire_grace_time``: a digest job may start late by up to its ``catch_up`` window,
-  never more; polls and the dispatcher by up to one period (a later run does the same work).
+  never more (the planner would find no send time then either); polls, the dispatcher, the
+  mailbox and reloads however late (once, coalesced): delayed behind a dispatch step, a
+  later run would be just as late, so a limit of one period would drop them all.
 - Send times missed while the service was *down* are not APScheduler's business (its jobs
   live in memory): the start-up pass plans any edition whose send time lies within its
   ``catch_up`` window, and the (digest, period) key keeps that from doubling up.
@@ -29,7 +34,8 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from newsbroadcast import db, reload
 from newsbroadcast.app import Service
-from newsbroadcast.config import Digest
+from newsbroadcast.config import Config, Digest
+from newsbroadcast.dispatch import DispatchReport
 
 log = logging.getLogger("newsbroadcast.scheduler")
 
@@ -51,7 +57,7 @@ def build_scheduler(service: Service) -> BackgroundScheduler:
             _guarded(f"poll {source.name}", partial(service.poll, [source.name]), database),
             IntervalTrigger(seconds=source.poll_every.total_seconds()),
             id=f"poll:{source.name}",
-            misfire_grace_time=_grace(source.poll_every),
+            misfire_grace_time=None,
             replace_existing=True,
         )
     for digest in config.digests:
@@ -64,10 +70,10 @@ def build_scheduler(service: Service) -> BackgroundScheduler:
         )
     every = config.scheduler.dispatch_every
     scheduler.add_job(
-        _guarded("dispatch", service.dispatch, database),
+        _guarded("dispatch", lambda: dispatch_step(service), database),
         IntervalTrigger(seconds=every.total_seconds()),
         id="dispatch",
-        misfire_grace_time=_grace(every),
+        misfire_grace_time=None,
         replace_existing=True,
     )
     if config.mailbox is not None:
@@ -82,7 +88,7 @@ def build_scheduler(service: Service) -> BackgroundScheduler:
             ),
             IntervalTrigger(seconds=check.total_seconds()),
             id="mailbox",
-            misfire_grace_time=_grace(check),
+            misfire_grace_time=None,
             replace_existing=True,
         )
     return scheduler
@@ -90,6 +96,19 @@ def build_scheduler(service: Service) -> BackgroundScheduler:
 
 def _plan(service: Service, digest: Digest) -> None:
     service.plan_digest(digest)
+
+
+def dispatch_budget(config: Config) -> timedelta:
+    """How long one dispatch step of `run` may claim batches: ``scheduler.dispatch_budget``,
+    but at most half the shortest digest ``catch_up``, so a plan job that fires during a
+    step still runs within its window."""
+    return min([config.scheduler.dispatch_budget] + [d.catch_up / 2 for d in config.digests])
+
+
+def dispatch_step(service: Service) -> DispatchReport:
+    """One scheduled dispatch: send what is due within the budget of the config in use now
+    (a reload may change it); the next step goes on where this one stopped."""
+    return service.dispatch(dispatch_budget(service.config))
 
 
 def _guarded(
@@ -149,10 +168,17 @@ def _run_until_stopped(
     service: Service, stop: threading.Event, watcher: reload.ConfigWatcher | None, every: float
 ) -> None:
     # The start-up pass: poll, make up editions missed within their catch-up window, send.
-    for step in (service.poll, service.plan_digests, service.dispatch):
+    # The sending is budgeted as in the jobs: a backlog must not keep the scheduler from
+    # starting.
+    steps: list[tuple[str, Callable[[], object]]] = [
+        ("poll", service.poll),
+        ("plan_digests", service.plan_digests),
+        ("dispatch", lambda: dispatch_step(service)),
+    ]
+    for name, step in steps:
         if stop.is_set():
             return
-        _guarded(step.__name__, step, db.watch(service.engine))()
+        _guarded(name, step, db.watch(service.engine))()
 
     scheduler = build_scheduler(service)
     if watcher is not None:
