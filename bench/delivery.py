@@ -90,14 +90,14 @@ def site_data(folder: Path, database_url: str, port: int, connections: int) -> d
 
 
 def site(folder: Path, database_url: str, port: int, connections: int):  # type: ignore[no-untyped-def]
-    from newsbroadcast.config import Config
+    from newsbroadcast.config.model import Config
 
     return Config.model_validate(site_data(folder, database_url, port, connections))
 
 
 def insert_subscribers(engine, count: int) -> None:  # type: ignore[no-untyped-def]
     """``count`` active subscribers in one INSERT … SELECT: setup memory stays flat too."""
-    from newsbroadcast.models import Subscriber
+    from newsbroadcast.db.models import Subscriber
 
     now = datetime.now(UTC)
     with engine.begin() as conn:
@@ -136,9 +136,9 @@ def insert_subscribers(engine, count: int) -> None:  # type: ignore[no-untyped-d
 
 def child(args: argparse.Namespace) -> None:
     """One measured run, in a process of its own so its peak RSS is its own."""
-    from newsbroadcast.app import Service
-    from newsbroadcast.db import make_engine
-    from newsbroadcast.models import Delivery, SendStatus
+    from newsbroadcast.db.engine import make_engine
+    from newsbroadcast.db.models import Delivery, SendStatus
+    from newsbroadcast.service import Service
 
     with tempfile.TemporaryDirectory() as tmp:
         config = site(Path(tmp), args.url, args.port, args.connections)
@@ -171,10 +171,10 @@ def child(args: argparse.Namespace) -> None:
 
 def prebuilt_message(port: int) -> bytes:
     """One message of the very edition the measured runs send (same feed, same templates)."""
-    from newsbroadcast.app import Service
-    from newsbroadcast.dispatch import story_view
-    from newsbroadcast.models import Article
+    from newsbroadcast.db.models import Article
+    from newsbroadcast.dispatch.dispatcher import story_view
     from newsbroadcast.render.email import EditionView, Recipient, make_message_id, prepare_edition
+    from newsbroadcast.service import Service
 
     with tempfile.TemporaryDirectory() as tmp:
         config = site(Path(tmp), f"sqlite:///{tmp}/message.db", port, 1)

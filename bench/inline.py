@@ -20,7 +20,7 @@ from pathlib import Path
 import css_inline
 import premailer
 
-from newsbroadcast.config import Config
+from newsbroadcast.config.model import Config
 from newsbroadcast.render.email import EditionView, StoryView, template_context
 from newsbroadcast.render.templates import make_environment
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import css_inline
 
-from newsbroadcast.config import Config
+from newsbroadcast.config.model import Config
 from newsbroadcast.render.email import (
     EditionView,
     Recipient,

@@ -32,10 +32,10 @@ from sink import start_sink  # noqa: E402
 
 
 def run(base_url: str, port: int, workers: int, messages: int) -> float:
-    from newsbroadcast.app import Service
-    from newsbroadcast.config import load_config
-    from newsbroadcast.editions import pause_edition, resume_edition
-    from newsbroadcast.models import Delivery, SendStatus
+    from newsbroadcast.config.model import load_config
+    from newsbroadcast.db.models import Delivery, SendStatus
+    from newsbroadcast.outbox.steering import pause_edition, resume_edition
+    from newsbroadcast.service import Service
 
     url, drop = postgres_schema(base_url)
     procs: list[subprocess.Popen[bytes]] = []

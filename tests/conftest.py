@@ -16,7 +16,7 @@ from urllib.parse import quote
 import pytest
 from sqlalchemy import Engine, create_engine, text
 
-from newsbroadcast.db import make_engine, upgrade
+from newsbroadcast.db.engine import make_engine, upgrade
 
 ROOT = Path(__file__).resolve().parent.parent
 

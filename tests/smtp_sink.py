@@ -29,7 +29,7 @@ from typing import Any, Literal
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 
-from newsbroadcast.config import Smtp
+from newsbroadcast.config.model import Smtp
 
 MAX_LINE = 998  # octets, without the CRLF (RFC 5322 §2.1.1)
 _BARE_CR_OR_LF = re.compile(rb"\r(?!\n)|(?<!\r)\n")

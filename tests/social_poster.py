@@ -13,9 +13,9 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
-from newsbroadcast.app import Service
-from newsbroadcast.config import load_config
-from newsbroadcast.models import Post, SendStatus
+from newsbroadcast.config.model import load_config
+from newsbroadcast.db.models import Post, SendStatus
+from newsbroadcast.service import Service
 from tests.x_server import route_x_to
 
 RUN_AT_MOST = 60.0  # seconds

@@ -23,7 +23,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from newsbroadcast import db
-from newsbroadcast.config import Config
+from newsbroadcast.config.model import Config
 from newsbroadcast.web import create_app
 from newsbroadcast.web.server import BackgroundServer
 from tests.conftest import ROOT

@@ -1,3 +1,3 @@
-from newsbroadcast.cli import main
+from newsbroadcast.cli.commands import main
 
 raise SystemExit(main())

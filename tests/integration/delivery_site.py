@@ -12,9 +12,9 @@ from typing import Any
 import yaml
 from sqlalchemy import Engine, insert
 
-from newsbroadcast.app import Service
-from newsbroadcast.config import Config, load_config
-from newsbroadcast.models import Subscriber, SubscriberStatus, utcnow
+from newsbroadcast.config.model import Config, load_config
+from newsbroadcast.db.models import Subscriber, SubscriberStatus, utcnow
+from newsbroadcast.service import Service
 from tests.conftest import ROOT
 
 SECRET = "scale-secret-0123456789"

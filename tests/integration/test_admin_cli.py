@@ -12,7 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from newsbroadcast.digest_preview import without_per_send_headers
+from newsbroadcast.dispatch.preview import without_per_send_headers
 from tests.integration.test_cli_run import nb, outbox, posts
 from tests.integration.test_cli_run import site as site  # noqa: F401  (the fixture)
 from tests.smtp_sink import SmtpSink, free_port

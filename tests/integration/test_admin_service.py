@@ -16,11 +16,11 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, func, select
 
-from newsbroadcast import logs
-from newsbroadcast.app import Service
-from newsbroadcast.config import Config
-from newsbroadcast.digest_preview import preview_digest, without_per_send_headers
-from newsbroadcast.models import Article, Base, Subscriber, SubscriberStatus
+from newsbroadcast.config.model import Config
+from newsbroadcast.db.models import Article, Base, Subscriber, SubscriberStatus
+from newsbroadcast.dispatch.preview import preview_digest, without_per_send_headers
+from newsbroadcast.runtime import logs
+from newsbroadcast.service import Service
 from tests.conftest import ROOT
 from tests.smtp_sink import SmtpSink
 
@@ -243,7 +243,7 @@ def test_text_logs_on_a_terminal() -> None:
 
 
 def test_check_connect_asks_each_channel_that_can_check_its_credentials(tmp_path: Path) -> None:
-    from newsbroadcast.checks import connect_checks
+    from newsbroadcast.config.checks import connect_checks
     from tests.mastodon_server import TOKEN, MastodonServer
 
     with MastodonServer() as server:

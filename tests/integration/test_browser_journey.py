@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from newsbroadcast.app import Service
-from newsbroadcast.models import Delivery, SendStatus, Subscriber
-from newsbroadcast.subscribers import add_subscriber
-from newsbroadcast.subscriptions import find_by_email, get_preferences
+from newsbroadcast.db.models import Delivery, SendStatus, Subscriber
+from newsbroadcast.service import Service
+from newsbroadcast.subscribers.lifecycle import find_by_email, get_preferences
+from newsbroadcast.subscribers.registry import add_subscriber
 from tests.conftest import ROOT
 from tests.integration.test_web_endpoints import FEED
 from tests.web_site import RunningSite, confirm_link, running_site

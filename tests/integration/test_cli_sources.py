@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from newsbroadcast.cli import main
-from newsbroadcast.config import load_config
-from newsbroadcast.db import make_engine, sessions, upgrade
+from newsbroadcast.articles.ingest import poll_all
+from newsbroadcast.articles.push import hash_token
+from newsbroadcast.cli.commands import main
+from newsbroadcast.config.model import load_config
+from newsbroadcast.db.engine import make_engine, sessions, upgrade
+from newsbroadcast.db.models import Article, utcnow
 from newsbroadcast.errors import ConfigError
-from newsbroadcast.ingest import poll_all
-from newsbroadcast.models import Article, utcnow
-from newsbroadcast.sources.push import hash_token
 from tests.integration.site_server import Site, serve
 
 SITE = Path(__file__).resolve().parents[1] / "fixtures" / "sites" / "newsroom"

@@ -16,9 +16,9 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from newsbroadcast import db
-from newsbroadcast.app import Service
-from newsbroadcast.scheduler import run_forever
-from newsbroadcast.worker import run_worker
+from newsbroadcast.dispatch.worker import run_worker
+from newsbroadcast.runtime.scheduler import run_forever
+from newsbroadcast.service import Service
 from tests.conftest import postgres_schema
 from tests.tcp_proxy import TcpProxy
 from tests.unit.helpers_config import make_config

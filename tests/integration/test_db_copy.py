@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, select
 
-from newsbroadcast.db import make_engine
-from newsbroadcast.dbcopy import copy_database, open_target
-from newsbroadcast.models import (
+from newsbroadcast.db.copy import copy_database, open_target
+from newsbroadcast.db.engine import make_engine
+from newsbroadcast.db.models import (
     Base,
     Subscriber,
     SubscriberDigest,

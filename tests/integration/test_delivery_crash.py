@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from newsbroadcast.db import make_engine, sessions, upgrade
-from newsbroadcast.models import Delivery, Edition
+from newsbroadcast.db.engine import make_engine, sessions, upgrade
+from newsbroadcast.db.models import Delivery, Edition
 from tests.integration.delivery_site import (
     add_subscribers,
     nb,

@@ -15,14 +15,14 @@ from pathlib import Path
 import httpx
 from sqlalchemy import Engine, func, select, text, update
 
-from newsbroadcast import metrics
-from newsbroadcast.config import RateLimit
-from newsbroadcast.db import sessions
-from newsbroadcast.dispatch import claim
-from newsbroadcast.editions import pause_edition, progress, resume_edition
-from newsbroadcast.models import Delivery, Edition
-from newsbroadcast.progress import ProgressBar
-from newsbroadcast.ratelimit import SendRateLimiter
+from newsbroadcast.config.model import RateLimit
+from newsbroadcast.db.engine import sessions
+from newsbroadcast.db.models import Delivery, Edition
+from newsbroadcast.dispatch.dispatcher import claim
+from newsbroadcast.outbox.ratelimit import SendRateLimiter
+from newsbroadcast.outbox.steering import pause_edition, progress, resume_edition
+from newsbroadcast.runtime import metrics
+from newsbroadcast.runtime.progress import ProgressBar
 from tests.integration.delivery_site import (
     add_subscribers,
     plan_edition,

@@ -12,8 +12,8 @@ from pathlib import Path
 
 from sqlalchemy import Engine, func, select
 
-from newsbroadcast.db import sessions
-from newsbroadcast.models import Delivery
+from newsbroadcast.db.engine import sessions
+from newsbroadcast.db.models import Delivery
 from tests.integration.delivery_site import add_subscribers, plan_edition, service_for, write_site
 from tests.integration.test_delivery_scale import DEADLINE, edition_status, statuses, wait_for
 from tests.smtp_sink import ReceivedMessage, SmtpSink, free_port

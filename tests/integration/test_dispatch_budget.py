@@ -13,10 +13,9 @@ import pytest
 import yaml
 from sqlalchemy import Engine, select
 
-from newsbroadcast.config import load_config
-from newsbroadcast.db import sessions
-from newsbroadcast.errors import ConfigError
-from newsbroadcast.models import (
+from newsbroadcast.config.model import load_config
+from newsbroadcast.db.engine import sessions
+from newsbroadcast.db.models import (
     Article,
     Edition,
     EditionArticle,
@@ -24,7 +23,8 @@ from newsbroadcast.models import (
     SourceState,
     utcnow,
 )
-from newsbroadcast.scheduler import dispatch_budget, run_forever
+from newsbroadcast.errors import ConfigError
+from newsbroadcast.runtime.scheduler import dispatch_budget, run_forever
 from tests.integration.delivery_site import add_subscribers, plan_edition, service_for, write_site
 from tests.integration.test_delivery_scale import statuses
 from tests.integration.test_hot_reload import wait_for

@@ -9,12 +9,12 @@ from pathlib import Path
 
 from sqlalchemy import Engine, select, update
 
-from newsbroadcast.app import Service
-from newsbroadcast.config import Config
-from newsbroadcast.dispatch import HALT_CHECK_SECONDS, backoff, claim
-from newsbroadcast.models import Delivery, Post, SendStatus, Subscriber, SubscriberStatus
-from newsbroadcast.subscribers import add_subscriber
-from newsbroadcast.suppressions import is_suppressed, suppress
+from newsbroadcast.config.model import Config
+from newsbroadcast.db.models import Delivery, Post, SendStatus, Subscriber, SubscriberStatus
+from newsbroadcast.dispatch.dispatcher import HALT_CHECK_SECONDS, backoff, claim
+from newsbroadcast.service import Service
+from newsbroadcast.subscribers.registry import add_subscriber
+from newsbroadcast.subscribers.suppressions import is_suppressed, suppress
 from tests.conftest import ROOT
 from tests.smtp_sink import ReceivedMessage, SmtpSink
 

@@ -16,12 +16,12 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, select
 
-from newsbroadcast.config import Digest
-from newsbroadcast.db import sessions
-from newsbroadcast.models import Article, Edition, EditionArticle
-from newsbroadcast.planner import bulk_plan_edition, due_period, edition_stories
+from newsbroadcast.articles.store import upsert_articles
+from newsbroadcast.config.model import Digest
+from newsbroadcast.db.engine import sessions
+from newsbroadcast.db.models import Article, Edition, EditionArticle
+from newsbroadcast.planning.editions import bulk_plan_edition, due_period, edition_stories
 from newsbroadcast.sources.base import ArticleDraft
-from newsbroadcast.store import upsert_articles
 from tests.unit.helpers_config import make_config
 
 POLL_START = datetime(2026, 3, 2, 6, 59, 50, tzinfo=UTC)

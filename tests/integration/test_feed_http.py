@@ -17,11 +17,11 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, select
 
-from newsbroadcast.config import Config
-from newsbroadcast.db import sessions
+from newsbroadcast.articles.ingest import poll_all, poll_source
+from newsbroadcast.config.model import Config
+from newsbroadcast.db.engine import sessions
+from newsbroadcast.db.models import Article, SourceState
 from newsbroadcast.errors import InputError
-from newsbroadcast.ingest import poll_all, poll_source
-from newsbroadcast.models import Article, SourceState
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "feeds"
 NOW = datetime(2025, 5, 23, 12, 0, tzinfo=UTC)

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from newsbroadcast.app import Service
-from newsbroadcast.config import load_config
-from newsbroadcast.models import Subscriber, SubscriberStatus, utcnow
-from newsbroadcast.scheduler import run_forever
+from newsbroadcast.config.model import load_config
+from newsbroadcast.db.models import Subscriber, SubscriberStatus, utcnow
+from newsbroadcast.runtime.scheduler import run_forever
+from newsbroadcast.service import Service
 from tests.conftest import ROOT
 
 CONFIG = """\
@@ -158,8 +158,8 @@ def test_a_broken_template_saved_while_running_changes_nothing_a_good_one_applie
 
 
 def test_reschedule_follows_the_new_config(site: Path) -> None:
-    from newsbroadcast.reload import reschedule
-    from newsbroadcast.scheduler import build_scheduler
+    from newsbroadcast.config.reload import reschedule
+    from newsbroadcast.runtime.scheduler import build_scheduler
 
     config_file = site / "config/newsbroadcast.yaml"
     service = Service(load_config(config_file))
@@ -188,7 +188,7 @@ def test_reschedule_follows_the_new_config(site: Path) -> None:
 def test_a_file_saved_while_a_change_is_applied_is_seen_by_the_next_look(site: Path) -> None:
     """The watcher must not take as seen a save that landed after it loaded the files:
     here the config file is saved just as a template change is being applied."""
-    from newsbroadcast.reload import ConfigWatcher
+    from newsbroadcast.config.reload import ConfigWatcher
 
     config_file = site / "config/newsbroadcast.yaml"
     service = Service(load_config(config_file))

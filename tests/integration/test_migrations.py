@@ -1,7 +1,7 @@
 from alembic import command
 from sqlalchemy import Engine, inspect
 
-from newsbroadcast.db import alembic_config, upgrade
+from newsbroadcast.db.engine import alembic_config, upgrade
 
 
 def test_migrations_match_models_and_rerun_safely(engine: Engine) -> None:

@@ -17,7 +17,7 @@ import pytest
 import yaml
 from sqlalchemy import create_engine, select
 
-from newsbroadcast.models import Post, SendStatus
+from newsbroadcast.db.models import Post, SendStatus
 from tests.answer_hold import AnswerHold
 from tests.bluesky_pds import BlueskyPds
 from tests.conftest import ROOT

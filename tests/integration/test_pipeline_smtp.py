@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, func, select
 
-from newsbroadcast import tokens
-from newsbroadcast.app import Service
-from newsbroadcast.config import Config
-from newsbroadcast.db import make_engine
-from newsbroadcast.models import Delivery, Edition, SendStatus, Subscriber, SubscriberStatus
-from newsbroadcast.subscribers import add_subscriber
+from newsbroadcast.config.model import Config
+from newsbroadcast.db.engine import make_engine
+from newsbroadcast.db.models import Delivery, Edition, SendStatus, Subscriber, SubscriberStatus
+from newsbroadcast.service import Service
+from newsbroadcast.subscribers import tokens
+from newsbroadcast.subscribers.registry import add_subscriber
 from tests.conftest import ROOT
 from tests.smtp_sink import SmtpSink
 

@@ -16,12 +16,12 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, event, func, select
 
-from newsbroadcast.db import make_engine, sessions
-from newsbroadcast.models import Article, Delivery, Edition
-from newsbroadcast.planner import PlannedEdition, bulk_plan_edition, due_period
+from newsbroadcast.articles.store import upsert_articles
+from newsbroadcast.db.engine import make_engine, sessions
+from newsbroadcast.db.models import Article, Delivery, Edition
+from newsbroadcast.planning.editions import PlannedEdition, bulk_plan_edition, due_period
 from newsbroadcast.sources.base import ArticleDraft
-from newsbroadcast.store import upsert_articles
-from newsbroadcast.subscribers import add_subscriber
+from newsbroadcast.subscribers.registry import add_subscriber
 from tests.unit.helpers_config import make_config
 
 NOW = datetime(2026, 11, 29, 5, 30, tzinfo=UTC)

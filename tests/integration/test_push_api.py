@@ -14,9 +14,9 @@ import uvicorn
 from sqlalchemy import Engine, func, select
 from starlette.applications import Starlette
 
-from newsbroadcast.db import sessions
-from newsbroadcast.models import Article, SourceState
-from newsbroadcast.sources.push import hash_token
+from newsbroadcast.articles.push import hash_token
+from newsbroadcast.db.engine import sessions
+from newsbroadcast.db.models import Article, SourceState
 from newsbroadcast.web.api import routes
 from tests.conftest import ROOT
 from tests.integration.test_source_html import make_config
@@ -194,7 +194,7 @@ def test_the_api_answers_other_methods_and_paths_in_json(tmp_path: Path) -> None
     """Through the whole web app, whose own 404/405 pages are HTML for people."""
     from starlette.testclient import TestClient
 
-    from newsbroadcast.web.app import create_app
+    from newsbroadcast.web.pages import create_app
 
     config = make_config(
         tmp_path,
@@ -217,7 +217,7 @@ def test_the_subscriber_web_app_serves_the_push_api(tmp_path: Path) -> None:
     """`newsbroadcast serve` carries POST /api/articles: no second server to run."""
     from starlette.testclient import TestClient
 
-    from newsbroadcast.web.app import create_app
+    from newsbroadcast.web.pages import create_app
 
     token = "push-token-for-the-web-app"
     config = make_config(
@@ -240,7 +240,7 @@ def test_the_subscriber_web_app_serves_the_push_api(tmp_path: Path) -> None:
 def test_the_web_app_serves_prometheus_metrics(tmp_path: Path) -> None:
     from starlette.testclient import TestClient
 
-    from newsbroadcast.web.app import create_app
+    from newsbroadcast.web.pages import create_app
 
     config = make_config(
         tmp_path,

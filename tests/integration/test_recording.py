@@ -10,9 +10,9 @@ import pytest
 from sqlalchemy import Engine, insert, select, text
 from sqlalchemy.orm import Session
 
-from newsbroadcast.db import make_engine, upgrade
-from newsbroadcast.models import Delivery, Edition, SendStatus, utcnow
-from newsbroadcast.recording import SentRecorder
+from newsbroadcast.db.engine import make_engine, upgrade
+from newsbroadcast.db.models import Delivery, Edition, SendStatus, utcnow
+from newsbroadcast.outbox.recording import SentRecorder
 from tests.conftest import postgres_schema
 from tests.integration.delivery_site import add_subscribers
 

@@ -9,12 +9,12 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
-from newsbroadcast import reload
-from newsbroadcast.app import Service
-from newsbroadcast.config import Config
-from newsbroadcast.models import Article, Delivery, SendStatus, utcnow
-from newsbroadcast.scheduler import build_scheduler, run_forever
-from newsbroadcast.subscribers import add_subscriber
+from newsbroadcast.config import reload
+from newsbroadcast.config.model import Config
+from newsbroadcast.db.models import Article, Delivery, SendStatus, utcnow
+from newsbroadcast.runtime.scheduler import build_scheduler, run_forever
+from newsbroadcast.service import Service
+from newsbroadcast.subscribers.registry import add_subscriber
 from tests.conftest import ROOT
 from tests.smtp_sink import ReceivedMessage, SmtpSink
 

@@ -14,7 +14,7 @@ import pytest
 import yaml
 from sqlalchemy import create_engine, select
 
-from newsbroadcast.models import Post, SendStatus
+from newsbroadcast.db.models import Post, SendStatus
 from tests.conftest import ROOT
 from tests.integration.test_social_dispatch import SITE, social, write_feed
 from tests.loopback_api import LoopbackApi

@@ -14,10 +14,11 @@ import yaml
 from sqlalchemy import Engine, select
 
 from newsbroadcast import cli
-from newsbroadcast.app import Service
 from newsbroadcast.channels.x import LIMIT, weighted_length
-from newsbroadcast.config import Config
-from newsbroadcast.models import Article, Post, SendStatus
+from newsbroadcast.config import load_config
+from newsbroadcast.config.model import Config
+from newsbroadcast.db.models import Article, Post, SendStatus
+from newsbroadcast.service import Service
 from tests.conftest import ROOT
 from tests.mastodon_server import TOKEN, MastodonServer, to_html
 from tests.smtp_sink import free_port
@@ -299,7 +300,7 @@ def test_post_preview_prints_each_channels_text_and_length(
     with pytest.MonkeyPatch.context() as mp:
         for k, v in env.items():
             mp.setenv(k, v)
-        service = Service(cli.load_config(path))
+        service = Service(load_config(path))
         service.poll()
         service.close()
         assert cli.main(["--config", str(path), "post", "preview"]) == 0
@@ -381,7 +382,7 @@ def test_the_archive_and_a_date_from_the_future_are_noted_in_status(
     }
     path = tmp_path / "newsbroadcast.yaml"
     path.write_text(yaml.safe_dump(document))
-    service = Service(cli.load_config(path))
+    service = Service(load_config(path))
     service.poll()
     service.close()
     assert cli.main(["--config", str(path), "status"]) == 0

@@ -14,9 +14,9 @@ from xml.sax.saxutils import escape
 import pytest
 from sqlalchemy import Engine, select
 
-from newsbroadcast.app import Service
-from newsbroadcast.config import Config
-from newsbroadcast.models import Post, SendStatus
+from newsbroadcast.config.model import Config
+from newsbroadcast.db.models import Post, SendStatus
+from newsbroadcast.service import Service
 from tests.bluesky_pds import BlueskyPds
 from tests.conftest import ROOT
 from tests.telegram_bot_api import TelegramBotApi

@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, select
 
-from newsbroadcast.cli import EXIT_CONFIG, main
-from newsbroadcast.config import Config
-from newsbroadcast.db import sessions
-from newsbroadcast.ingest import poll_source
-from newsbroadcast.models import Article, SourceState
+from newsbroadcast.articles.ingest import poll_source
+from newsbroadcast.cli.commands import EXIT_CONFIG, main
+from newsbroadcast.config.model import Config
+from newsbroadcast.db.engine import sessions
+from newsbroadcast.db.models import Article, SourceState
 from tests.integration.site_server import Site, serve
 from tests.integration.test_cli_sources import write_config
 

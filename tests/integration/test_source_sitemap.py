@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, select
 
-from newsbroadcast.db import sessions
-from newsbroadcast.ingest import poll_source
-from newsbroadcast.models import Article, SourceState
+from newsbroadcast.articles.ingest import poll_source
+from newsbroadcast.db.engine import sessions
+from newsbroadcast.db.models import Article, SourceState
 from tests.integration.site_server import Site, serve
 from tests.integration.test_source_html import make_config
 

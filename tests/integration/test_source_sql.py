@@ -25,10 +25,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import DBAPIError
 
-from newsbroadcast.config import Config
-from newsbroadcast.db import make_engine, sessions, upgrade
-from newsbroadcast.ingest import poll_source
-from newsbroadcast.models import Article, SourceState
+from newsbroadcast.articles.ingest import poll_source
+from newsbroadcast.config.model import Config
+from newsbroadcast.db.engine import make_engine, sessions, upgrade
+from newsbroadcast.db.models import Article, SourceState
 from newsbroadcast.sources.sql import readonly_engine
 
 NOW = datetime(2025, 5, 23, 12, 0, tzinfo=UTC)

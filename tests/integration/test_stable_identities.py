@@ -12,8 +12,8 @@ from pathlib import Path
 
 from sqlalchemy import Engine, select
 
-from newsbroadcast.db import make_engine
-from newsbroadcast.models import Article
+from newsbroadcast.db.engine import make_engine
+from newsbroadcast.db.models import Article
 from tests.bluesky_pds import BlueskyPds
 from tests.integration.test_social_networks_pipeline import Clock, feed, make_service, servers
 from tests.telegram_bot_api import TelegramBotApi

@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, event, func, select
 
-from newsbroadcast import store
-from newsbroadcast.config import FeedSource
-from newsbroadcast.db import sessions
-from newsbroadcast.models import Article
+from newsbroadcast.articles import store
+from newsbroadcast.articles.store import UpsertResult, upsert_articles
+from newsbroadcast.config.model import FeedSource
+from newsbroadcast.db.engine import sessions
+from newsbroadcast.db.models import Article
 from newsbroadcast.sources.base import ArticleDraft
 from newsbroadcast.sources.feed import fetch_feed
-from newsbroadcast.store import UpsertResult, upsert_articles
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "feeds"
 NOW = datetime(2025, 5, 23, 12, 0, tzinfo=UTC)

@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from newsbroadcast import tokens
+from newsbroadcast.subscribers import tokens
 from tests.conftest import ROOT
 from tests.smtp_sink import free_port
 

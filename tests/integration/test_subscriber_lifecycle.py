@@ -12,11 +12,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, func, select
 
-from newsbroadcast import db, tokens
-from newsbroadcast.config import Config
-from newsbroadcast.errors import SuppressedAddress
-from newsbroadcast.mailbox import process_mailbox
-from newsbroadcast.models import (
+from newsbroadcast import db
+from newsbroadcast.config.model import Config
+from newsbroadcast.db.models import (
     Article,
     Delivery,
     Edition,
@@ -26,9 +24,10 @@ from newsbroadcast.models import (
     Subscriber,
     SubscriberStatus,
 )
-from newsbroadcast.planner import fan_out
-from newsbroadcast.subscribers import add_subscriber, import_csv
-from newsbroadcast.subscriptions import (
+from newsbroadcast.errors import SuppressedAddress
+from newsbroadcast.planning.editions import fan_out
+from newsbroadcast.subscribers import tokens
+from newsbroadcast.subscribers.lifecycle import (
     Preferences,
     SignupRequest,
     erase,
@@ -37,7 +36,9 @@ from newsbroadcast.subscriptions import (
     set_preferences,
     signup,
 )
-from newsbroadcast.suppressions import is_suppressed, suppress
+from newsbroadcast.subscribers.mailbox import process_mailbox
+from newsbroadcast.subscribers.registry import add_subscriber, import_csv
+from newsbroadcast.subscribers.suppressions import is_suppressed, suppress
 from tests.conftest import ROOT
 from tests.unit.helpers_config import SECRET, make_config
 

@@ -11,9 +11,7 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from newsbroadcast import tokens
-from newsbroadcast.app import Service
-from newsbroadcast.models import (
+from newsbroadcast.db.models import (
     Delivery,
     Edition,
     EditionStatus,
@@ -21,9 +19,11 @@ from newsbroadcast.models import (
     Subscriber,
     SubscriberStatus,
 )
-from newsbroadcast.subscribers import add_subscriber
-from newsbroadcast.subscriptions import find_by_email, get_preferences
-from newsbroadcast.suppressions import suppress
+from newsbroadcast.service import Service
+from newsbroadcast.subscribers import tokens
+from newsbroadcast.subscribers.lifecycle import find_by_email, get_preferences
+from newsbroadcast.subscribers.registry import add_subscriber
+from newsbroadcast.subscribers.suppressions import suppress
 from tests.web_site import OLD_SECRET, SECRET, RunningSite, confirm_link, running_site
 
 FEED = """<?xml version="1.0" encoding="utf-8"?>

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from newsbroadcast.app import Service
-from newsbroadcast.config import load_config
-from newsbroadcast.reload import ConfigWatcher
+from newsbroadcast.config.model import load_config
+from newsbroadcast.config.reload import ConfigWatcher
+from newsbroadcast.service import Service
 from tests.conftest import ROOT
 from tests.integration.test_cli_run import SECRET, site  # noqa: F401  (the fixture)
 from tests.unit.test_yaml_source import laughs

@@ -8,7 +8,13 @@ from email.message import EmailMessage
 
 import pytest
 
-from newsbroadcast.bounces import BounceKind, classify, parse_dsn, reply_status, unsubscribe_token
+from newsbroadcast.subscribers.bounces import (
+    BounceKind,
+    classify,
+    parse_dsn,
+    reply_status,
+    unsubscribe_token,
+)
 from tests.conftest import ROOT
 
 BOUNCES = ROOT / "tests" / "fixtures" / "bounces"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from newsbroadcast.config import load_config
+from newsbroadcast.config.model import load_config
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -8,7 +8,7 @@ import json
 import jsonschema
 import yaml
 
-from newsbroadcast.schema import SCHEMA_FILE, schema_text
+from newsbroadcast.config.jsonschema import SCHEMA_FILE, schema_text
 from tests.conftest import ROOT
 
 SAMPLE = ROOT / "config/newsbroadcast.yaml"
@@ -22,7 +22,7 @@ def validator() -> jsonschema.Draft202012Validator:
 
 
 def test_committed_schema_is_the_generated_one() -> None:
-    # Fails when config.py changed without `newsbroadcast config schema --out …` (make schema).
+    # Fails when config/model.py changed without `make schema` (config schema --out …).
     assert COMMITTED.read_text() == schema_text()
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from newsbroadcast.subscribers import sniff_delimiter
+from newsbroadcast.subscribers.registry import sniff_delimiter
 
 
 @pytest.mark.parametrize(

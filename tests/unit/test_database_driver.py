@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from newsbroadcast.db import make_engine
+from newsbroadcast.db.engine import make_engine
 from newsbroadcast.errors import ConfigError
 
 

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from newsbroadcast.config import FeedSource
+from newsbroadcast.articles.store import canonical_url, content_hash
+from newsbroadcast.config.model import FeedSource
 from newsbroadcast.errors import SourceError
 from newsbroadcast.sources.base import ArticleDraft, FetchResult
 from newsbroadcast.sources.feed import fetch_feed
-from newsbroadcast.store import canonical_url, content_hash
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "feeds"
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from newsbroadcast.config import Config
+from newsbroadcast.config.model import Config
 from newsbroadcast.errors import TransientSendError
 from newsbroadcast.transports import FileTransport, SmtpTransport, make_transport
 from newsbroadcast.transports.base import Envelope

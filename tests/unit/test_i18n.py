@@ -11,7 +11,7 @@ from pathlib import Path
 from babel.messages.extract import extract_from_dir
 from babel.messages.pofile import read_po
 
-from newsbroadcast.checks import template_problems
+from newsbroadcast.config.checks import template_problems
 from newsbroadcast.render import i18n
 from newsbroadcast.render.email import EditionView, Recipient, StoryView, prepare_edition
 from newsbroadcast.render.templates import format_date, make_environment

@@ -18,8 +18,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from newsbroadcast import tokens
-from newsbroadcast.config import Config
+from newsbroadcast.config.model import Config
 from newsbroadcast.errors import ConfigError, PermanentSendError
 from newsbroadcast.render.email import (
     EditionView,
@@ -31,6 +30,7 @@ from newsbroadcast.render.email import (
     recipient_links,
 )
 from newsbroadcast.render.templates import make_environment
+from newsbroadcast.subscribers import tokens
 from tests.unit.helpers_config import SECRET, TEMPLATES, make_config
 
 NOW = datetime(2026, 3, 2, 5, 0, tzinfo=UTC)

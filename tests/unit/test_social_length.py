@@ -9,8 +9,8 @@ import pytest
 
 from newsbroadcast.channels.mastodon import countable_length
 from newsbroadcast.channels.x import LIMIT, weighted_length
-from newsbroadcast.config import Pace
-from newsbroadcast.pacing import in_window
+from newsbroadcast.config.model import Pace
+from newsbroadcast.outbox.pacing import in_window
 from newsbroadcast.render.social import fit
 
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from newsbroadcast.errors import NewsBroadcastError
-from newsbroadcast.tokens import InvalidToken, sign, verify
+from newsbroadcast.subscribers.tokens import InvalidToken, sign, verify
 
 SECRET = "first-secret-0123456789"
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from newsbroadcast.config.yamlfile import MAX_ALIAS_VALUES, load_yaml
 from newsbroadcast.errors import ConfigError
-from newsbroadcast.yamlsource import MAX_ALIAS_VALUES, load_yaml
 
 
 def laughs(levels: int) -> str:

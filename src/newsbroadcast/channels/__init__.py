@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from newsbroadcast.channels.base import Channel
 from newsbroadcast.channels.file import FileChannel
-from newsbroadcast.config import Channel as ChannelConfig
-from newsbroadcast.config import Config
-from newsbroadcast.config import FileChannel as FileChannelConfig
+from newsbroadcast.config.model import Channel as ChannelConfig
+from newsbroadcast.config.model import Config
+from newsbroadcast.config.model import FileChannel as FileChannelConfig
 
 
 def make_channel(entry: ChannelConfig, config: Config) -> Channel:

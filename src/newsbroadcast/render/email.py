@@ -29,11 +29,11 @@ import dkim
 import jinja2
 from markupsafe import Markup
 
-from newsbroadcast import tokens
-from newsbroadcast.config import Config, Digest
+from newsbroadcast.config.model import Config, Digest
 from newsbroadcast.errors import ConfigError, PermanentSendError, Problem
 from newsbroadcast.render import i18n
 from newsbroadcast.render.templates import html_to_text, sanitize_html
+from newsbroadcast.subscribers import tokens
 
 __all__ = [
     "ArticleView",

@@ -30,7 +30,7 @@ from urllib.request import url2pathname
 import feedparser
 import httpx
 
-from newsbroadcast.config import FeedSource
+from newsbroadcast.config.model import FeedSource
 from newsbroadcast.errors import SourceError
 from newsbroadcast.sources.base import ArticleDraft, FetchResult
 from newsbroadcast.sources.http import DEFAULT_USER_AGENT, MAX_BYTES, Fetcher, gunzip

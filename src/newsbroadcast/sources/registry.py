@@ -8,8 +8,8 @@ import httpx
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from newsbroadcast.config import FeedSource, HtmlSource, SitemapSource, Source, SqlSource
-from newsbroadcast.models import Article
+from newsbroadcast.config.model import FeedSource, HtmlSource, SitemapSource, Source, SqlSource
+from newsbroadcast.db.models import Article
 from newsbroadcast.sources.base import FetchResult
 from newsbroadcast.sources.feed import fetch_feed
 from newsbroadcast.sources.html import Known, fetch_html

@@ -11,7 +11,7 @@ from __future__ import annotations
 import httpx
 from lxml import etree
 
-from newsbroadcast.config import SitemapSource
+from newsbroadcast.config.model import SitemapSource
 from newsbroadcast.errors import SourceError
 from newsbroadcast.sources.base import ArticleDraft, FetchResult
 from newsbroadcast.sources.dates import parse_date

@@ -49,7 +49,7 @@ from sqlalchemy.exc import NoSuchTableError, SQLAlchemyError
 from sqlalchemy.sql import sqltypes
 from sqlalchemy.types import NullType
 
-from newsbroadcast.config import SqlSource
+from newsbroadcast.config.model import SqlSource
 from newsbroadcast.errors import SourceError
 from newsbroadcast.sources.base import ArticleDraft, FetchResult
 from newsbroadcast.sources.dates import as_utc, parse_date

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from newsbroadcast.config import Config
+from newsbroadcast.config.model import Config
 from newsbroadcast.transports.base import Envelope, Transport
 from newsbroadcast.transports.file import FileTransport
 from newsbroadcast.transports.smtp import SmtpTransport

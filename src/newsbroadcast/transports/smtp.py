@@ -24,7 +24,7 @@ import ssl
 from collections.abc import Callable
 from types import TracebackType
 
-from newsbroadcast.config import Smtp
+from newsbroadcast.config.model import Smtp
 from newsbroadcast.errors import (
     PermanentSendError,
     TransientSendError,

@@ -37,11 +37,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from newsbroadcast.config import Config
-from newsbroadcast.models import Article, utcnow
+from newsbroadcast.articles.push import store_pushed, token_matches
+from newsbroadcast.articles.store import canonical_url
+from newsbroadcast.config.model import Config
+from newsbroadcast.db.models import Article, utcnow
 from newsbroadcast.sources.base import ArticleDraft
-from newsbroadcast.sources.push import store_pushed, token_matches
-from newsbroadcast.store import canonical_url
 
 __all__ = ["PushedArticle", "routes"]
 

@@ -15,9 +15,9 @@ import jinja2
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from newsbroadcast.config import Config, Digest
-from newsbroadcast.dispatch import edition_view
-from newsbroadcast.models import Edition, EditionStatus
+from newsbroadcast.config.model import Config, Digest
+from newsbroadcast.db.models import Edition, EditionStatus
+from newsbroadcast.dispatch.dispatcher import edition_view
 from newsbroadcast.render.email import template_context
 
 __all__ = ["ArchivedEdition", "atom_feed", "edition_context", "list_editions"]

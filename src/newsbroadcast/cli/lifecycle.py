@@ -1,0 +1,177 @@
+"""Commands for the subscriber lifecycle: `serve`, `mailbox process`, and the admin side of
+`subscribers` (export, data, remove, suppress, erase). Thin: parse, call, print."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from typing import Any
+
+from sqlalchemy import select
+
+from newsbroadcast import db
+from newsbroadcast.db.models import Subscriber, SubscriberStatus, utcnow
+from newsbroadcast.errors import InputError
+
+__all__ = ["register"]
+
+
+def register(commands: Any, subscriber_actions: Any) -> None:
+    """Add the commands to the `newsbroadcast` parser (``commands``) and to its
+    `subscribers` group (``subscriber_actions``)."""
+    serve = commands.add_parser("serve", help="the subscriber web app (sign-up, preferences, …)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.set_defaults(handler=cmd_serve)
+
+    mbox = commands.add_parser("mailbox", help="unsubscribe requests and bounces")
+    msub = mbox.add_subparsers(dest="mailbox_command", required=True, metavar="ACTION")
+    msub.add_parser("process", help="read new messages of the configured mailbox").set_defaults(
+        handler=cmd_mailbox_process
+    )
+
+    exp = subscriber_actions.add_parser("export", help="every subscriber as CSV on stdout")
+    exp.add_argument("--status", choices=[s.value for s in SubscriberStatus])
+    exp.set_defaults(handler=cmd_subscribers_export)
+    data = subscriber_actions.add_parser("data", help="all data about one subscriber, as JSON")
+    data.add_argument("email")
+    data.set_defaults(handler=cmd_subscribers_data)
+    rem = subscriber_actions.add_parser("remove", help="unsubscribe an address now")
+    rem.add_argument("email")
+    rem.set_defaults(handler=cmd_subscribers_remove)
+    sup = subscriber_actions.add_parser(
+        "suppress", help="never add or mail this address again (also unsubscribes it)"
+    )
+    sup.add_argument("email")
+    sup.add_argument("--reason", default="by hand")
+    sup.set_defaults(handler=cmd_subscribers_suppress)
+    era = subscriber_actions.add_parser(
+        "erase", help="delete a subscriber; only anonymous delivery counts remain"
+    )
+    era.add_argument("email")
+    era.add_argument(
+        "--allow-resubscribe",
+        action="store_true",
+        help="do not keep the address's hash on the suppression list",
+    )
+    era.set_defaults(handler=cmd_subscribers_erase)
+
+
+def _open(args: argparse.Namespace) -> Any:
+    from newsbroadcast.cli.commands import _config, _engine
+
+    config = _config(args)
+    return config, _engine(config)
+
+
+def _subscriber(session: Any, address: str) -> Subscriber:
+    from newsbroadcast.subscribers.lifecycle import find_by_email
+
+    sub = find_by_email(session, address)
+    if sub is None:
+        raise InputError(f"no subscriber with the address {address!r}")
+    return sub
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from newsbroadcast.web import create_app, serve
+
+    config, engine = _open(args)
+    try:
+        serve(create_app(config, engine=engine), args.host, args.port)
+    finally:
+        engine.dispose()
+    return 0
+
+
+def cmd_mailbox_process(args: argparse.Namespace) -> int:
+    from newsbroadcast.subscribers.mailbox import process_mailbox
+
+    config, engine = _open(args)
+    if config.mailbox is None:
+        raise InputError("there is no mailbox: section in the configuration")
+    try:
+        report = process_mailbox(config, db.sessions(engine), utcnow)
+    finally:
+        engine.dispose()
+    for problem in report.problems:
+        print(problem, file=sys.stderr)
+    print(
+        f"read {report.read}: unsubscribed {report.unsubscribed}, hard bounces "
+        f"{report.hard_bounces}, soft bounces {report.soft_bounces}, ignored {report.ignored}"
+    )
+    return 0
+
+
+def cmd_subscribers_export(args: argparse.Namespace) -> int:
+    _config, engine = _open(args)
+    out = csv.writer(sys.stdout, lineterminator="\n")
+    out.writerow(["email", "name", "language", "status", "created_at", "confirmed_at"])
+    with db.sessions(engine)() as session:
+        q = select(Subscriber).order_by(Subscriber.id).execution_options(yield_per=500)
+        if args.status:
+            q = q.where(Subscriber.status == args.status)
+        for s in session.scalars(q):
+            confirmed = s.confirmed_at.isoformat() if s.confirmed_at else ""
+            out.writerow(
+                [s.email, s.name or "", s.language, s.status, s.created_at.isoformat(), confirmed]
+            )
+    engine.dispose()
+    return 0
+
+
+def cmd_subscribers_data(args: argparse.Namespace) -> int:
+    from newsbroadcast.subscribers.lifecycle import export_data
+
+    _config, engine = _open(args)
+    with db.sessions(engine)() as session:
+        data = export_data(session, _subscriber(session, args.email))
+    engine.dispose()
+    print(json.dumps(data, indent=2, ensure_ascii=False))
+    return 0
+
+
+def cmd_subscribers_remove(args: argparse.Namespace) -> int:
+    from newsbroadcast.subscribers.lifecycle import unsubscribe
+
+    _config, engine = _open(args)
+    with db.sessions(engine)() as session:
+        sub = _subscriber(session, args.email)
+        unsubscribe(session, sub.id, utcnow())
+        session.commit()
+        print(f"{sub.email} is {sub.status}")
+    engine.dispose()
+    return 0
+
+
+def cmd_subscribers_suppress(args: argparse.Namespace) -> int:
+    from newsbroadcast.subscribers.lifecycle import find_by_email, unsubscribe
+    from newsbroadcast.subscribers.registry import normalize_email
+    from newsbroadcast.subscribers.suppressions import suppress
+
+    address = normalize_email(args.email)
+    _config, engine = _open(args)
+    with db.sessions(engine)() as session:
+        added = suppress(session, address, args.reason, utcnow())
+        sub = find_by_email(session, address)
+        if sub is not None:
+            unsubscribe(session, sub.id, utcnow())
+        session.commit()
+    engine.dispose()
+    print(f"{address} suppressed" if added else f"{address} was already suppressed")
+    return 0
+
+
+def cmd_subscribers_erase(args: argparse.Namespace) -> int:
+    from newsbroadcast.subscribers.lifecycle import erase
+
+    _config, engine = _open(args)
+    with db.sessions(engine)() as session:
+        sub = _subscriber(session, args.email)
+        counted = erase(session, sub, utcnow(), keep_suppressed=not args.allow_resubscribe)
+        session.commit()
+    engine.dispose()
+    print(f"erased; {counted} deliveries kept as anonymous counts")
+    return 0

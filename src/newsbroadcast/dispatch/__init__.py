@@ -1,0 +1,6 @@
+"""Sends what is due: claims outbox rows, sends them through transports/ and channels/,
+records the outcome; also the worker process, the dry run and the previews.
+
+May import outbox, render, transports, channels, subscribers (bounces, suppressions), db,
+config, errors. Nothing of sources, articles' ingest, web or cli.
+"""

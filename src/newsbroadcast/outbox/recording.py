@@ -1,0 +1,168 @@
+"""Recording each sent delivery, overlapped with the next message's envelope.
+
+A delivery is recorded `sent` before the next message on its connection is accepted: that
+is what makes a kill cost at most one duplicate per connection. On PostgreSQL the record
+is a round trip to the server; instead of waiting for it before starting the next message,
+the statement is sent without waiting (libpq's asynchronous API, on the session's own
+connection) while the next envelope (MAIL FROM, RCPT TO) is exchanged, and the dispatcher
+waits for its result only before that message's DATA (``Transport.send(before_data=…)``).
+The guarantee is unchanged, the round trip is hidden, and no thread is involved.
+
+SQLite has no round trip to hide, so there the record is simply written in line. psycopg
+is imported only for a PostgreSQL session: a SQLite install does not have it.
+"""
+
+from __future__ import annotations
+
+import select
+from datetime import UTC, datetime
+from typing import Any, cast
+
+from sqlalchemy import Table, bindparam, event, update
+from sqlalchemy.dialects.postgresql.psycopg import dialect as psycopg_dialect
+from sqlalchemy.engine import Connection
+from sqlalchemy.orm import Session
+
+from newsbroadcast.db.models import Delivery, SendStatus
+
+# Declarative types __table__ as any FromClause; a class mapped by __tablename__ has a Table.
+_deliveries = cast(Table, Delivery.__table__)
+# Built once: recording a send is the statement run most, once per message.
+RECORD_SENT = (
+    update(_deliveries)
+    .where(_deliveries.c.id == bindparam("b_id"))
+    .values(
+        status=SendStatus.sent.value,
+        sent_at=bindparam("b_at"),
+        smtp_reply=bindparam("b_reply"),
+        message_id=bindparam("b_mid"),
+        lease_until=None,
+        last_error=None,
+    )
+)
+# The same statement for the asynchronous path, compiled once with PostgreSQL's own
+# placeholders ($1…, each cast to its column's type) to be prepared on the connection.
+_POSTGRES = RECORD_SENT.compile(dialect=psycopg_dialect(paramstyle="numeric_dollar"))
+_PREPARED = b"newsbroadcast_record_sent"
+_ALREADY_PREPARED, _NOT_PREPARED = b"42P05", b"26000"
+
+
+class RecordError(Exception):
+    """PostgreSQL refused to record a send (the message went out: it will go again)."""
+
+
+class SentRecorder:
+    """Records sent deliveries on ``session``'s connection, one at a time.
+
+    ``record`` may return before the row is written; ``settle`` waits until it is (and
+    raises its error, if any). Any other statement on the session settles first, so the
+    session stays usable as usual. ``close`` settles the last one (``contextlib.closing``).
+    """
+
+    def __init__(self, session: Session, overlap: bool) -> None:
+        """``overlap``: write asynchronously. Only for a PostgreSQL (psycopg) session in
+        autocommit, where each statement stands alone."""
+        self._session = session
+        self._pgconn: Any = None
+        self._pq: Any = None
+        self._pending: list[bytes | None] | None = None
+        self._connection: Connection | None = None
+        if overlap:
+            from psycopg import pq  # PostgreSQL-only (see the module's docstring)
+
+            self._pq = pq
+            connection = session.connection()
+            dbapi = connection.connection
+            # Typed Optional for an invalidated pool entry; a checked-out connection has one.
+            self._pgconn = dbapi.driver_connection.pgconn  # type: ignore[union-attr]
+            if _PREPARED not in dbapi.info:  # the pool keeps this dict per connection
+                self._prepare()
+                dbapi.info[_PREPARED] = True
+            self._connection = connection
+            event.listen(connection, "before_cursor_execute", self._before_statement)
+
+    def record(self, delivery_id: int, at: datetime, reply: str, message_id: str) -> None:
+        self.settle()
+        params = {"b_id": delivery_id, "b_at": at, "b_reply": reply, "b_mid": message_id}
+        if self._pgconn is None:
+            self._session.execute(RECORD_SENT, params)
+            self._session.commit()
+            return
+        # Bound here, not by SQLAlchemy's UTCDateTime: the column holds naive UTC.
+        params["b_at"] = at.astimezone(UTC).replace(tzinfo=None)
+        bound = {**_POSTGRES.params, **params}
+        self._pending = [_text(bound[name]) for name in _POSTGRES.positiontup or ()]
+        self._send(self._pending)
+
+    def settle(self) -> None:
+        """Return once the last recorded send is in the database."""
+        values, self._pending = self._pending, None
+        if values is None:
+            return
+        error = self._result()
+        if error is not None and self._sqlstate(error) == _NOT_PREPARED:
+            # psycopg deallocates every prepared statement after a ROLLBACK on the
+            # connection: prepare it again and record once more, still before DATA.
+            self._prepare()
+            self._send(values)
+            error = self._result()
+        if error is not None:
+            raise RecordError(f"recording a sent delivery failed: {_describe(error)}")
+
+    def _send(self, values: list[bytes | None]) -> None:
+        self._pgconn.send_query_prepared(_PREPARED, values)
+        self._flush()
+
+    def _prepare(self) -> None:
+        """Prepare the statement on this connection unless it already is."""
+        self._pgconn.send_prepare(_PREPARED, str(_POSTGRES).encode())
+        self._flush()
+        error = self._result()
+        if error is not None and self._sqlstate(error) != _ALREADY_PREPARED:
+            raise RecordError(f"preparing to record sent deliveries failed: {_describe(error)}")
+
+    def _flush(self) -> None:
+        """Push out what libpq still holds (the connection is non-blocking)."""
+        while self._pgconn.flush():
+            select.select([], [self._pgconn.socket], [])
+
+    def _result(self) -> Any:
+        """Read every result of the statement in flight; its error result, if any."""
+        pgconn = self._pgconn
+        error = None
+        while True:
+            pgconn.consume_input()
+            while pgconn.is_busy():
+                select.select([pgconn.socket], [], [])
+                pgconn.consume_input()
+            result = pgconn.get_result()
+            if result is None:  # all read: the connection is free for the next statement
+                return error
+            if result.status == self._pq.ExecStatus.FATAL_ERROR:
+                error = result
+
+    def _sqlstate(self, error: Any) -> bytes | None:
+        return error.error_field(self._pq.DiagnosticField.SQLSTATE)
+
+    def _before_statement(self, *_: Any) -> None:
+        self.settle()
+
+    def close(self) -> None:
+        """Settle the last record and stop watching the session's statements."""
+        try:
+            self.settle()
+        finally:
+            if self._connection is not None:
+                event.remove(self._connection, "before_cursor_execute", self._before_statement)
+                self._connection = None
+
+
+def _text(value: object) -> bytes | None:
+    """A parameter in PostgreSQL's text format (None is NULL)."""
+    if value is None:
+        return None
+    return (value.isoformat(" ") if isinstance(value, datetime) else str(value)).encode()
+
+
+def _describe(result: Any) -> str:
+    return str(result.error_message.decode("utf-8", "replace").strip())

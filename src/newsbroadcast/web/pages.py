@@ -1,0 +1,475 @@
+"""The subscriber web app: sign-up, confirm, preferences, unsubscribe, archive.
+
+No logins: each personal page is reached through a signed token from an email. No endpoint
+takes a URL to go to next, so there is nothing to turn into an open redirect; the only
+redirect goes to a path built here.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, TypedDict
+
+import jinja2
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+from starlette.applications import Starlette
+from starlette.background import BackgroundTask
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from newsbroadcast import db
+from newsbroadcast.config.model import Config
+from newsbroadcast.db.models import Subscriber, SubscriberStatus, utcnow
+from newsbroadcast.errors import DeliveryError, InputError
+from newsbroadcast.render.templates import make_environment
+from newsbroadcast.runtime import metrics
+from newsbroadcast.subscribers import tokens
+from newsbroadcast.subscribers.confirmation import CONFIRM, send_confirmation
+from newsbroadcast.subscribers.lifecycle import (
+    Preferences,
+    SignupRequest,
+    client_allowed,
+    confirm,
+    get_preferences,
+    languages,
+    set_preferences,
+    signup,
+    unsubscribe,
+)
+from newsbroadcast.web import api
+from newsbroadcast.web.archive import atom_feed, edition_context, list_editions
+from newsbroadcast.web.security import (
+    CSRF_FIELD,
+    SecurityHeaders,
+    client_address,
+    csrf_field,
+    csrf_ok,
+    set_cookies,
+)
+
+__all__ = ["create_app"]
+
+log = logging.getLogger("newsbroadcast.web")
+
+UNSUBSCRIBE, PREFERENCES = "unsubscribe", "preferences"
+ONE_CLICK = "One-Click"  # RFC 8058: the POST body is List-Unsubscribe=One-Click
+
+
+class _Site:
+    """What every handler needs, built once per app."""
+
+    def __init__(
+        self,
+        config: Config,
+        engine: Engine,
+        clock: Callable[[], datetime],
+        env: jinja2.Environment,
+    ) -> None:
+        self.config = config
+        self.engine = engine
+        self.sessions: sessionmaker[Session] = db.sessions(engine)
+        self.clock = clock
+        self.env = env
+        self.css = (config.path(config.templates) / "web" / "site.css").read_bytes()
+
+    def page(
+        self,
+        request: Request,
+        template: str,
+        code: int = 200,
+        private: bool = False,
+        **context: Any,
+    ) -> HTMLResponse:
+        cookies: dict[str, str] = {}
+        context.setdefault("site", self.config.site)
+        context["csrf"] = csrf_field(request, cookies, self.config.site.secret)
+        body = self.env.get_template(f"web/{template}").render(context)
+        response = HTMLResponse(body, status_code=code)
+        if private:
+            # Pages reached through a personal token must not be kept by shared caches.
+            response.headers["cache-control"] = "no-store"
+        set_cookies(request, response, cookies)
+        return response
+
+    def verify(self, purpose: str, token: str) -> int:
+        """The subscriber id in ``token``; raises InvalidToken."""
+        return tokens.verify(self.config.site.secrets, purpose, token, self.clock())
+
+    def bad_link(self, request: Request, error: tokens.InvalidToken) -> HTMLResponse:
+        # Expired links are 410 Gone; tampered, foreign or damaged ones 400.
+        code = 410 if error.reason == "expired" else 400
+        return self.page(request, "bad_link.html.j2", code, private=True, message=str(error))
+
+    def preferences_url(self, subscriber_id: int) -> str:
+        return "/preferences/" + tokens.sign(self.config.site.secret, PREFERENCES, subscriber_id)
+
+
+def create_app(
+    config: Config,
+    engine: Engine | None = None,
+    clock: Callable[[], datetime] = utcnow,
+    env: jinja2.Environment | None = None,
+) -> Starlette:
+    """The ASGI app for ``config``. Without ``engine`` one is made (and migrated) from the
+    configured database URL."""
+    if engine is None:
+        engine = db.make_engine(config.database_url)
+        db.upgrade(engine)
+    site = _Site(config, engine, clock, env or make_environment(config.path(config.templates)))
+
+    routes = [
+        Route("/", _signup_form(site), methods=["GET"]),
+        Route("/subscribe", _signup_form(site), methods=["GET"]),
+        Route("/subscribe", _signup_post(site), methods=["POST"]),
+        Route("/confirm/{token}", _confirm(site), methods=["GET", "POST"]),
+        Route("/preferences/{token}", _preferences(site), methods=["GET", "POST"]),
+        Route("/unsubscribe/{token}", _unsubscribe(site), methods=["GET", "POST"]),
+        Route("/archive", _archive(site), methods=["GET"]),
+        Route("/archive.atom", _atom(site), methods=["GET"]),
+        Route("/archive/{edition_id:int}", _edition(site), methods=["GET"]),
+        Route("/static/site.css", _css(site), methods=["GET"]),
+        Route("/healthz", lambda _r: PlainTextResponse("ok"), methods=["GET"]),
+        Route("/metrics", _metrics, methods=["GET"]),
+        # Articles pushed by the newsroom's CMS (bearer token, see `api.tokens`).
+        *api.routes(config, db.sessions(engine), clock),
+    ]
+    metrics.watch_queue(db.sessions(engine))
+
+    async def not_found(request: Request, exc: Exception) -> Response:
+        code = exc.status_code if isinstance(exc, HTTPException) else 500
+        return site.page(request, "message.html.j2", code, title="Not found", text="")
+
+    app = Starlette(
+        routes=routes,
+        middleware=[Middleware(SecurityHeaders)],
+        exception_handlers={404: not_found, 405: not_found},
+    )
+    # `/x/` → `/x` redirects are not wanted: no redirect the client can steer.
+    app.router.redirect_slashes = False
+    app.state.config = config
+    return app
+
+
+Handler = Callable[[Request], Any]
+
+
+async def _metrics(_request: Request) -> Response:
+    """Prometheus metrics; the queue-depth query runs off the event loop."""
+    body, content_type = await run_in_threadpool(metrics.latest)
+    return Response(body, headers={"Content-Type": content_type})
+
+
+def _choices(form: FormData, config: Config) -> Preferences:
+    return Preferences(
+        digests=tuple(str(v) for v in form.getlist("digests")),
+        topics=tuple(str(v) for v in form.getlist("topics")),
+        language=str(form.get("language") or ""),
+        paused=form.get("paused") == "on",
+        name=str(form.get("name") or ""),
+    )
+
+
+def _form_context(site: _Site, prefs: Preferences) -> dict[str, Any]:
+    config = site.config
+    return {
+        "digests": [d.name for d in config.digests],
+        "topics": config.web.topics,
+        "languages": languages(config),
+        "prefs": prefs,
+    }
+
+
+# --- sign-up --------------------------------------------------------------------------------
+
+
+def _signup_form(site: _Site) -> Handler:
+    async def handler(request: Request) -> Response:
+        prefs = Preferences(language=languages(site.config)[0])
+        return site.page(request, "signup.html.j2", **_form_context(site, prefs), error=None)
+
+    return handler
+
+
+def _signup_post(site: _Site) -> Handler:
+    config = site.config
+
+    async def handler(request: Request) -> Response:
+        form = await request.form(max_fields=100)
+        if not csrf_ok(request, str(form.get(CSRF_FIELD) or ""), config.site.secret):
+            return site.page(request, "message.html.j2", 403, **_csrf_message())
+        prefs = _choices(form, config)
+        client = client_address(request, config.web.trust_forwarded_for)
+        email = str(form.get("email") or "")
+
+        def work() -> tuple[str, Subscriber | None]:
+            now = site.clock()
+            with site.sessions() as session:
+                if not client_allowed(session, config, client, now):
+                    session.commit()
+                    return "limited", None
+                try:
+                    sub = signup(session, config, SignupRequest(email, prefs), now)
+                except InputError:
+                    session.commit()
+                    return "invalid", None
+                session.commit()
+                return "ok", sub
+
+        outcome, sub = await run_in_threadpool(work)
+        if outcome == "limited":
+            return site.page(
+                request,
+                "message.html.j2",
+                429,
+                title="Too many sign-ups",
+                text="Too many sign-ups came from your network. Please try again later.",
+            )
+        if outcome == "invalid":
+            return site.page(
+                request,
+                "signup.html.j2",
+                400,
+                **_form_context(site, prefs),
+                error="That does not look like an email address.",
+            )
+        # The same page whoever the address belongs to; the email (if any) goes out after
+        # the response, so not even the response time tells.
+        task = BackgroundTask(_send_confirmation, site, sub) if sub is not None else None
+        response = site.page(request, "check_inbox.html.j2")
+        response.background = task
+        return response
+
+    return handler
+
+
+def _send_confirmation(site: _Site, sub: Subscriber) -> None:
+    try:
+        send_confirmation(site.env, site.config, sub, site.clock())
+    except DeliveryError as e:
+        log.warning("confirmation to subscriber %s not sent: %s", sub.id, e)
+
+
+class _Message(TypedDict):
+    title: str
+    text: str
+
+
+def _csrf_message() -> _Message:
+    return {
+        "title": "Please try again",
+        "text": "This form expired or came from another site. Reload the page and send it again.",
+    }
+
+
+# --- confirm --------------------------------------------------------------------------------
+
+
+def _confirm(site: _Site) -> Handler:
+    async def handler(request: Request) -> Response:
+        token = request.path_params["token"]
+        try:
+            subscriber_id = site.verify(CONFIRM, token)
+        except tokens.InvalidToken as e:
+            return site.bad_link(request, e)
+        if request.method == "GET":
+            # A GET only shows the button: mail scanners open links, people press buttons.
+            return site.page(request, "confirm.html.j2", private=True, token=token)
+        form = await request.form(max_fields=10)
+        if not csrf_ok(request, str(form.get(CSRF_FIELD) or ""), site.config.site.secret):
+            return site.page(request, "message.html.j2", 403, private=True, **_csrf_message())
+
+        def work() -> Subscriber | None:
+            with site.sessions() as session:
+                sub = confirm(session, subscriber_id, site.clock())
+                session.commit()
+                return sub
+
+        sub = await run_in_threadpool(work)
+        if sub is None:
+            return site.page(
+                request,
+                "message.html.j2",
+                400,
+                private=True,
+                title="This subscription cannot be confirmed",
+                text="It was cancelled since. You can sign up again at any time.",
+            )
+        return RedirectResponse(site.preferences_url(sub.id) + "?welcome=1", status_code=303)
+
+    return handler
+
+
+# --- preferences ----------------------------------------------------------------------------
+
+
+def _preferences(site: _Site) -> Handler:
+    config = site.config
+
+    async def handler(request: Request) -> Response:
+        token = request.path_params["token"]
+        try:
+            subscriber_id = site.verify(PREFERENCES, token)
+        except tokens.InvalidToken as e:
+            return site.bad_link(request, e)
+        form = await request.form(max_fields=100) if request.method == "POST" else None
+        if form is not None and not csrf_ok(
+            request, str(form.get(CSRF_FIELD) or ""), config.site.secret
+        ):
+            return site.page(request, "message.html.j2", 403, private=True, **_csrf_message())
+
+        def work() -> tuple[Subscriber | None, Preferences | None, str | None]:
+            with site.sessions() as session:
+                sub = session.get(Subscriber, subscriber_id)
+                if sub is None:
+                    return None, None, None
+                if form is not None and sub.status in (
+                    SubscriberStatus.active,
+                    SubscriberStatus.pending,
+                ):
+                    try:
+                        set_preferences(session, config, sub, _choices(form, config), site.clock())
+                    except InputError as e:
+                        session.rollback()
+                        return sub, get_preferences(session, sub), str(e)
+                    session.commit()
+                    return sub, get_preferences(session, sub), "saved"
+                return sub, get_preferences(session, sub), None
+
+        sub, prefs, notice = await run_in_threadpool(work)
+        if sub is None or prefs is None:
+            return site.page(
+                request,
+                "message.html.j2",
+                404,
+                private=True,
+                title="No such subscription",
+                text="This subscription no longer exists.",
+            )
+        unsubscribe_token = tokens.sign(config.site.secret, UNSUBSCRIBE, sub.id)
+        return site.page(
+            request,
+            "preferences.html.j2",
+            400 if notice not in (None, "saved") else 200,
+            private=True,
+            **_form_context(site, prefs),
+            token=token,
+            email=sub.email,
+            status=str(sub.status),
+            notice=notice,
+            welcome=request.query_params.get("welcome") == "1",
+            unsubscribe_path=f"/unsubscribe/{unsubscribe_token}",
+        )
+
+    return handler
+
+
+# --- unsubscribe ----------------------------------------------------------------------------
+
+
+def _unsubscribe(site: _Site) -> Handler:
+    async def handler(request: Request) -> Response:
+        token = request.path_params["token"]
+        try:
+            subscriber_id = site.verify(UNSUBSCRIBE, token)
+        except tokens.InvalidToken as e:
+            return site.bad_link(request, e)
+        if request.method == "GET":
+            return site.page(request, "unsubscribe.html.j2", private=True, token=token)
+        # RFC 8058: the receiver POSTs List-Unsubscribe=One-Click, without cookies, so no
+        # CSRF token can be asked for. None is needed: the signed token itself is the
+        # authority, and a page on another site cannot know it.
+        form = await request.form(max_fields=10)
+        if form.get("List-Unsubscribe") != ONE_CLICK:
+            return site.page(
+                request,
+                "message.html.j2",
+                400,
+                private=True,
+                title="Nothing was changed",
+                text="Use the button on the unsubscribe page.",
+            )
+
+        def work() -> Subscriber | None:
+            with site.sessions() as session:
+                sub = unsubscribe(session, subscriber_id, site.clock())
+                session.commit()
+                return sub
+
+        sub = await run_in_threadpool(work)
+        if sub is not None:
+            log.info("subscriber %s unsubscribed (web)", sub.id)
+        return site.page(request, "unsubscribed.html.j2", private=True)
+
+    return handler
+
+
+# --- archive --------------------------------------------------------------------------------
+
+
+ARCHIVE_PAGE = 50  # editions per archive page
+
+
+def _archive(site: _Site) -> Handler:
+    async def handler(request: Request) -> Response:
+        before_arg = request.query_params.get("before")
+        if before_arg is not None and not before_arg.isdigit():
+            raise HTTPException(400, "before= takes an edition number")
+        before = int(before_arg) if before_arg is not None else None
+
+        def work() -> Any:
+            with site.sessions() as session:
+                # One more than a page tells whether an older page exists.
+                return list_editions(session, ARCHIVE_PAGE + 1, before)
+
+        editions = await run_in_threadpool(work)
+        older = editions[ARCHIVE_PAGE - 1].id if len(editions) > ARCHIVE_PAGE else None
+        return site.page(request, "archive.html.j2", editions=editions[:ARCHIVE_PAGE], older=older)
+
+    return handler
+
+
+def _edition(site: _Site) -> Handler:
+    async def handler(request: Request) -> Response:
+        edition_id = request.path_params["edition_id"]
+
+        def work() -> dict[str, Any] | None:
+            with site.sessions() as session:
+                return edition_context(session, site.env, site.config, edition_id)
+
+        context = await run_in_threadpool(work)
+        if context is None:
+            raise HTTPException(404)
+        return site.page(request, "edition.html.j2", **context)
+
+    return handler
+
+
+def _atom(site: _Site) -> Handler:
+    async def handler(request: Request) -> Response:
+        def work() -> bytes:
+            with site.sessions() as session:
+                return atom_feed(session, site.env, site.config)
+
+        body = await run_in_threadpool(work)
+        return Response(body, media_type="application/atom+xml; charset=utf-8")
+
+    return handler
+
+
+def _css(site: _Site) -> Handler:
+    async def handler(request: Request) -> Response:
+        return Response(
+            site.css,
+            media_type="text/css; charset=utf-8",
+            headers={"cache-control": "public, max-age=3600"},
+        )
+
+    return handler
