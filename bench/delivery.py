@@ -172,8 +172,8 @@ def child(args: argparse.Namespace) -> None:
 def prebuilt_message(port: int) -> bytes:
     """One message of the very edition the measured runs send (same feed, same templates)."""
     from newsbroadcast.db.models import Article
-    from newsbroadcast.dispatch.dispatcher import story_view
-    from newsbroadcast.render.email import EditionView, Recipient, make_message_id, prepare_edition
+    from newsbroadcast.render.email import make_message_id, prepare_edition
+    from newsbroadcast.render.views import EditionView, Recipient, story_view
     from newsbroadcast.service import Service
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -21,8 +21,9 @@ import css_inline
 import premailer
 
 from newsbroadcast.config.model import Config
-from newsbroadcast.render.email import EditionView, StoryView, template_context
+from newsbroadcast.render.email import template_context
 from newsbroadcast.render.templates import make_environment
+from newsbroadcast.render.views import EditionView, StoryView
 
 ROOT = Path(__file__).resolve().parent.parent
 BUDGET_SECONDS = 12.0  # per library: the whole run stays well under 30 s on a slow machine

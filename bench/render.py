@@ -23,15 +23,13 @@ import css_inline
 
 from newsbroadcast.config.model import Config
 from newsbroadcast.render.email import (
-    EditionView,
-    Recipient,
-    StoryView,
     make_message_id,
     prepare_edition,
     recipient_links,
     template_context,
 )
 from newsbroadcast.render.templates import make_environment
+from newsbroadcast.render.views import EditionView, Recipient, StoryView
 
 ROOT = Path(__file__).resolve().parent.parent
 GOAL = 50.0

@@ -23,7 +23,7 @@ from newsbroadcast.channels import make_channel
 from newsbroadcast.channels.base import Channel
 from newsbroadcast.config.model import Config, Digest
 from newsbroadcast.db.models import Article, ChannelState, utcnow
-from newsbroadcast.dispatch.dispatcher import Dispatcher, DispatchReport, story_view
+from newsbroadcast.dispatch.dispatcher import Dispatcher, DispatchReport
 from newsbroadcast.dispatch.dryrun import DryChannel, DryRunDatabase, DryTransport, Tally
 from newsbroadcast.errors import (
     ConfigError,
@@ -40,9 +40,10 @@ from newsbroadcast.planning.editions import (
     insert_post,
     register_channels,
 )
-from newsbroadcast.render.email import EditionView, PreparedEdition, prepare_edition
+from newsbroadcast.render.email import PreparedEdition, prepare_edition
 from newsbroadcast.render.social import PostStory, render_post
 from newsbroadcast.render.templates import html_to_text, make_environment
+from newsbroadcast.render.views import EditionView, story_view
 from newsbroadcast.runtime.failures import clear_failure, record_failure
 from newsbroadcast.transports import Transport, make_transport
 

@@ -13,8 +13,9 @@ from babel.messages.pofile import read_po
 
 from newsbroadcast.config.checks import template_problems
 from newsbroadcast.render import i18n
-from newsbroadcast.render.email import EditionView, Recipient, StoryView, prepare_edition
+from newsbroadcast.render.email import prepare_edition
 from newsbroadcast.render.templates import format_date, make_environment
+from newsbroadcast.render.views import EditionView, Recipient, StoryView
 from tests.unit.helpers_config import TEMPLATES, make_config
 
 NOW = datetime(2026, 3, 2, 5, 0, tzinfo=UTC)

@@ -21,15 +21,13 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from newsbroadcast.config.model import Config
 from newsbroadcast.errors import ConfigError, PermanentSendError
 from newsbroadcast.render.email import (
-    EditionView,
     PreparedEdition,
-    Recipient,
-    StoryView,
     make_message_id,
     prepare_edition,
     recipient_links,
 )
 from newsbroadcast.render.templates import make_environment
+from newsbroadcast.render.views import EditionView, Recipient, StoryView
 from newsbroadcast.subscribers import tokens
 from tests.unit.helpers_config import SECRET, TEMPLATES, make_config
 

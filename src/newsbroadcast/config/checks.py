@@ -157,7 +157,8 @@ def trial_problems(config: Config, env: jinja2.Environment | None = None) -> lis
     """Render each digest once per language with a sample story, as a send would: finds
     what only rendering shows (an undefined name, a bad filter, a broken translation)."""
     from newsbroadcast.render import i18n
-    from newsbroadcast.render.email import EditionView, Recipient, StoryView, prepare_edition
+    from newsbroadcast.render.email import prepare_edition
+    from newsbroadcast.render.views import EditionView, Recipient, StoryView
 
     env = env or make_environment(config.path(config.templates))
     now = datetime.now(UTC)

@@ -46,7 +46,6 @@ from newsbroadcast.db.models import (
     Article,
     Delivery,
     Edition,
-    EditionArticle,
     EditionStatus,
     Post,
     SendStatus,
@@ -59,14 +58,9 @@ from newsbroadcast.errors import DeliveryError, PermanentSendError, RateLimited,
 from newsbroadcast.outbox.pacing import take_slot
 from newsbroadcast.outbox.ratelimit import SendRateLimiter
 from newsbroadcast.outbox.recording import SentRecorder
-from newsbroadcast.outbox.steering import pause_edition
-from newsbroadcast.render.email import (
-    EditionView,
-    PreparedEdition,
-    Recipient,
-    StoryView,
-    make_message_id,
-)
+from newsbroadcast.outbox.steering import edition_articles, pause_edition
+from newsbroadcast.render.email import PreparedEdition, make_message_id
+from newsbroadcast.render.views import EditionView, Recipient, edition_view
 from newsbroadcast.runtime import metrics
 from newsbroadcast.subscribers.bounces import BounceKind, classify, reply_status
 from newsbroadcast.subscribers.lifecycle import record_bounce
@@ -690,7 +684,8 @@ class Dispatcher:
         key = (edition_id, language)
         with self._prepared_lock:  # one render per variant, whichever thread comes first
             if key not in self._prepared:
-                view = edition_view(session, session.get_one(Edition, edition_id))
+                edition = session.get_one(Edition, edition_id)
+                view = edition_view(edition, edition_articles(session, edition_id))
                 self._prepared[key] = self.prepare(view.digest, view, language)
             return self._prepared[key]
 
@@ -873,32 +868,3 @@ class Dispatcher:
                 .execution_options(synchronize_session=False)
             )
             session.commit()
-
-
-def story_view(article: Article) -> StoryView:
-    return StoryView(
-        title=article.title,
-        url=article.url,
-        summary=article.summary,
-        published_at=article.published_at,
-        image=article.image,
-        author=article.author,
-        tags=tuple(article.tags or ()),
-    )
-
-
-def edition_view(session: Session, edition: Edition) -> EditionView:
-    """A stored edition with its stories in order, as the renderer wants it."""
-    articles = session.scalars(
-        select(Article)
-        .join(EditionArticle, EditionArticle.article_id == Article.id)
-        .where(EditionArticle.edition_id == edition.id)
-        .order_by(EditionArticle.position)
-    ).all()
-    return EditionView(
-        id=edition.id,
-        digest=edition.digest,
-        period=edition.period,
-        created_at=edition.created_at,
-        stories=[story_view(a) for a in articles],
-    )

@@ -14,7 +14,15 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from newsbroadcast.db.engine import rowcount
-from newsbroadcast.db.models import Delivery, Edition, EditionStatus, SendStatus, utcnow
+from newsbroadcast.db.models import (
+    Article,
+    Delivery,
+    Edition,
+    EditionArticle,
+    EditionStatus,
+    SendStatus,
+    utcnow,
+)
 from newsbroadcast.errors import InputError
 
 log = logging.getLogger("newsbroadcast.editions")
@@ -175,3 +183,15 @@ def format_duration(d: timedelta) -> str:
     hours, rest = divmod(seconds, 3600)
     minutes, seconds = divmod(rest, 60)
     return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{seconds:02d}s"
+
+
+def edition_articles(session: Session, edition_id: int) -> list[Article]:
+    """The stories an edition was planned with, in their order."""
+    return list(
+        session.scalars(
+            select(Article)
+            .join(EditionArticle, EditionArticle.article_id == Article.id)
+            .where(EditionArticle.edition_id == edition_id)
+            .order_by(EditionArticle.position)
+        )
+    )

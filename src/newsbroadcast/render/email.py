@@ -33,14 +33,12 @@ from newsbroadcast.config.model import Config, Digest
 from newsbroadcast.errors import ConfigError, PermanentSendError, Problem
 from newsbroadcast.render import i18n
 from newsbroadcast.render.templates import html_to_text, sanitize_html
+from newsbroadcast.render.views import EditionView, Recipient, StoryView
 from newsbroadcast.subscribers import tokens
 
 __all__ = [
     "ArticleView",
-    "EditionView",
     "PreparedEdition",
-    "Recipient",
-    "StoryView",
     "make_message_id",
     "prepare_edition",
     "recipient_links",
@@ -74,35 +72,6 @@ _NEWLINES = re.compile(r"\r\n|\r|\n")
 _MESSAGE_ID = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@[A-Za-z0-9.-]+")
 # Order matters: it is the order of the values handed to _Body.fill.
 _SLOTS = ("name", "email", "unsubscribe_url", "preferences_url")
-
-
-@dataclass(frozen=True)
-class StoryView:
-    """One story of an edition as the planner hands it over; ``summary`` may hold HTML."""
-
-    title: str
-    url: str | None
-    summary: str
-    published_at: datetime | None
-    image: str | None = None
-    author: str | None = None
-    tags: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class EditionView:
-    id: int
-    digest: str
-    period: str
-    created_at: datetime
-    stories: list[StoryView]
-
-
-@dataclass(frozen=True)
-class Recipient:
-    subscriber_id: int
-    email: str
-    name: str | None
 
 
 @dataclass(frozen=True)

@@ -17,8 +17,9 @@ from sqlalchemy.orm import Session
 
 from newsbroadcast.config.model import Config, Digest
 from newsbroadcast.db.models import Edition, EditionStatus
-from newsbroadcast.dispatch.dispatcher import edition_view
+from newsbroadcast.outbox.steering import edition_articles
 from newsbroadcast.render.email import template_context
+from newsbroadcast.render.views import edition_view
 
 __all__ = ["ArchivedEdition", "atom_feed", "edition_context", "list_editions"]
 
@@ -64,7 +65,7 @@ def edition_context(
     edition = session.get(Edition, edition_id)
     if edition is None or edition.status not in PUBLIC:
         return None
-    view = edition_view(session, edition)
+    view = edition_view(edition, edition_articles(session, edition.id))
     context = template_context(env, config, _digest(config, edition.digest), view)
     context["subject"] = edition.subject  # as it was sent
     return context
