@@ -172,7 +172,8 @@ def child(args: argparse.Namespace) -> None:
 def prebuilt_message(port: int) -> bytes:
     """One message of the very edition the measured runs send (same feed, same templates)."""
     from newsbroadcast.db.models import Article
-    from newsbroadcast.render.email import make_message_id, prepare_edition
+    from newsbroadcast.render.email import prepare_edition
+    from newsbroadcast.render.mime import make_message_id
     from newsbroadcast.render.views import EditionView, Recipient, story_view
     from newsbroadcast.service import Service
 

@@ -22,12 +22,8 @@ from pathlib import Path
 import css_inline
 
 from newsbroadcast.config.model import Config
-from newsbroadcast.render.email import (
-    make_message_id,
-    prepare_edition,
-    recipient_links,
-    template_context,
-)
+from newsbroadcast.render.email import prepare_edition, template_context
+from newsbroadcast.render.mime import make_message_id, recipient_links
 from newsbroadcast.render.templates import make_environment
 from newsbroadcast.render.views import EditionView, Recipient, StoryView
 

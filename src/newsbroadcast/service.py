@@ -40,7 +40,8 @@ from newsbroadcast.planning.editions import (
     insert_post,
     register_channels,
 )
-from newsbroadcast.render.email import PreparedEdition, prepare_edition
+from newsbroadcast.render.email import prepare_edition
+from newsbroadcast.render.mime import PreparedEdition
 from newsbroadcast.render.social import PostStory, render_post
 from newsbroadcast.render.templates import html_to_text, make_environment
 from newsbroadcast.render.views import EditionView, story_view

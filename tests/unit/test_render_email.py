@@ -20,12 +20,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from newsbroadcast.config.model import Config
 from newsbroadcast.errors import ConfigError, PermanentSendError
-from newsbroadcast.render.email import (
-    PreparedEdition,
-    make_message_id,
-    prepare_edition,
-    recipient_links,
-)
+from newsbroadcast.render.email import prepare_edition
+from newsbroadcast.render.mime import PreparedEdition, make_message_id, recipient_links
 from newsbroadcast.render.templates import make_environment
 from newsbroadcast.render.views import EditionView, Recipient, StoryView
 from newsbroadcast.subscribers import tokens

@@ -7,7 +7,7 @@ import quopri
 
 import pytest
 
-from newsbroadcast.render.email import _Body, _quoted_printable
+from newsbroadcast.render.mime import Body, quoted_printable
 
 SENTINELS = ["nbslotA0x", "nbslotA1x", "nbslotA2x", "nbslotA3x"]
 
@@ -28,9 +28,9 @@ def test_encoded_once_decodes_like_encoded_per_recipient(values: tuple[str, ...]
         + "é" * 200
         + "nbslotA0x"
     )
-    body = _Body(rendered, SENTINELS)
+    body = Body(rendered, SENTINELS)
     once = body.fill_encoded(values)
-    per_recipient = _quoted_printable(body.fill(values))
+    per_recipient = quoted_printable(body.fill(values))
     assert quopri.decodestring(once) == quopri.decodestring(per_recipient)
     assert once.endswith(b"\r\n")
     lines = once.split(b"\r\n")

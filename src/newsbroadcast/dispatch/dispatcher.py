@@ -59,7 +59,7 @@ from newsbroadcast.outbox.pacing import take_slot
 from newsbroadcast.outbox.ratelimit import SendRateLimiter
 from newsbroadcast.outbox.recording import SentRecorder
 from newsbroadcast.outbox.steering import edition_articles, pause_edition
-from newsbroadcast.render.email import PreparedEdition, make_message_id
+from newsbroadcast.render.mime import PreparedEdition, make_message_id
 from newsbroadcast.render.views import EditionView, Recipient, edition_view
 from newsbroadcast.runtime import metrics
 from newsbroadcast.subscribers.bounces import BounceKind, classify, reply_status

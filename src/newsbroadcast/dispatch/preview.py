@@ -27,7 +27,8 @@ from newsbroadcast.config.model import Config
 from newsbroadcast.db.models import Edition, Subscriber, SubscriberStatus
 from newsbroadcast.errors import InputError
 from newsbroadcast.planning.editions import due_period, edition_stories, period_key
-from newsbroadcast.render.email import make_message_id, prepare_edition
+from newsbroadcast.render.email import prepare_edition
+from newsbroadcast.render.mime import make_message_id
 from newsbroadcast.render.views import EditionView, Recipient, story_view
 from newsbroadcast.subscribers.registry import email_key
 from newsbroadcast.transports import Envelope, Transport

@@ -1,0 +1,306 @@
+"""One RFC 5322 message per recipient, from an edition rendered once.
+
+``PreparedEdition.message`` only joins precomputed pieces with a recipient's name, address
+and links, encodes the parts as quoted-printable and writes the headers: no template runs
+per recipient. Also the Message-ID (from content, never row ids) and the signed links.
+Pure: no database, no network, no clock (``now`` is an argument).
+"""
+
+from __future__ import annotations
+
+import binascii
+import functools
+import hashlib
+import hmac
+import html
+import re
+from datetime import UTC, datetime
+from email.header import Header
+from email.utils import format_datetime, parseaddr
+
+from newsbroadcast.config.model import Config, Digest
+from newsbroadcast.errors import PermanentSendError
+from newsbroadcast.render.dkim import DkimSigner
+from newsbroadcast.render.views import Recipient
+from newsbroadcast.subscribers import tokens
+
+CRLF = "\r\n"
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\x85\u2028\u2029]+")
+_SPACES = re.compile(r"[ \t]{2,}")
+_NEWLINES = re.compile(r"\r\n|\r|\n")
+_MESSAGE_ID = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@[A-Za-z0-9.-]+")
+# Order matters: it is the order of the values handed to Body.fill.
+SLOTS = ("name", "email", "unsubscribe_url", "preferences_url")
+
+
+def make_message_id(config: Config, digest: str, period: str, address: str) -> str:
+    """``<hex>@<sender domain>``, without angle brackets: a keyed hash (the site's secret)
+    of the site (``list_id``), the digest, the period and the address (letter case
+    ignored, as subscribers are). Row ids are left out on purpose: they start again in a
+    rebuilt database, and a receiver that drops Message-IDs it knows would drop a new
+    edition. The same for the same edition and address, so a message resent after a crash
+    is recognisably the same message; the key keeps outsiders from forging our ids."""
+    seed = "\0".join(("message-id", config.site.list_id, digest, period, address.lower()))
+    mac = hmac.new(config.site.secret.encode(), seed.encode(), hashlib.sha256).hexdigest()
+    return f"{mac[:32]}@{_domain_of(config.site.sender)}"
+
+
+def recipient_links(config: Config, subscriber_id: int) -> dict[str, str]:
+    """The subscriber's signed links: ``unsubscribe_url``, ``preferences_url`` and
+    ``unsubscribe_mailto``. They never expire: an old email's unsubscribe link must work."""
+    base = config.site.public_url.rstrip("/")
+    unsubscribe = tokens.sign(config.site.secret, "unsubscribe", subscriber_id)
+    preferences = tokens.sign(config.site.secret, "preferences", subscriber_id)
+    mailbox = _bare_address(config.site.unsubscribe_mailto)
+    return {
+        "unsubscribe_url": f"{base}/unsubscribe/{unsubscribe}",
+        "preferences_url": f"{base}/preferences/{preferences}",
+        "unsubscribe_mailto": f"mailto:{mailbox}?subject=unsubscribe%20{unsubscribe}",
+    }
+
+
+class PreparedEdition:
+    """An edition rendered and CSS-inlined once; ``message`` is cheap per recipient."""
+
+    def __init__(
+        self,
+        *,
+        config: Config,
+        digest: Digest,
+        period: str,
+        subject: str,
+        variants: dict[bool, tuple[Body, Body]],
+        boundary: str,
+    ) -> None:
+        self.subject = subject
+        # Which edition this is, as receivers may see it (make_message_id): no row ids.
+        self.digest = digest.name
+        self.period = period
+        self._config = config
+        self._variants = variants
+        site = config.site
+        from_name, from_addr = parseaddr(site.sender)
+        #: The bare address for the envelope's MAIL FROM.
+        self.sender_address = from_addr
+        static = [_header("From", _address(from_name, from_addr)), _header("Subject", subject)]
+        if site.reply_to:
+            static.append(_header("Reply-To", _address(*parseaddr(site.reply_to))))
+        # One list per digest, so receivers (and filters) tell the daily from the weekly.
+        list_name = _phrase(f"{site.name} {digest.name} digest")
+        static.append(_header("List-Id", f"{list_name} <{digest.name}.{site.list_id}>"))
+        self._head_static = "".join(static)
+        # RFC 8058: with List-Unsubscribe (https), this asks receivers for one-click POSTs.
+        self._head_tail = (
+            "List-Unsubscribe-Post: List-Unsubscribe=One-Click"
+            + CRLF
+            + "MIME-Version: 1.0"
+            + CRLF
+            + f'Content-Type: multipart/alternative; boundary="{boundary}"'
+            + CRLF
+            + CRLF
+        ).encode("ascii")
+
+        def part_head(subtype: str) -> bytes:
+            # Each part's quoted-printable body ends with CRLF, which also serves as the
+            # line break that must precede the next boundary line.
+            return (
+                "--"
+                + boundary
+                + CRLF
+                + f'Content-Type: text/{subtype}; charset="utf-8"'
+                + CRLF
+                + "Content-Transfer-Encoding: quoted-printable"
+                + CRLF
+                + CRLF
+            ).encode("ascii")
+
+        self._text_open = part_head("plain")
+        self._html_open = part_head("html")
+        self._close = ("--" + boundary + "--" + CRLF).encode("ascii")
+        self._dkim = DkimSigner(config) if config.email.dkim else None
+
+    def message(self, recipient: Recipient, message_id: str, now: datetime) -> bytes:
+        """The whole message for ``recipient``: CRLF line endings, no line over 78 octets in
+        the body, DKIM-signed when configured. Raises PermanentSendError for an address that
+        cannot be written in a header (a non-ASCII local part)."""
+        if not _MESSAGE_ID.fullmatch(message_id):
+            raise ValueError(f"{message_id!r} is not a Message-ID (no angle brackets, one @)")
+        name = one_line(recipient.name or "")
+        address = _ascii_address(recipient.email)
+        links = recipient_links(self._config, recipient.subscriber_id)
+        raw = (name, address, links["unsubscribe_url"], links["preferences_url"])
+        escaped = tuple(html.escape(value, quote=True) for value in raw)
+        html_body, text_body = self._variants[bool(name)]
+        if now.tzinfo is None:
+            now = now.replace(tzinfo=UTC)  # naive times in this project are UTC
+        head = "".join(
+            (
+                self._head_static,
+                _header("To", _address(name, address)),
+                "Date: ",
+                format_datetime(now),
+                CRLF,
+                "Message-ID: <",
+                message_id,
+                ">",
+                CRLF,
+                # Folded between the two URIs: long, and both must survive intact.
+                "List-Unsubscribe: <",
+                links["unsubscribe_url"],
+                ">,",
+                CRLF,
+                " <",
+                links["unsubscribe_mailto"],
+                ">",
+                CRLF,
+            )
+        ).encode("ascii")
+        data = b"".join(
+            (
+                head,
+                self._head_tail,
+                self._text_open,
+                text_body.fill_encoded(raw),
+                self._html_open,
+                html_body.fill_encoded(escaped),
+                self._close,
+            )
+        )
+        if self._dkim is not None:
+            data = self._dkim.sign(data)
+        return data
+
+
+class Body:
+    """A rendered body cut at the placeholders: literal pieces (UTF-8, CRLF line endings)
+    between which the recipient's values go."""
+
+    def __init__(self, rendered: str, sentinels: list[str]) -> None:
+        pattern = re.compile("(" + "|".join(map(re.escape, sentinels)) + ")")
+        pieces = pattern.split(_NEWLINES.sub(CRLF, rendered))
+        index = {s: i for i, s in enumerate(sentinels)}
+        self.literals = [p.encode("utf-8") for p in pieces[0::2]]
+        self.slots = [index[p] for p in pieces[1::2]]
+        # Quoted-printable once per edition, not per recipient: each piece is encoded on its
+        # own and the recipient's values are joined in between with soft line breaks
+        # ("=" CRLF), which decode to nothing, so the decoded body is exactly ``fill``'s.
+        self.encoded = [_qp_piece(p) for p in self.literals[:-1]]
+        self.encoded.append(quoted_printable(self.literals[-1]))
+
+    def fill(self, values: tuple[str, ...]) -> bytes:
+        encoded = [v.encode("utf-8") for v in values]
+        out = [self.literals[0]]
+        for slot, literal in zip(self.slots, self.literals[1:], strict=True):
+            out.append(encoded[slot])
+            out.append(literal)
+        return b"".join(out)
+
+    def fill_encoded(self, values: tuple[str, ...]) -> bytes:
+        """``fill(values)`` as quoted-printable (CRLF-terminated), from the pieces encoded
+        once: only the values are encoded here."""
+        encoded = [_qp_piece(v.encode("utf-8")) for v in values]
+        out = [self.encoded[0]]
+        for slot, literal in zip(self.slots, self.encoded[1:], strict=True):
+            if encoded[slot]:
+                out += (_SOFT_BREAK, encoded[slot], _SOFT_BREAK)
+            out.append(literal)
+        return b"".join(out)
+
+
+def one_line(value: str) -> str:
+    """``value`` with every control character (CR, LF, tab, …) made a space: safe in a
+    header and in a single line of text."""
+    return _SPACES.sub(" ", _CONTROL.sub(" ", value)).strip()
+
+
+def _header(name: str, value: str) -> str:
+    """``Name: value`` CRLF-terminated; non-ASCII as RFC 2047 encoded words, long lines folded."""
+    value = one_line(value)
+    if not value.isascii():
+        encoded = Header(value, "utf-8", header_name=name).encode(linesep=CRLF)
+        return f"{name}: {encoded}{CRLF}"
+    return _fold(f"{name}: {value}")
+
+
+def _fold(line: str, width: int = 78) -> str:
+    # Fold at spaces so lines stay near 78 octets; a word longer than that stays whole
+    # (lines up to 998 octets are legal, and subjects are capped well below).
+    if len(line) <= width:
+        return line + CRLF
+    out: list[str] = []
+    current = ""
+    for word in line.split(" "):
+        if current and len(current) + 1 + len(word) > width:
+            out.append(current)
+            current = word
+        else:
+            current = f"{current} {word}" if current else word
+    out.append(current)
+    return (CRLF + " ").join(out) + CRLF
+
+
+def _address(name: str, address: str) -> str:
+    if not name:
+        return address
+    if name.isascii():
+        # Always quoted: a quoted name is never read as syntax, not even as an encoded word.
+        return f"{_quoted(name)} <{address}>"
+    # Encoded words are a whole phrase of their own: they must not be inside quotes.
+    return f"{Header(name, 'utf-8').encode(linesep=CRLF)} <{address}>"
+
+
+def _phrase(text: str) -> str:
+    text = one_line(text)
+    if not text.isascii():
+        return Header(text, "utf-8").encode(linesep=CRLF)
+    return _quoted(text)
+
+
+def _quoted(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _ascii_address(address: str) -> str:
+    address = one_line(address)
+    local, at, domain = address.rpartition("@")
+    if not at or not local or not domain or any(c in address for c in ' <>(),;:"'):
+        raise PermanentSendError(f"{address!r} is not an email address we can write to")
+    if not domain.isascii():
+        try:
+            domain = domain.encode("idna").decode("ascii")
+        except UnicodeError as e:
+            raise PermanentSendError(f"{address!r}: the domain is not a valid name") from e
+    if not local.isascii():
+        # Would need SMTPUTF8 end to end, which this sender does not negotiate.
+        raise PermanentSendError(f"{address!r}: non-ASCII mailbox names are not supported")
+    return f"{local}@{domain}"
+
+
+@functools.lru_cache(maxsize=64)
+def _domain_of(address: str) -> str:
+    return _bare_address(address).rpartition("@")[2]
+
+
+@functools.lru_cache(maxsize=64)
+def _bare_address(address: str) -> str:
+    # Cached: parsing a configured address is slow next to building a whole message.
+    return parseaddr(address)[1]
+
+
+_SOFT_BREAK = b"=\r\n"
+
+
+def _qp_piece(piece: bytes) -> bytes:
+    """Quoted-printable of a piece that more text follows on the same line: no line
+    break added at its end, soft breaks CRLF like the rest."""
+    if not piece:
+        return b""
+    return quoted_printable(piece + b"\r\n")[:-2]
+
+
+def quoted_printable(body: bytes) -> bytes:
+    # binascii keeps the input's line endings and picks CRLF for its soft breaks when the
+    # first line ending it meets is CRLF: a final CRLF guarantees one exists.
+    if not body.endswith(b"\r\n"):
+        body += b"\r\n"
+    return binascii.b2a_qp(body, quotetabs=False, istext=True, header=False)
