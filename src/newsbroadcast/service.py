@@ -32,14 +32,9 @@ from newsbroadcast.errors import (
     PostTooLong,
     RenderError,
 )
-from newsbroadcast.planning.editions import (
-    PlannedEdition,
-    articles_to_announce,
-    bulk_plan_edition,
-    due_period,
-    insert_post,
-    register_channels,
-)
+from newsbroadcast.planning.editions import PlannedEdition, bulk_plan_edition
+from newsbroadcast.planning.posts import articles_to_announce, insert_post, register_channels
+from newsbroadcast.planning.schedule import due_period
 from newsbroadcast.render.email import prepare_edition
 from newsbroadcast.render.mime import PreparedEdition
 from newsbroadcast.render.social import PostStory, render_post

@@ -20,7 +20,8 @@ from newsbroadcast.articles.store import upsert_articles
 from newsbroadcast.config.model import Digest
 from newsbroadcast.db.engine import sessions
 from newsbroadcast.db.models import Article, Edition, EditionArticle
-from newsbroadcast.planning.editions import bulk_plan_edition, due_period, edition_stories
+from newsbroadcast.planning.editions import bulk_plan_edition, edition_stories
+from newsbroadcast.planning.schedule import due_period
 from newsbroadcast.sources.base import ArticleDraft
 from tests.unit.helpers_config import make_config
 

@@ -19,7 +19,8 @@ from sqlalchemy import Engine, event, func, select
 from newsbroadcast.articles.store import upsert_articles
 from newsbroadcast.db.engine import make_engine, sessions
 from newsbroadcast.db.models import Article, Delivery, Edition
-from newsbroadcast.planning.editions import PlannedEdition, bulk_plan_edition, due_period
+from newsbroadcast.planning.editions import PlannedEdition, bulk_plan_edition
+from newsbroadcast.planning.schedule import due_period
 from newsbroadcast.sources.base import ArticleDraft
 from newsbroadcast.subscribers.registry import add_subscriber
 from tests.unit.helpers_config import make_config

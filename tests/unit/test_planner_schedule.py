@@ -1,7 +1,7 @@
 from datetime import UTC, datetime, timedelta
 
 from newsbroadcast.config.model import Digest
-from newsbroadcast.planning.editions import due_period, latest_fire_time, matches_tags, period_key
+from newsbroadcast.planning.schedule import due_period, latest_fire_time, matches_tags, period_key
 
 
 def digest(**kw: object) -> Digest:

@@ -26,7 +26,8 @@ from sqlalchemy.orm import Session
 from newsbroadcast.config.model import Config
 from newsbroadcast.db.models import Edition, Subscriber, SubscriberStatus
 from newsbroadcast.errors import InputError
-from newsbroadcast.planning.editions import due_period, edition_stories, period_key
+from newsbroadcast.planning.editions import edition_stories
+from newsbroadcast.planning.schedule import due_period, period_key
 from newsbroadcast.render.email import prepare_edition
 from newsbroadcast.render.mime import make_message_id
 from newsbroadcast.render.views import EditionView, Recipient, story_view

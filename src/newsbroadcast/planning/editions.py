@@ -1,4 +1,4 @@
-"""The planner decides what goes out: editions of digests with their deliveries, and posts.
+"""Planning editions: one edition per digest and period, with its deliveries (fan-out).
 
 Duplicates are prevented by the database, not by the scheduler: an edition is unique per
 (digest, period), a delivery per (edition, subscriber), a post per (article, channel). A
@@ -11,34 +11,31 @@ each with a period of its own) make one edition: the second finds nothing new.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
-from apscheduler.triggers.cron import CronTrigger
 from sqlalchemy import ColumnElement, func, insert, literal, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from newsbroadcast.articles.store import FUTURE_SLACK
-from newsbroadcast.config.model import ChannelBase, Digest
+from newsbroadcast.config.model import Digest
 from newsbroadcast.db.engine import rowcount
 from newsbroadcast.db.models import (
     Article,
-    ChannelState,
     Delivery,
     DigestLock,
     Edition,
     EditionArticle,
     EditionStatus,
-    Post,
     SendStatus,
     Subscriber,
     SubscriberStatus,
     utcnow,
 )
 from newsbroadcast.planning.audience import edition_audience
+from newsbroadcast.planning.schedule import matches_tags, recency
 
 log = logging.getLogger("newsbroadcast.planner")
 
@@ -50,55 +47,6 @@ LATE_COMMIT_LOOKBACK = timedelta(minutes=15)
 
 
 # --- pure decisions -------------------------------------------------------------------------
-
-
-def latest_fire_time(trigger: CronTrigger, now: datetime, window: timedelta) -> datetime | None:
-    """The last time ``trigger`` fired at or before ``now``, if within ``window`` of now."""
-    fire = trigger.get_next_fire_time(None, now - window)
-    latest = None
-    while fire is not None and fire <= now:
-        latest = fire
-        fire = trigger.get_next_fire_time(None, fire + timedelta(microseconds=1))
-    return latest
-
-
-def period_key(fire_time: datetime) -> str:
-    """The (digest, period) key of a scheduled send: its fire time in UTC, to the minute."""
-    return fire_time.astimezone(UTC).strftime("%Y-%m-%dT%H:%MZ")
-
-
-def due_period(digest: Digest, now: datetime, force: bool = False) -> str | None:
-    """The period a digest should have an edition for now, or None.
-
-    A send time missed while the service was down counts only within ``catch_up``, so an
-    edition never arrives hours late by surprise. ``force`` makes a period of its own, so
-    a forced run sends whatever is new even when the scheduled edition already went out.
-    """
-    if force:
-        return "manual-" + now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    fire = latest_fire_time(digest.trigger(), now, digest.catch_up)
-    return None if fire is None else period_key(fire)
-
-
-def matches_tags(article_tags: Sequence[str], wanted: Sequence[str]) -> bool:
-    """True when no tags are wanted, or the article has one of them (case-insensitive)."""
-    if not wanted:
-        return True
-    have = {t.casefold() for t in article_tags}
-    return any(t.casefold() in have for t in wanted)
-
-
-def story_time(article: Article) -> datetime:
-    """When a story came out, as far as we can tell: its publication date, or when we first
-    saw it when it has none or one more than a day past that (a date from the future)."""
-    published = article.published_at
-    if published is None or published > article.first_seen_at + FUTURE_SLACK:
-        return article.first_seen_at
-    return published
-
-
-def _newest_first(article: Article) -> tuple[datetime, int]:
-    return (article.published_at or article.first_seen_at, article.id)
 
 
 # --- editions -------------------------------------------------------------------------------
@@ -236,7 +184,7 @@ def edition_stories(session: Session, digest: Digest, now: datetime) -> list[Art
         for a in session.scalars(q)
         if matches_tags(a.tags, digest.tags) and not _cut(a, cut_below)
     ]
-    return sorted(candidates, key=_newest_first, reverse=True)[: digest.max_items]
+    return sorted(candidates, key=recency, reverse=True)[: digest.max_items]
 
 
 def _cut_lines(
@@ -253,7 +201,7 @@ def _cut_lines(
     ).all()
     editions: dict[int, tuple[datetime, list[tuple[datetime, int]]]] = {}
     for edition_id, cutoff, article in rows:
-        editions.setdefault(edition_id, (cutoff, []))[1].append(_newest_first(article))
+        editions.setdefault(edition_id, (cutoff, []))[1].append(recency(article))
     return [
         (cutoff, min(keys)) for cutoff, keys in editions.values() if len(keys) >= digest.max_items
     ]
@@ -261,7 +209,7 @@ def _cut_lines(
 
 def _cut(article: Article, cut_below: list[tuple[datetime, tuple[datetime, int]]]) -> bool:
     return any(
-        article.first_seen_at <= cutoff and _newest_first(article) < oldest
+        article.first_seen_at <= cutoff and recency(article) < oldest
         for cutoff, oldest in cut_below
     )
 
@@ -289,78 +237,3 @@ def fan_out(session: Session, edition_id: int, now: datetime) -> int:
 
 
 # --- posts ----------------------------------------------------------------------------------
-
-
-def register_channels(session: Session, names: Sequence[str], now: datetime) -> None:
-    """Remember when each channel was first configured (articles older than that are not
-    announced on it: adding a channel to a site with 500 old stories must not flood)."""
-    known = set(session.scalars(select(ChannelState.name)))
-    session.add_all(ChannelState(name=n, added_at=now) for n in names if n not in known)
-    session.commit()
-
-
-def articles_to_announce(
-    session: Session, channel: ChannelBase, added_at: datetime, now: datetime
-) -> list[Article]:
-    """Articles that should get a post on ``channel`` and have none yet, oldest first.
-
-    Those first seen since the channel was added, not from a source's archive (what its
-    first read found: see ``Article.archive``) and from within ``max_age`` (by their
-    ``story_time``), plus the newest ``backfill`` articles whatever their age or origin.
-    """
-    posted = select(Post.article_id).where(Post.channel == channel.name)
-    fresh_since = now - channel.max_age
-    q = select(Article).where(
-        Article.first_seen_at >= added_at,
-        Article.archive.is_(False),
-        Article.id.not_in(posted),
-    )
-    chosen = {
-        a.id: a
-        for a in session.scalars(q)
-        if story_time(a) >= fresh_since and matches_tags(a.tags, channel.tags)
-    }
-    if channel.backfill:
-        newest_first = select(Article).order_by(
-            func.coalesce(Article.published_at, Article.first_seen_at).desc(), Article.id.desc()
-        )
-        newest: list[Article] = []
-        for a in session.scalars(newest_first.execution_options(yield_per=100)):
-            if matches_tags(a.tags, channel.tags):
-                newest.append(a)
-                if len(newest) == channel.backfill:
-                    break
-        already = set(session.scalars(posted))
-        chosen.update({a.id: a for a in newest if a.id not in already})
-    return sorted(chosen.values(), key=_newest_first)
-
-
-def insert_post(
-    session: Session,
-    article_id: int,
-    channel: str,
-    text: str,
-    now: datetime,
-    error: str | None = None,
-) -> bool:
-    """Queue one post with its final text; False when (article, channel) already has one.
-    With ``error`` (no text could be made) the post is stored ``failed`` with that reason
-    instead: it is never sent, and not planned again."""
-    values = {
-        "article_id": article_id,
-        "channel": channel,
-        "text": text,
-        "status": (SendStatus.failed if error else SendStatus.queued).value,
-        "attempts": 0,
-        "next_attempt_at": now,
-        "created_at": now,
-        "last_error": error,
-    }
-    dialect = session.get_bind().dialect.name
-    module = postgresql if dialect == "postgresql" else sqlite
-    stmt = (
-        module.insert(Post)
-        .values(**values)
-        .on_conflict_do_nothing(index_elements=["article_id", "channel"])
-    )
-    return bool(rowcount(session.execute(stmt)))
