@@ -11,7 +11,8 @@ import pytest
 from sqlalchemy import Engine, select
 
 from newsbroadcast.articles.ingest import poll_source
-from newsbroadcast.cli.commands import EXIT_CONFIG, main
+from newsbroadcast.cli.commands import main
+from newsbroadcast.cli.common import EXIT_CONFIG
 from newsbroadcast.config.model import Config
 from newsbroadcast.db.engine import sessions
 from newsbroadcast.db.models import Article, SourceState

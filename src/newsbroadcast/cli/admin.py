@@ -11,10 +11,11 @@ import sys
 from pathlib import Path
 
 from newsbroadcast import db
-from newsbroadcast.config.model import Config
+from newsbroadcast.cli.common import EXIT_FAILED, EXIT_OK
+from newsbroadcast.config.model import Config, config_path, load_config
 from newsbroadcast.db.models import utcnow
-
-EXIT_OK, EXIT_FAILED = 0, 1
+from newsbroadcast.errors import ConfigError
+from newsbroadcast.runtime import logs
 
 
 def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -56,12 +57,12 @@ def cmd_config_schema(args: argparse.Namespace) -> int:
 
 
 def cmd_preview(args: argparse.Namespace) -> int:
-    from newsbroadcast.cli.commands import _config
+    from newsbroadcast.cli.common import site_config
     from newsbroadcast.dispatch.preview import preview_digest, send_test
     from newsbroadcast.render.templates import make_environment
     from newsbroadcast.transports import make_transport
 
-    config = _config(args)
+    config = site_config(args)
     engine = db.make_engine(config.database_url)
     try:
         # Read-only: no migration, no commit. A database never migrated has nothing to show.
@@ -130,3 +131,20 @@ def print_check_extras(config: Config, connect: bool) -> int:
         print(f"{result.what}: {'OK' if result.ok else 'FAILED'}: {result.detail}")
         failed = failed or not result.ok
     return EXIT_FAILED if failed else EXIT_OK
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from newsbroadcast.config.checks import source_problems, template_problems, trial_problems
+
+    path = config_path(args.config)
+    config = load_config(path)
+    problems = source_problems(config) + (template_problems(config) or trial_problems(config))
+    if problems:
+        raise ConfigError(problems)
+    logs.protect(config)
+    backend = config.database_url.split(":", 1)[0].split("+", 1)[0]
+    print(
+        f"{path}: OK: {len(config.sources)} source(s), {len(config.digests)} digest(s), "
+        f"{len(config.social)} channel(s), {config.email.transport} transport, {backend} database"
+    )
+    return print_check_extras(config, args.connect)

@@ -1,5 +1,5 @@
-"""Commands for the subscriber lifecycle: `serve`, `mailbox process`, and the admin side of
-`subscribers` (export, data, remove, suppress, erase). Thin: parse, call, print."""
+"""The subscribers' commands: `serve` (their web app), `mailbox process` (their replies),
+`subscribers add|import|list|export|data|remove|suppress|erase`. Thin: parse, call, print."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import select
 
 from newsbroadcast import db
+from newsbroadcast.cli.common import EXIT_FAILED, EXIT_OK, open_engine, site_config
 from newsbroadcast.db.models import Subscriber, SubscriberStatus, utcnow
 from newsbroadcast.errors import InputError
 
@@ -60,10 +61,10 @@ def register(commands: Any, subscriber_actions: Any) -> None:
 
 
 def _open(args: argparse.Namespace) -> Any:
-    from newsbroadcast.cli.commands import _config, _engine
+    from newsbroadcast.cli.common import open_engine, site_config
 
-    config = _config(args)
-    return config, _engine(config)
+    config = site_config(args)
+    return config, open_engine(config)
 
 
 def _subscriber(session: Any, address: str) -> Subscriber:
@@ -106,7 +107,7 @@ def cmd_mailbox_process(args: argparse.Namespace) -> int:
 
 
 def cmd_subscribers_export(args: argparse.Namespace) -> int:
-    _config, engine = _open(args)
+    site_config, engine = _open(args)
     out = csv.writer(sys.stdout, lineterminator="\n")
     out.writerow(["email", "name", "language", "status", "created_at", "confirmed_at"])
     with db.sessions(engine)() as session:
@@ -125,7 +126,7 @@ def cmd_subscribers_export(args: argparse.Namespace) -> int:
 def cmd_subscribers_data(args: argparse.Namespace) -> int:
     from newsbroadcast.subscribers.lifecycle import export_data
 
-    _config, engine = _open(args)
+    site_config, engine = _open(args)
     with db.sessions(engine)() as session:
         data = export_data(session, _subscriber(session, args.email))
     engine.dispose()
@@ -136,7 +137,7 @@ def cmd_subscribers_data(args: argparse.Namespace) -> int:
 def cmd_subscribers_remove(args: argparse.Namespace) -> int:
     from newsbroadcast.subscribers.lifecycle import unsubscribe
 
-    _config, engine = _open(args)
+    site_config, engine = _open(args)
     with db.sessions(engine)() as session:
         sub = _subscriber(session, args.email)
         unsubscribe(session, sub.id, utcnow())
@@ -152,7 +153,7 @@ def cmd_subscribers_suppress(args: argparse.Namespace) -> int:
     from newsbroadcast.subscribers.suppressions import suppress
 
     address = normalize_email(args.email)
-    _config, engine = _open(args)
+    site_config, engine = _open(args)
     with db.sessions(engine)() as session:
         added = suppress(session, address, args.reason, utcnow())
         sub = find_by_email(session, address)
@@ -167,7 +168,7 @@ def cmd_subscribers_suppress(args: argparse.Namespace) -> int:
 def cmd_subscribers_erase(args: argparse.Namespace) -> int:
     from newsbroadcast.subscribers.lifecycle import erase
 
-    _config, engine = _open(args)
+    site_config, engine = _open(args)
     with db.sessions(engine)() as session:
         sub = _subscriber(session, args.email)
         counted = erase(session, sub, utcnow(), keep_suppressed=not args.allow_resubscribe)
@@ -175,3 +176,61 @@ def cmd_subscribers_erase(args: argparse.Namespace) -> int:
     engine.dispose()
     print(f"erased; {counted} deliveries kept as anonymous counts")
     return 0
+
+
+def cmd_subscribers_add(args: argparse.Namespace) -> int:
+    from newsbroadcast.subscribers.registry import add_subscriber
+
+    config = site_config(args)
+    engine = open_engine(config)
+    with db.sessions(engine)() as session:
+        sub, created = add_subscriber(
+            session, args.email, utcnow(), name=args.name, language=args.language
+        )
+        session.commit()
+        print(f"added {sub.email}" if created else f"{sub.email} is already there ({sub.status})")
+    engine.dispose()
+    return EXIT_OK
+
+
+def cmd_subscribers_import(args: argparse.Namespace) -> int:
+    from newsbroadcast.subscribers.lifecycle import languages
+    from newsbroadcast.subscribers.registry import import_csv
+
+    delimiter = {"\\t": "\t", "tab": "\t"}.get(args.delimiter or "", args.delimiter)
+    if delimiter is not None and len(delimiter) != 1:
+        raise InputError(f"--delimiter takes one character, not {args.delimiter!r}")
+    config = site_config(args)
+    engine = open_engine(config)
+    with db.sessions(engine)() as session:
+        report = import_csv(
+            session,
+            args.file,
+            utcnow(),
+            languages=languages(config),
+            delimiter=delimiter,
+            encoding=args.encoding,
+        )
+        session.commit()
+    engine.dispose()
+    for problem in report.problems:
+        print(problem, file=sys.stderr)
+    if not args.quiet or report.problems:
+        print(
+            f"imported {report.added}, already there {report.existing}, "
+            f"bad rows {len(report.problems)}, suppressed {report.suppressed}"
+        )
+    return EXIT_FAILED if report.problems else EXIT_OK
+
+
+def cmd_subscribers_list(args: argparse.Namespace) -> int:
+    config = site_config(args)
+    engine = open_engine(config)
+    with db.sessions(engine)() as session:
+        q = select(Subscriber).order_by(Subscriber.id)
+        if args.status:
+            q = q.where(Subscriber.status == args.status)
+        for s in session.scalars(q):
+            print(f"{s.id}\t{s.email}\t{s.status}\t{s.name or ''}\t{s.language}")
+    engine.dispose()
+    return EXIT_OK

@@ -1,0 +1,104 @@
+"""`run`, `worker` and `edition pause|resume|cancel`: running the sends and steering
+them. Thin: parse, call, print.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from newsbroadcast import db
+from newsbroadcast.cli.common import EXIT_FAILED, EXIT_OK, open_engine, site_config
+from newsbroadcast.config.model import config_path
+from newsbroadcast.db.models import utcnow
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from newsbroadcast.runtime.scheduler import run_forever
+    from newsbroadcast.service import Service
+
+    config = site_config(args)
+    service = Service(config, dry_run=args.dry_run)
+    try:
+        if args.once:
+            from contextlib import nullcontext
+
+            from newsbroadcast.runtime.progress import ProgressBar
+
+            # The progress bar reads from its own thread; a dry run has one connection.
+            with nullcontext() if args.dry_run else ProgressBar(service.sessions):
+                report = service.run_once(force=args.force)
+            polls_failed = [p for p in report.polls if p.error]
+            # Which ones failed, on the summary line itself: a cron mail shows just that.
+            failed = "; failed: " + ", ".join(f"{f.kind} {f.name}" for f in report.failures)
+            print(
+                f"polled {len(report.polls)} source(s) ({len(polls_failed)} failed), "
+                f"{sum(p.new for p in report.polls)} new article(s); "
+                f"{len(report.editions)} edition(s); sent {report.dispatch.sent}, "
+                f"retry later {report.dispatch.retried}, failed {report.dispatch.failed}, "
+                f"skipped {report.dispatch.skipped}" + (failed if report.failures else "")
+            )
+            for failure in report.failures:
+                print(failure, file=sys.stderr)
+            if args.dry_run:
+                print(
+                    f"dry run: {service.tally.messages} message(s) rendered and "
+                    f"{service.tally.posts} post(s) made, none sent; database unchanged"
+                )
+            return EXIT_OK if report.ok else EXIT_FAILED
+        if args.force:
+            service.plan_digests(force=True)
+        run_forever(service, watch=config_path(args.config))
+        return EXIT_OK
+    finally:
+        service.close()
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from newsbroadcast.dispatch.worker import run_worker
+    from newsbroadcast.runtime import metrics
+    from newsbroadcast.runtime.progress import ProgressBar
+    from newsbroadcast.service import Service
+
+    service = Service(site_config(args))
+    stop_metrics = None
+    try:
+        if args.metrics_port is not None:
+            metrics.watch_queue(service.sessions)
+            stop_metrics = metrics.serve(args.metrics_port, args.metrics_addr).stop
+        if args.once:
+            with ProgressBar(service.sessions):
+                report = run_worker(service, once=True)
+            print(
+                f"sent {report.sent}, retry later {report.retried}, failed {report.failed}, "
+                f"skipped {report.skipped}"
+            )
+        else:
+            run_worker(service)
+        return EXIT_OK
+    finally:
+        if stop_metrics is not None:
+            stop_metrics()
+        service.close()
+
+
+def cmd_edition(args: argparse.Namespace) -> int:
+    from newsbroadcast.outbox.steering import cancel_edition, pause_edition, resume_edition
+
+    config = site_config(args)
+    engine = open_engine(config)
+    try:
+        with db.sessions(engine)() as session:
+            eid = args.edition_id
+            if args.edition_command == "pause":
+                done = pause_edition(session, eid, "by hand")
+                print(f"edition {eid} paused" if done else f"edition {eid} was not sending")
+            elif args.edition_command == "resume":
+                done = resume_edition(session, eid)
+                print(f"edition {eid} resumed" if done else f"edition {eid} was not paused")
+            else:
+                skipped = cancel_edition(session, eid, utcnow())
+                print(f"edition {eid} cancelled; {skipped} waiting deliveries skipped")
+    finally:
+        engine.dispose()
+    return EXIT_OK
