@@ -23,8 +23,9 @@ from newsbroadcast.channels import make_channel
 from newsbroadcast.channels.base import Channel
 from newsbroadcast.config.model import Config, Digest
 from newsbroadcast.db.models import Article, ChannelState, utcnow
-from newsbroadcast.dispatch.dispatcher import Dispatcher, DispatchReport
+from newsbroadcast.dispatch.dispatcher import Dispatcher
 from newsbroadcast.dispatch.dryrun import DryChannel, DryRunDatabase, DryTransport, Tally
+from newsbroadcast.dispatch.report import DispatchReport
 from newsbroadcast.errors import (
     ConfigError,
     InputError,

@@ -18,17 +18,12 @@ from sqlalchemy import Engine, func, select, text, update
 from newsbroadcast.config.model import RateLimit
 from newsbroadcast.db.engine import sessions
 from newsbroadcast.db.models import Delivery, Edition
-from newsbroadcast.dispatch.dispatcher import claim
+from newsbroadcast.outbox.claim import claim
 from newsbroadcast.outbox.ratelimit import SendRateLimiter
 from newsbroadcast.outbox.steering import pause_edition, progress, resume_edition
 from newsbroadcast.runtime import metrics
 from newsbroadcast.runtime.progress import ProgressBar
-from tests.integration.delivery_site import (
-    add_subscribers,
-    plan_edition,
-    service_for,
-    write_site,
-)
+from tests.integration.delivery_site import add_subscribers, plan_edition, service_for, write_site
 from tests.smtp_sink import ReceivedMessage, SmtpSink
 
 DEADLINE = 60.0  # seconds a loop may wait for something that should happen far sooner

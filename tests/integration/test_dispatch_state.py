@@ -11,7 +11,8 @@ from sqlalchemy import Engine, select, update
 
 from newsbroadcast.config.model import Config
 from newsbroadcast.db.models import Delivery, Post, SendStatus, Subscriber, SubscriberStatus
-from newsbroadcast.dispatch.dispatcher import HALT_CHECK_SECONDS, backoff, claim
+from newsbroadcast.dispatch.email import HALT_CHECK_SECONDS
+from newsbroadcast.outbox.claim import backoff, claim
 from newsbroadcast.service import Service
 from newsbroadcast.subscribers.registry import add_subscriber
 from newsbroadcast.subscribers.suppressions import is_suppressed, suppress

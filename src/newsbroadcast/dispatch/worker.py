@@ -11,7 +11,7 @@ import threading
 from types import FrameType
 
 from newsbroadcast import db
-from newsbroadcast.dispatch.dispatcher import DispatchReport
+from newsbroadcast.dispatch.report import DispatchReport
 from newsbroadcast.service import Service
 
 log = logging.getLogger("newsbroadcast.worker")

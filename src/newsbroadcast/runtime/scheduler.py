@@ -35,7 +35,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from newsbroadcast import db
 from newsbroadcast.config import reload
 from newsbroadcast.config.model import Config, Digest
-from newsbroadcast.dispatch.dispatcher import DispatchReport
+from newsbroadcast.dispatch.report import DispatchReport
 from newsbroadcast.service import Service
 
 log = logging.getLogger("newsbroadcast.scheduler")

@@ -1,0 +1,152 @@
+"""Publishing due posts on their channels, each channel at its pace; an outage is
+waited out, only an answer to the post spends an attempt. (Part of ``Dispatcher``.)
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from newsbroadcast.channels.base import Channel, OutgoingPost, story_identity
+from newsbroadcast.config.model import Config
+from newsbroadcast.db.models import Article, Post, SendStatus
+from newsbroadcast.dispatch.report import DispatchReport
+from newsbroadcast.errors import DeliveryError, PermanentSendError, RateLimited, TransportDown
+from newsbroadcast.outbox.claim import backoff, claim
+from newsbroadcast.outbox.pacing import take_slot
+
+log = logging.getLogger("newsbroadcast.dispatch")
+
+
+class PostPublishing:
+    """The social side of ``Dispatcher``: what it relies on is set up there."""
+
+    config: Config
+    sessions: sessionmaker[Session]
+    channels: dict[str, Channel]
+    clock: Callable[[], datetime]
+    _outages: dict[str, int]
+    _outage_wait: Callable[[str, Any], timedelta]
+
+    def publish_posts(self) -> DispatchReport:
+        report = DispatchReport()
+        if not self.channels:
+            return report
+        with self.sessions() as session:
+            now, lease = self.clock(), self.config.scheduler.lease
+            paced = {c.name: c.pace for c in self.config.social if c.pace}
+            free = Post.channel.in_([n for n in self.channels if n not in paced])
+            ids = claim(session, Post, now, lease, 20, [free])
+            for name, pace in paced.items():
+                # One post per slot of the channel's pace; slot and claim commit together.
+                if take_slot(session, name, pace, now):
+                    ids += claim(session, Post, now, lease, 1, [Post.channel == name])
+            if not ids:
+                return report
+            rows = session.execute(
+                select(Post, Article)
+                .join(Article, Article.id == Post.article_id)
+                .where(Post.id.in_(ids))
+                .order_by(Post.id)
+            ).all()
+            for post, article in rows:
+                channel = self.channels[post.channel]
+                outgoing = OutgoingPost(
+                    post.id,
+                    article.id,
+                    post.channel,
+                    post.text,
+                    article.url,
+                    article.title,
+                    summary=article.summary,
+                    image=article.image,
+                    first_attempt_at=post.first_attempt_at,
+                    story=story_identity(self.config.site.list_id, article.source, article.guid),
+                )
+                if post.first_attempt_at is None:
+                    # Committed before the request leaves: after a crash, the next attempt
+                    # knows this one may have been accepted and settles it first.
+                    post.first_attempt_at = self.clock()
+                    session.commit()
+                try:
+                    published = channel.publish(outgoing)
+                except PermanentSendError as e:
+                    post.attempts += 1
+                    self._finish(session, post, SendStatus.failed, error=str(e))
+                    report.failed += 1
+                    report.errors.append(f"post {post.id} on {post.channel}: {e}")
+                except DeliveryError as e:
+                    report.errors.append(f"post {post.id} on {post.channel}: {e}")
+                    if e.unsent:
+                        # Certainly not published: the next attempt is a first attempt again,
+                        # also for a process that did not see this one (state in the row).
+                        post.first_attempt_at = None
+                    if self._retry_later(session, post, e):
+                        report.retried += 1
+                    else:
+                        report.failed += 1
+                else:
+                    post.remote_id = published.remote_id
+                    post.remote_url = published.remote_url
+                    self._finish(session, post, SendStatus.sent)
+                    self._outages.pop(post.channel, None)
+                    report.sent += 1
+                    log.info(
+                        "post %s sent on %s",
+                        post.id,
+                        post.channel,
+                        extra={
+                            "post_id": post.id,
+                            "article_id": article.id,
+                            "channel": post.channel,
+                            "remote_id": published.remote_id,
+                        },
+                    )
+        if report.handled:
+            log.info(
+                "posts: sent=%d retried=%d failed=%d", report.sent, report.retried, report.failed
+            )
+        return report
+
+    def _finish(
+        self, session: Session, row: Post, status: SendStatus, error: str | None = None
+    ) -> None:
+        row.status = status
+        row.lease_until = None
+        row.last_error = error
+        if status == SendStatus.sent:
+            row.sent_at = self.clock()
+        session.commit()
+
+    def _retry_later(self, session: Session, row: Post, error: DeliveryError) -> bool:
+        """Queue ``row`` again after a backoff, by its channel's retry settings; False (and
+        failed) once the attempts it caused run out. Only an answer to the post spends an
+        attempt: no answer at all (the network, the server down) or a request to wait is
+        waited out, at most ``outage_wait_max`` between tries."""
+        settings: Any = next(
+            (c for c in self.config.social if c.name == row.channel), self.config.email
+        )
+        caused = error.reply is not None and not isinstance(error, (RateLimited, TransportDown))
+        if not caused:
+            delay = (
+                timedelta(seconds=error.retry_after)
+                if isinstance(error, RateLimited)
+                else self._outage_wait(row.channel, settings)
+            )
+        else:
+            row.attempts += 1
+            if row.attempts >= settings.max_attempts:
+                self._finish(session, row, SendStatus.failed, error=f"gave up: {error}")
+                return False
+            delay = backoff(settings.retry_after, row.attempts)
+        row.status = SendStatus.queued
+        row.lease_until = None
+        row.last_error = str(error)
+        row.next_attempt_at = self.clock() + delay
+        session.commit()
+        return True

@@ -1,0 +1,79 @@
+"""Claims on outbox rows: a claim is a lease, taken with SKIP LOCKED on PostgreSQL, given
+back unspent, renewed while a slow server works through a batch; and the capped backoff
+between tries. A claim never counts as an attempt: a crash must not use up a message's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import ARRAY, Integer, any_, cast, func, select, update
+from sqlalchemy.orm import Session
+
+from newsbroadcast.db.models import Delivery, Post, SendStatus
+
+MAX_BACKOFF = timedelta(hours=6)
+
+
+def backoff(base: timedelta, attempts: int) -> timedelta:
+    """base, 2·base, 4·base, … capped at six hours (for any count: an outage's tries
+    keep counting for as long as it lasts)."""
+    delay = base
+    for _ in range(max(attempts - 1, 0)):
+        if delay >= MAX_BACKOFF:
+            break
+        delay *= 2
+    return min(delay, MAX_BACKOFF)
+
+
+def claim(
+    session: Session,
+    model: type[Delivery] | type[Post],
+    now: datetime,
+    lease: timedelta,
+    limit: int,
+    extra: Sequence[Any] = (),
+) -> list[int]:
+    """Take up to ``limit`` due rows: `sending` ones whose lease ran out (a dead
+    dispatcher's), then queued ones, oldest due first. A claim counts in ``claims``, not
+    in ``attempts``: a crash must not use up a message's attempts.
+
+    Each step is one UPDATE … WHERE id picked by a SELECT … FOR UPDATE SKIP LOCKED …
+    RETURNING: on PostgreSQL concurrent dispatchers get disjoint rows without waiting on
+    each other; on SQLite the statement holds the write lock, which serialises claims just
+    as well. Both steps commit together.
+    """
+    postgres = session.get_bind().dialect.name == "postgresql"
+    steps = (
+        ((model.status == SendStatus.sending, model.lease_until < now), (model.id,)),
+        (
+            (model.status == SendStatus.queued, model.next_attempt_at <= now),
+            # The due index's own order: the database reads only the rows it takes.
+            (model.next_attempt_at, model.id),
+        ),
+    )
+    ids: list[int] = []
+    for due, order in steps:
+        if len(ids) >= limit:
+            break
+        pick = select(model.id).where(*due, *extra).order_by(*order).limit(limit - len(ids))
+        if postgres:
+            # ANY(array) rather than IN (subquery): PostgreSQL then reaches the picked rows
+            # through the primary key instead of scanning the whole table to join them.
+            pick = pick.with_for_update(skip_locked=True)
+            picked = select(func.array_agg(pick.subquery().c.id)).scalar_subquery()
+            chosen = model.id == any_(cast(picked, ARRAY(Integer)))
+        else:
+            chosen = model.id.in_(pick.scalar_subquery())
+        ids += session.scalars(
+            update(model)
+            .where(chosen)
+            .values(status=SendStatus.sending, lease_until=now + lease,
+                    claims=model.claims + 1)
+            .returning(model.id)
+            .execution_options(synchronize_session=False)
+        )  # fmt: skip
+    session.commit()
+    return sorted(ids)
