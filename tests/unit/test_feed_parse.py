@@ -8,11 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from newsbroadcast.articles.store import canonical_url, content_hash
+from newsbroadcast.articles.store import content_hash
 from newsbroadcast.config.model import FeedSource
 from newsbroadcast.errors import SourceError
 from newsbroadcast.sources.base import ArticleDraft, FetchResult
 from newsbroadcast.sources.feed import fetch_feed
+from newsbroadcast.sources.urls import canonical_url
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "feeds"
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"

@@ -82,14 +82,14 @@ def poll_source(
     except SourceError as e:
         log.warning("%s", e)
         with sessions.begin() as session:
-            state = _state(session, source.name)
+            state = source_state(session, source.name)
             state.last_polled_at = now
             state.last_error = str(e)
         return PollReport(source=source.name, error=str(e))
 
     with sessions.begin() as session:
         stored = upsert_articles(session, source.name, result.drafts, now, archive=meeting)
-        state = _state(session, source.name)
+        state = source_state(session, source.name)
         notes = list(stored.notes)
         if meeting and stored.new_ids:
             notes.insert(
@@ -188,7 +188,7 @@ def poll_all(
             http.close()
 
 
-def _state(session: Session, name: str) -> SourceState:
+def source_state(session: Session, name: str) -> SourceState:
     """The source's state row, created on first use (safe when two pollers race to it)."""
     state = session.get(SourceState, name)
     if state is not None:

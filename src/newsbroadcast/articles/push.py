@@ -17,13 +17,14 @@ import httpx
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from newsbroadcast.articles.ingest import _state
-from newsbroadcast.articles.store import canonical_url, upsert_articles
+from newsbroadcast.articles.ingest import source_state
+from newsbroadcast.articles.store import upsert_articles
 from newsbroadcast.db.models import Article
 from newsbroadcast.errors import SourceError
 from newsbroadcast.sources.base import ArticleDraft
 from newsbroadcast.sources.http import Fetcher
 from newsbroadcast.sources.pagemeta import page_metadata, parse_html
+from newsbroadcast.sources.urls import canonical_url
 
 __all__ = ["Stored", "draft_from_page", "hash_token", "store_pushed", "token_matches"]
 
@@ -55,7 +56,7 @@ def store_pushed(
         if sent is not None:
             drafts = [_with_stored(session, source, d, sent) for d in drafts]
         result = upsert_articles(session, source, drafts, now)
-        state = _state(session, source)
+        state = source_state(session, source)
         state.last_polled_at = now
         state.last_success_at = now
         state.last_error = None
@@ -85,7 +86,7 @@ def _with_stored(
 
 def record_failure(sessions: sessionmaker[Session], source: str, now: datetime, error: str) -> None:
     with sessions.begin() as session:
-        state = _state(session, source)
+        state = source_state(session, source)
         state.last_polled_at = now
         state.last_error = error
 

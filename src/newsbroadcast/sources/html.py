@@ -29,13 +29,13 @@ from cssselect import SelectorError
 from lxml import etree
 from lxml.cssselect import CSSSelector
 
-from newsbroadcast.articles.store import canonical_url
 from newsbroadcast.config.model import HtmlSource
 from newsbroadcast.errors import SourceError
 from newsbroadcast.sources.base import ArticleDraft, FetchResult
 from newsbroadcast.sources.dates import parse_date
 from newsbroadcast.sources.http import Fetcher
 from newsbroadcast.sources.pagemeta import absolute_url, page_metadata, parse_html
+from newsbroadcast.sources.urls import canonical_url
 
 __all__ = ["Known", "fetch_html", "selector_problems"]
 

@@ -1,7 +1,7 @@
 """Reading what comes back: SMTP replies, RFC 3464 delivery status notifications and mailto
 unsubscribes.
 
-Pure: a reply or a parsed message in, facts out. ``dispatch/dispatcher.py`` (replies) and
+Pure: a reply or a parsed message in, facts out. ``dispatch/email.py`` (replies) and
 ``subscribers/mailbox.py`` (DSNs) act on them, both through the one classifier, ``classify``.
 """
 

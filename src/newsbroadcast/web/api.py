@@ -22,14 +22,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from pydantic import (
-    AwareDatetime,
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-    field_validator,
-)
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
@@ -38,10 +31,10 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from newsbroadcast.articles.push import store_pushed, token_matches
-from newsbroadcast.articles.store import canonical_url
 from newsbroadcast.config.model import Config
 from newsbroadcast.db.models import Article, utcnow
 from newsbroadcast.sources.base import ArticleDraft
+from newsbroadcast.sources.urls import canonical_url
 
 __all__ = ["PushedArticle", "routes"]
 
