@@ -27,8 +27,10 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import create_engine, func, insert, literal, select, text
 
@@ -58,7 +60,7 @@ training, the agency said.&lt;/p&gt;</description></item>
 )
 
 
-def site_data(folder: Path, database_url: str, port: int, connections: int) -> dict:
+def site_data(folder: Path, database_url: str, port: int, connections: int) -> dict[str, Any]:
     """The benchmark site's configuration (as the YAML would hold it); writes its feed."""
     (folder / "feed.xml").write_text(FEED, encoding="utf-8")
     return {
@@ -111,7 +113,7 @@ def insert_subscribers(engine, count: int) -> None:  # type: ignore[no-untyped-d
                 ),
                 {"count": count},
             )
-            numbers = text("bench_n").columns(n=Subscriber.id.type).subquery()  # type: ignore[attr-defined]
+            numbers = text("bench_n").columns(n=Subscriber.id.type).subquery()
         address = literal("r") + func.cast(numbers.c.n, Subscriber.email.type) + "@example.org"
         when = literal(now, Subscriber.created_at.type)
         rows = select(
@@ -188,7 +190,7 @@ def prebuilt_message(port: int) -> bytes:
         ready = prepare_edition(service.templates, config, config.digests[0], view)
         service.close()
     who = Recipient(1, "r1@example.org", None)
-    return ready.message(who, make_message_id(config, 1, 1), now)
+    return ready.message(who, make_message_id(config, "daily", "bench", who.email), now)
 
 
 def baseline(port: int, connections: int, count: int, data: bytes) -> float:
@@ -209,7 +211,7 @@ def baseline(port: int, connections: int, count: int, data: bytes) -> float:
     return count / (time.perf_counter() - start)
 
 
-def postgres_schema(base: str) -> tuple[str, object]:
+def postgres_schema(base: str) -> tuple[str, Callable[[], None]]:
     schema = f"bench_{uuid.uuid4().hex[:10]}"
     admin = create_engine(base, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
@@ -270,7 +272,7 @@ def main() -> None:
                         ).stdout  # fmt: skip
                     finally:
                         if drop:
-                            drop()  # type: ignore[operator]
+                            drop()
                 result = json.loads(out.strip().splitlines()[-1])
                 received = counter.value - before
                 # Measured again after the run, and the two averaged: load from elsewhere on

@@ -93,7 +93,7 @@ def naive(config: Config, edition: EditionView, people: list[Recipient]) -> int:
         msg["To"] = r.email
         msg["Subject"] = context["subject"]
         msg["Date"] = format_datetime(edition.created_at)
-        msg["Message-ID"] = f"<{make_message_id(config, edition.id, r.subscriber_id)}>"
+        msg["Message-ID"] = f"<{make_message_id(config, edition.digest, edition.period, r.email)}>"
         msg["List-Id"] = f"<daily.{config.site.list_id}>"
         msg["List-Unsubscribe"] = f"<{links['unsubscribe_url']}>"
         msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
@@ -109,7 +109,7 @@ def prepared(config: Config, edition: EditionView, people: list[Recipient]) -> i
     ready = prepare_edition(env, config, config.digests[0], edition)
     total = 0
     for r in people:
-        mid = make_message_id(config, edition.id, r.subscriber_id)
+        mid = make_message_id(config, edition.digest, edition.period, r.email)
         total += len(ready.message(r, mid, edition.created_at))
     return total
 
