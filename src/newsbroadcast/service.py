@@ -130,8 +130,7 @@ class Service:
         self.channels.clear()
         self.channels.update(self._make_channels(config))
         self.dispatcher.config = _single_connection(config) if self.dry_run else config
-        with self.dispatcher._prepared_lock:
-            self.dispatcher._prepared.clear()
+        self.dispatcher.forget_prepared()
         with self.sessions() as session:
             register_channels(session, [ch.name for ch in config.social], self.clock())
 
