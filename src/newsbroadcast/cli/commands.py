@@ -77,7 +77,8 @@ class _CommandParser(argparse.ArgumentParser):
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = _CommandParser(prog="newsbroadcast", description=__doc__, top=True)
+    # Typed as the base class: the command modules take its subparsers as theirs.
+    p: argparse.ArgumentParser = _CommandParser(prog="newsbroadcast", description=__doc__, top=True)
     p.add_argument("--version", action="version", version=f"newsbroadcast {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
