@@ -58,6 +58,8 @@ FORBIDDEN = {
     "channels": ("db", "outbox", "dispatch", "planning", "service", "cli"),
     "planning": ("dispatch", "transports", "channels", "service", "cli"),
     "articles": ("planning", *DISTRIBUTION, "service", "cli"),
+    # View builders live in render/views.py: the web app needs nothing of the dispatcher.
+    "web": ("dispatch",),
 }
 
 MAX_LOOSE_MODULES = 6
@@ -163,6 +165,10 @@ def layering_violations(root: Path) -> list[str]:
                 bad.append(f"{imp} ({area}/ must not import {package})")
         if _within(imp.target, f"{PACKAGE}.cli") and area not in ("cli", "__main__"):
             bad.append(f"{imp} (only the command line imports cli/)")
+        # The composition root sits on top: the command line, the scheduler that triggers
+        # its steps and the public surface use it; whatever it wires is handed it.
+        if _within(imp.target, f"{PACKAGE}.service") and area not in ("cli", "runtime", ""):
+            bad.append(f"{imp} (only cli/, runtime/ and the package import the service)")
     return bad
 
 
@@ -278,6 +284,8 @@ def _tree(tmp_path: Path, files: dict[str, str]) -> Path:
         ("channels/bad.py", "from newsbroadcast.dispatch.dispatcher import Dispatcher\n"),
         ("planning/bad.py", "from newsbroadcast.channels import make_channel\n"),
         ("web/bad.py", "from newsbroadcast.cli.common import site_config\n"),
+        ("dispatch/bad.py", "from newsbroadcast.service import Service\n"),
+        ("web/bad.py", "from newsbroadcast.dispatch.preview import preview_digest\n"),
     ],
 )
 def test_a_wrong_way_import_is_found(tmp_path: Path, module: str, text: str) -> None:

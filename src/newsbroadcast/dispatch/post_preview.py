@@ -4,6 +4,7 @@ it is by that channel's own measure. Renders exactly as planning does; posts not
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from sqlalchemy import func, select
 
@@ -11,7 +12,9 @@ from newsbroadcast.db.models import Article
 from newsbroadcast.errors import InputError, RenderError
 from newsbroadcast.planning.posts import post_story
 from newsbroadcast.render.social import render_post
-from newsbroadcast.service import Service
+
+if TYPE_CHECKING:  # the service sits on top: it is handed in, never imported
+    from newsbroadcast.service import Service
 
 
 @dataclass(frozen=True)
