@@ -14,7 +14,7 @@ from typing import TypeVar
 
 import httpx
 import jinja2
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from newsbroadcast import db
@@ -22,25 +22,22 @@ from newsbroadcast.articles.ingest import PollReport, poll_all
 from newsbroadcast.channels import make_channel
 from newsbroadcast.channels.base import Channel
 from newsbroadcast.config.model import Config, Digest
-from newsbroadcast.db.models import Article, ChannelState, utcnow
+from newsbroadcast.db.models import utcnow
 from newsbroadcast.dispatch.dispatcher import Dispatcher
 from newsbroadcast.dispatch.dryrun import DryChannel, DryRunDatabase, DryTransport, Tally
 from newsbroadcast.dispatch.report import DispatchReport
 from newsbroadcast.errors import (
-    ConfigError,
     InputError,
     NewsBroadcastError,
-    PostTooLong,
     RenderError,
 )
-from newsbroadcast.planning.editions import PlannedEdition, bulk_plan_edition
-from newsbroadcast.planning.posts import articles_to_announce, insert_post, register_channels
+from newsbroadcast.planning.editions import PlannedEdition, bulk_plan_edition, subject_renderer
+from newsbroadcast.planning.posts import plan_posts, register_channels
 from newsbroadcast.planning.schedule import due_period
 from newsbroadcast.render.email import prepare_edition
 from newsbroadcast.render.mime import PreparedEdition
-from newsbroadcast.render.social import PostStory, render_post
-from newsbroadcast.render.templates import html_to_text, make_environment
-from newsbroadcast.render.views import EditionView, story_view
+from newsbroadcast.render.templates import make_environment
+from newsbroadcast.render.views import EditionView
 from newsbroadcast.runtime.failures import clear_failure, record_failure
 from newsbroadcast.transports import Transport, make_transport
 
@@ -130,8 +127,7 @@ class Service:
         self.channels.clear()
         self.channels.update(self._make_channels(config))
         self.dispatcher.config = _single_connection(config) if self.dry_run else config
-        with self.dispatcher._prepared_lock:
-            self.dispatcher._prepared.clear()
+        self.dispatcher.forget_prepared()
         with self.sessions() as session:
             register_channels(session, [ch.name for ch in config.social], self.clock())
 
@@ -175,17 +171,7 @@ class Service:
         if period is None:
             return None
 
-        def subject_for(articles: list[Article]) -> str:
-            view = EditionView(0, digest.name, period, now, [story_view(a) for a in articles])
-            try:
-                return prepare_edition(self.templates, self.config, digest, view).subject
-            except ConfigError as e:
-                raise RenderError("; ".join(str(p) for p in e.problems)) from e
-            except NewsBroadcastError:
-                raise
-            except Exception as e:  # the admin's template may raise whatever it likes
-                raise RenderError(f"the templates fail: {type(e).__name__}: {e}") from e
-
+        subject_for = subject_renderer(self.templates, self.config, digest, period, now)
         try:
             with self.sessions() as session:
                 planned = bulk_plan_edition(session, digest, period, now, subject_for)
@@ -212,59 +198,24 @@ class Service:
         ``failures``."""
         failures = [] if failures is None else failures
         now = self.clock()
-        count = 0
-        broken: dict[str, str] = {}
         with self.sessions() as session:
-            added = dict(
-                session.execute(select(ChannelState.name, ChannelState.added_at)).tuples().all()
+            planned = plan_posts(session, self.config.social, self.templates, self.channels, now)
+        for post in planned.failed_posts:
+            log.warning(
+                "post of article %d on %s failed: %s", post.article_id, post.channel, post.error
             )
-            for channel in self.config.social:
-                try:
-                    template = self.templates.get_template(f"social/{channel.template}")
-                except jinja2.TemplateError as e:
-                    broken[channel.name] = _template_problem(f"social/{channel.template}", e)
-                    continue
-                network = self.channels[channel.name]
-                left_out = 0
-                for article in articles_to_announce(session, channel, added[channel.name], now):
-                    story = PostStory(
-                        title=article.title,
-                        url=article.url,
-                        summary=html_to_text(article.summary),
-                        published_at=article.published_at,
-                        author=article.author,
-                        tags=tuple(article.tags or ()),
-                    )
-                    try:
-                        text = render_post(template, story, network.limit, network.measure)
-                    except PostTooLong as e:
-                        # Nothing this story could say fits: its post fails alone, for good.
-                        if insert_post(session, article.id, channel.name, "", now, error=str(e)):
-                            log.warning(
-                                "post of article %d on %s failed: %s", article.id, channel.name, e
-                            )
-                            failures.append(
-                                Failure("post", f"{channel.name}/article {article.id}", str(e))
-                            )
-                        continue
-                    except RenderError as e:
-                        # The template's fault, not the story's: no post row, so the story
-                        # is planned once the template is fixed.
-                        left_out += 1
-                        broken.setdefault(channel.name, f"article {article.id}: {e}")
-                        continue
-                    count += insert_post(session, article.id, channel.name, text, now)
-                if left_out > 1:
-                    broken[channel.name] += f" ({left_out} stories wait for a fix)"
-            session.commit()
-        if count:
-            log.info("posts planned: %d", count)
+            failures.append(
+                Failure("post", f"{post.channel}/article {post.article_id}", post.error)
+            )
+        if planned.count:
+            log.info("posts planned: %d", planned.count)
+        broken = planned.broken
         for name, error in broken.items():
             log.warning("channel %s: posts not planned: %s", name, error)
             failures.append(Failure("channel", name, error))
         healthy = [ch.name for ch in self.config.social if ch.name not in broken]
         self._note_failures("channel", broken, healthy, now)
-        return count
+        return planned.count
 
     def _note_failures(
         self, kind: str, failed: dict[str, str], healthy: list[str], now: datetime
@@ -323,11 +274,6 @@ def _step_failed(failures: list[Failure], what: str, error: Exception) -> None:
     # whose traceback belongs in the log.
     expected = isinstance(error, NewsBroadcastError | OperationalError)
     log.error("%s failed: %s", what, error, exc_info=None if expected else error)
-
-
-def _template_problem(name: str, error: jinja2.TemplateError) -> str:
-    line = getattr(error, "lineno", None)
-    return f"{name}:{line}: {error}" if line else f"{name}: {error}"
 
 
 def _single_connection(config: Config) -> Config:

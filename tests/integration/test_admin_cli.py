@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from newsbroadcast.dispatch.preview import without_per_send_headers
-from tests.integration.test_cli_run import nb, outbox, posts
+from tests.integration.test_cli_run import SECRET, nb, outbox, posts
 from tests.integration.test_cli_run import site as site  # noqa: F401  (the fixture)
 from tests.smtp_sink import SmtpSink, free_port
 
@@ -70,6 +70,33 @@ def test_check_warns_about_what_would_hurt_real_mail_but_still_passes(site: Path
     assert "only for https links" in warnings[0]
     assert "email.dkim is not set" in warnings[1]
     assert "site.secret is the development default" in warnings[2]
+
+
+def test_config_and_verbose_may_come_before_or_after_the_command(site: Path) -> None:
+    elsewhere = site / "elsewhere"  # no config/newsbroadcast.yaml here: only --config finds it
+    elsewhere.mkdir()
+    env = {k: v for k, v in os.environ.items() if k not in ("NEWSBROADCAST_CONFIG", "DATABASE_URL")}
+    env["NEWSBROADCAST_SECRET"] = SECRET
+
+    def newsbroadcast(*args: str) -> subprocess.CompletedProcess:
+        command = [sys.executable, "-m", "newsbroadcast", *args]
+        return subprocess.run(
+            command, capture_output=True, text=True, env=env, cwd=elsewhere, timeout=120
+        )
+
+    config = str(config_file(site))
+    after = newsbroadcast("check", "--config", config)
+    assert after.returncode == 0, after.stderr
+    assert "digest daily:" in after.stdout
+    nested = newsbroadcast("subscribers", "list", "--config", config, "-v")
+    assert nested.returncode == 0, nested.stderr
+    assert '"level": "DEBUG"' in nested.stderr
+    # Given twice, the one after the command wins; given before only, it still counts.
+    twice = newsbroadcast("--config", str(site / "missing.yaml"), "check", "--config", config)
+    assert twice.returncode == 0, twice.stderr
+    missing = newsbroadcast("--config", str(site / "missing.yaml"), "check")
+    assert missing.returncode == 2
+    assert "missing.yaml" in missing.stderr
 
 
 def test_check_finds_unknown_channel_type(site: Path) -> None:

@@ -8,6 +8,7 @@ import email.policy
 import io
 import json
 import logging
+import shutil
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -155,6 +156,44 @@ def test_editions_render_once_per_language(engine: Engine, tmp_path: Path) -> No
     by_to = {m["To"].addresses[0].addr_spec: m for m in bodies.values()}
     assert "Read more" in by_to["de@example.org"].get_body(("plain",)).get_content()
     assert "Lire la suite" in by_to["fr1@example.org"].get_body(("plain",)).get_content()
+
+
+def test_an_edition_being_sent_renders_again_with_the_templates_a_reload_brings(
+    engine: Engine, tmp_path: Path
+) -> None:
+    from datetime import timedelta
+
+    from newsbroadcast.render.templates import make_environment
+
+    outbox = tmp_path / "outbox"
+    config = make_config(tmp_path, transport="file", file={"dir": str(outbox)}, batch_size=1)
+    service = Service(config, engine=engine, clock=lambda: NOW)
+    templates = tmp_path / "templates"
+    shutil.copytree(ROOT / "templates", templates)
+    text = templates / "email/digest.txt.j2"
+    text.write_text(text.read_text().replace('{{ _("Read more") }}', "Keep reading"))
+    try:
+        add_subscribers(
+            service, ("first@example.org", None, "en"), ("second@example.org", None, "en")
+        )
+        service.poll()
+        assert service.plan_digest(service.config.digests[0], force=True) is not None
+        service.dispatch(timedelta(0))  # one batch of one delivery, then the budget is spent
+        sent_before = set(outbox.glob("*.eml"))
+        service.reconfigure(config, make_environment(templates, snapshot=True))
+        service.dispatch()
+        sent_after = set(outbox.glob("*.eml")) - sent_before
+    finally:
+        service.close()
+    assert (len(sent_before), len(sent_after)) == (1, 1)
+
+    def plain(files: set[Path]) -> str:
+        message = email.message_from_bytes(files.pop().read_bytes(), policy=email.policy.default)
+        return str(message.get_body(("plain",)).get_content())
+
+    before, after = plain(sent_before), plain(sent_after)
+    assert "Read more" in before and "Keep reading" not in before
+    assert "Keep reading" in after and "Read more" not in after
 
 
 def test_dry_run_plans_and_renders_but_sends_and_keeps_nothing(

@@ -1,4 +1,7 @@
-"""Social channels: one module per network, each a thin adapter over its client library."""
+"""Social channels: one module per network, each a thin adapter over its client library.
+
+They carry posts and own no state: nothing of db, outbox, dispatch or planning.
+"""
 
 from __future__ import annotations
 

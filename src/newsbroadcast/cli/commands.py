@@ -7,6 +7,7 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from newsbroadcast import __version__
 from newsbroadcast.cli import admin, subscribers
@@ -52,13 +53,32 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+class _CommandParser(argparse.ArgumentParser):
+    """A parser that takes the global options, so that they may come before or after the
+    command: ``newsbroadcast check --config site.yaml`` is ``newsbroadcast --config
+    site.yaml check``. Every command's parser is one (add_subparsers makes its parsers of
+    its parent's class); there the options default to SUPPRESS, so that when one is not
+    given after the command, what was given before it (or the top's default) stands."""
+
+    def __init__(self, *args: Any, top: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.add_argument(
+            "--config",
+            default=None if top else argparse.SUPPRESS,
+            help="config file (default: $NEWSBROADCAST_CONFIG, else config/newsbroadcast.yaml)",
+        )
+        self.add_argument(
+            "-v",
+            "--verbose",
+            action="store_true",
+            default=False if top else argparse.SUPPRESS,
+            help="debug logging",
+        )
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="newsbroadcast", description=__doc__)
-    p.add_argument(
-        "--config",
-        help="config file (default: $NEWSBROADCAST_CONFIG, else config/newsbroadcast.yaml)",
-    )
-    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    # Typed as the base class: the command modules take its subparsers as theirs.
+    p: argparse.ArgumentParser = _CommandParser(prog="newsbroadcast", description=__doc__, top=True)
     p.add_argument("--version", action="version", version=f"newsbroadcast {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 

@@ -20,6 +20,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from apscheduler.schedulers.base import BaseScheduler
 from apscheduler.triggers.interval import IntervalTrigger
@@ -28,6 +29,9 @@ from newsbroadcast.config.checks import template_problems, trial_problems
 from newsbroadcast.config.model import Config, load_config
 from newsbroadcast.errors import ConfigError, Problem
 from newsbroadcast.render.templates import make_environment
+
+if TYPE_CHECKING:  # the service sits on top: it uses this module, not the other way round
+    from newsbroadcast.service import Service
 
 log = logging.getLogger("newsbroadcast.reload")
 
@@ -71,13 +75,10 @@ class ConfigWatcher:
 
     def __init__(
         self,
-        service: object,
+        service: Service,
         config_file: Path,
         on_applied: Callable[[Config], None] | None = None,
     ) -> None:
-        from newsbroadcast.service import Service
-
-        assert isinstance(service, Service)
         self.service = service
         self.config_file = config_file
         self.on_applied = on_applied

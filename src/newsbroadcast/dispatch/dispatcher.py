@@ -103,6 +103,12 @@ class Dispatcher(EmailSending, PostPublishing):
         self.finish_editions()
         return report
 
+    def forget_prepared(self) -> None:
+        """Drop the editions rendered so far: each renders again, with the templates and
+        config of the moment, when its next delivery is sent (after a reload)."""
+        with self._prepared_lock:
+            self._prepared.clear()
+
     # -- shared by both sides -------------------------------------------------------------------
 
     def _outage_wait(self, key: str, settings: Any) -> timedelta:

@@ -4,14 +4,17 @@ it is by that channel's own measure. Renders exactly as planning does; posts not
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from sqlalchemy import func, select
 
 from newsbroadcast.db.models import Article
 from newsbroadcast.errors import InputError, RenderError
-from newsbroadcast.render.social import PostStory, render_post
-from newsbroadcast.render.templates import html_to_text
-from newsbroadcast.service import Service
+from newsbroadcast.planning.posts import post_story
+from newsbroadcast.render.social import render_post
+
+if TYPE_CHECKING:  # the service sits on top: it is handed in, never imported
+    from newsbroadcast.service import Service
 
 
 @dataclass(frozen=True)
@@ -22,17 +25,6 @@ class PostPreview:
     length: int
     limit: int
     problem: str | None = None  # why no text fits, when none does
-
-
-def post_story(article: Article) -> PostStory:
-    return PostStory(
-        title=article.title,
-        url=article.url,
-        summary=html_to_text(article.summary),
-        published_at=article.published_at,
-        author=article.author,
-        tags=tuple(article.tags or ()),
-    )
 
 
 def preview_posts(

@@ -9,10 +9,13 @@ import logging
 import signal
 import threading
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from newsbroadcast import db
 from newsbroadcast.dispatch.report import DispatchReport
-from newsbroadcast.service import Service
+
+if TYPE_CHECKING:  # the service sits on top: it is handed in, never imported
+    from newsbroadcast.service import Service
 
 log = logging.getLogger("newsbroadcast.worker")
 

@@ -1,4 +1,5 @@
 """Decides what goes out and inserts the outbox rows (editions, deliveries, posts).
 
-May import db, config, articles, errors. Never sends anything and owns no delivery state.
+May import db, config, articles, render (post text, an edition's subject), errors. Never
+dispatch, transports or channels: it sends nothing and owns no delivery state.
 """

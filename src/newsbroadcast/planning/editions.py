@@ -15,12 +15,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+import jinja2
 from sqlalchemy import ColumnElement, func, insert, literal, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from newsbroadcast.config.model import Digest
+from newsbroadcast.config.model import Config, Digest
 from newsbroadcast.db.engine import rowcount
 from newsbroadcast.db.models import (
     Article,
@@ -34,8 +35,11 @@ from newsbroadcast.db.models import (
     SubscriberStatus,
     utcnow,
 )
+from newsbroadcast.errors import ConfigError, NewsBroadcastError, RenderError
 from newsbroadcast.planning.audience import edition_audience
 from newsbroadcast.planning.schedule import matches_tags, recency
+from newsbroadcast.render.email import prepare_edition
+from newsbroadcast.render.views import EditionView, story_view
 
 log = logging.getLogger("newsbroadcast.planner")
 
@@ -59,6 +63,27 @@ class PlannedEdition:
     period: str
     stories: int
     deliveries: int
+
+
+def subject_renderer(
+    templates: jinja2.Environment, config: Config, digest: Digest, period: str, now: datetime
+) -> Callable[[list[Article]], str]:
+    """What ``bulk_plan_edition`` wants as ``subject_for``: the subject of ``digest``'s
+    edition for ``period`` with the given stories, rendered by its templates. Raises
+    RenderError, saying where, when they fail for these stories."""
+
+    def subject_for(articles: list[Article]) -> str:
+        view = EditionView(0, digest.name, period, now, [story_view(a) for a in articles])
+        try:
+            return prepare_edition(templates, config, digest, view).subject
+        except ConfigError as e:
+            raise RenderError("; ".join(str(p) for p in e.problems)) from e
+        except NewsBroadcastError:
+            raise
+        except Exception as e:  # the admin's template may raise whatever it likes
+            raise RenderError(f"the templates fail: {type(e).__name__}: {e}") from e
+
+    return subject_for
 
 
 def edition_exists(session: Session, digest: str, period: str) -> bool:

@@ -1,4 +1,7 @@
-"""Email transports: SMTP for real sending, files for demos and previews."""
+"""Email transports: SMTP for real sending, files for demos and previews.
+
+They carry bytes and own no state: nothing of db, outbox, dispatch or planning.
+"""
 
 from __future__ import annotations
 
