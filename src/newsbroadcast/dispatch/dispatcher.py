@@ -18,7 +18,6 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any
 
 from sqlalchemy import exists, update
 from sqlalchemy.orm import Session, sessionmaker
@@ -29,7 +28,8 @@ from newsbroadcast.db.models import Delivery, Edition, EditionStatus, SendStatus
 from newsbroadcast.dispatch.email import EmailSending
 from newsbroadcast.dispatch.report import DispatchReport
 from newsbroadcast.dispatch.social import PostPublishing
-from newsbroadcast.outbox.claim import backoff
+from newsbroadcast.errors import DeliveryError
+from newsbroadcast.outbox import retry
 from newsbroadcast.outbox.ratelimit import SendRateLimiter
 from newsbroadcast.render.mime import PreparedEdition
 from newsbroadcast.render.views import EditionView
@@ -105,11 +105,17 @@ class Dispatcher(EmailSending, PostPublishing):
 
     # -- shared by both sides -------------------------------------------------------------------
 
-    def _outage_wait(self, key: str, settings: Any) -> timedelta:
-        """How long ``key`` (the email transport or a channel) waits after one more
-        outage in a row: ``retry_after``, doubling, at most ``outage_wait_max``."""
-        n = self._outages[key] = self._outages.get(key, 0) + 1
-        return min(backoff(settings.retry_after, n), settings.outage_wait_max)
+    def _decide(
+        self, key: str, settings: retry.RetrySettings, error: DeliveryError, attempts: int
+    ) -> retry.Retry | retry.GiveUp:
+        """The one retry rule (outbox/retry.py) for a message on ``key`` (the email
+        transport or a channel), counting one more outage in a row on ``key`` when the
+        message did not cause the failure."""
+        outages = self._outages.get(key, 0)
+        decision = retry.decide(error, attempts, settings, self.clock(), outages)
+        if isinstance(decision, retry.Retry) and decision.outage:
+            self._outages[key] = outages + 1
+        return decision
 
     def finish_editions(self) -> None:
         """Mark editions whose every delivery has ended as done."""
