@@ -38,9 +38,7 @@ ERRORS: list[tuple[str, DeliveryError]] = [
 def test_a_delivery_and_a_post_get_the_same_decision(
     engine: Engine, tmp_path: Path, name: str, error: DeliveryError, attempts: int
 ) -> None:
-    config_path = write_site(
-        tmp_path, engine.url.render_as_string(False), free_port(), email=RETRY
-    )
+    config_path = write_site(tmp_path, engine.url.render_as_string(False), free_port(), email=RETRY)
     data: dict[str, Any] = yaml.safe_load(config_path.read_text(encoding="utf-8"))
     data["social"] = [{"name": "notes", "type": "file", "dir": "posts", **RETRY}]
     config_path.write_text(yaml.safe_dump(data), encoding="utf-8")
