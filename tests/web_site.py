@@ -68,6 +68,7 @@ def site_config(tmp_path: Path, public_url: str, sink: SmtpSink, **sections: Any
             "email": {
                 "transport": "smtp",
                 "smtp": {"host": "127.0.0.1", "port": sink.port, "security": "none"},
+                **sections.pop("email", {}),
             },
             "digests": [
                 {"name": "daily", "cron": "0 7 * * *", "timezone": "Africa/Kigali"},

@@ -67,7 +67,10 @@ def test_a_delivery_and_a_post_get_the_same_decision(
             dispatcher._retry_delivery(session, delivery, error)
         dispatcher._retry_later(session, post, error)
         session.expire_all()
-        rows = [session.scalars(select(m)).one() for m in (Delivery, Post)]
+        rows: list[Delivery | Post] = [
+            session.scalars(select(Delivery)).one(),
+            session.scalars(select(Post)).one(),
+        ]
     outcomes = [(r.status, r.attempts, r.next_attempt_at if r.status == "queued" else None)
                 for r in rows]  # fmt: skip
     assert outcomes[0] == outcomes[1], name
