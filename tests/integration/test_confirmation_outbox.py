@@ -10,12 +10,16 @@ from datetime import timedelta
 from pathlib import Path
 
 import httpx
-from sqlalchemy import func, select
+import pytest
+from sqlalchemy import Engine, func, select
 
+from newsbroadcast.cli import main
 from newsbroadcast.db.models import SendStatus, TransactionalEmail
 from newsbroadcast.subscribers.confirmation import queue_confirmation
-from newsbroadcast.subscribers.lifecycle import find_by_email
+from newsbroadcast.subscribers.lifecycle import Preferences, SignupRequest, find_by_email, signup
+from tests.integration.delivery_site import service_for, write_site
 from tests.integration.test_web_endpoints import csrf_of, sign_up
+from tests.smtp_sink import free_port
 from tests.web_site import RunningSite, confirm_link, running_site
 
 DEADLINE = 60.0  # seconds: generous, for a busy 2-core machine
@@ -122,3 +126,22 @@ def test_the_rate_limit_counts_confirmations(tmp_path: Path, database_url: str) 
         assert emails(site)[1].attempts == 0
         site.clock.now += timedelta(hours=1, seconds=1)
         site.wait_for_mail("second@example.org", within=DEADLINE)
+
+
+def test_status_shows_confirmations_waiting_for_the_server(
+    tmp_path: Path, engine: Engine, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config_path = write_site(tmp_path, engine.url.render_as_string(False), free_port())
+    service = service_for(config_path, engine)
+    with service.sessions() as session:
+        now = service.clock()
+        sub = signup(session, service.config, SignupRequest("eve@example.org", Preferences()), now)
+        assert sub is not None
+        assert queue_confirmation(session, service.config, sub, now)
+        session.commit()
+    report = service.dispatch()  # nobody listens on the port
+    assert (report.sent, report.retried) == (0, 1)
+    assert main(["--config", str(config_path), "status"]) == 0
+    out = capsys.readouterr().out
+    assert "confirmation emails: queued 1" in out
+    assert "confirmation emails: queued 1\n  last queued: smtp: cannot connect to" in out
