@@ -4,6 +4,7 @@ PostgreSQL, real SMTP sink on loopback, the web app on a real port)."""
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Callable
 from datetime import timedelta
@@ -17,6 +18,7 @@ from newsbroadcast.cli import main
 from newsbroadcast.db.models import SendStatus, TransactionalEmail
 from newsbroadcast.subscribers.confirmation import queue_confirmation
 from newsbroadcast.subscribers.lifecycle import Preferences, SignupRequest, find_by_email, signup
+from tests.conftest import ROOT
 from tests.integration.delivery_site import service_for, write_site
 from tests.integration.test_web_endpoints import csrf_of, sign_up
 from tests.smtp_sink import free_port
@@ -145,3 +147,21 @@ def test_status_shows_confirmations_waiting_for_the_server(
     out = capsys.readouterr().out
     assert "confirmation emails: queued 1" in out
     assert "confirmation emails: queued 1\n  last queued: smtp: cannot connect to" in out
+
+
+def test_a_broken_confirmation_template_fails_each_email_alone(
+    tmp_path: Path, database_url: str
+) -> None:
+    templates = tmp_path / "templates"
+    shutil.copytree(ROOT / "templates", templates)
+    (templates / "email" / "confirm.txt.j2").write_text("{{ confirm_url | no_such_filter }}")
+    with running_site(tmp_path, database_url, templates=str(templates)) as site:
+        client = httpx.Client(base_url=site.url)
+        for address in ("one@example.org", "two@example.org"):
+            assert sign_up(client, address).status_code == 200
+        wait_for(
+            lambda: [e.status for e in emails(site)] == [SendStatus.failed] * 2,
+            "both emails to fail, one after the other",
+        )
+        assert all("the confirmation template failed" in (e.last_error or "") for e in emails(site))
+        assert site.sink.recipients() == []

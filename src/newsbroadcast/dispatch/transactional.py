@@ -110,9 +110,19 @@ class TransactionalSending:
                 self._count(transport, report, "skipped")
                 continue
             message_id = confirmation_message_id(self.config, row.key)
-            data = confirmation_message(
-                self.templates(), self.config, sub, now, row.expires_at, message_id
-            )
+            try:
+                data = confirmation_message(
+                    self.templates(), self.config, sub, now, row.expires_at, message_id
+                )
+            except jinja2.TemplateError as e:
+                # The template's fault, not the message's: this one fails, the rest goes on.
+                error = f"the confirmation template failed: {e}"
+                self._end(session, row, SendStatus.failed, error=error)
+                self._count(
+                    transport, report, "failed", error=f"transactional email {row.id}: {error}"
+                )
+                log.error("transactional email %s: %s", row.id, error)
+                continue
             try:
                 try:
                     reply = transport.send(Envelope(sender, sub.email, data, message_id))
