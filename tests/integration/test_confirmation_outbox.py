@@ -17,7 +17,13 @@ from sqlalchemy import Engine, func, select
 from newsbroadcast.cli import main
 from newsbroadcast.db.models import SendStatus, TransactionalEmail
 from newsbroadcast.subscribers.confirmation import queue_confirmation
-from newsbroadcast.subscribers.lifecycle import Preferences, SignupRequest, find_by_email, signup
+from newsbroadcast.subscribers.lifecycle import (
+    Preferences,
+    SignupRequest,
+    erase,
+    find_by_email,
+    signup,
+)
 from tests.conftest import ROOT
 from tests.integration.delivery_site import service_for, write_site
 from tests.integration.test_web_endpoints import csrf_of, sign_up
@@ -165,3 +171,18 @@ def test_a_broken_confirmation_template_fails_each_email_alone(
         )
         assert all("the confirmation template failed" in (e.last_error or "") for e in emails(site))
         assert site.sink.recipients() == []
+
+
+def test_erasing_a_subscriber_erases_their_confirmation_emails(
+    tmp_path: Path, engine: Engine
+) -> None:
+    config_path = write_site(tmp_path, engine.url.render_as_string(False), free_port())
+    service = service_for(config_path, engine)
+    with service.sessions() as session:
+        now = service.clock()
+        sub = signup(session, service.config, SignupRequest("gone@example.org", Preferences()), now)
+        assert sub is not None and queue_confirmation(session, service.config, sub, now)
+        session.commit()
+        erase(session, sub, now)
+        session.commit()
+        assert session.scalar(select(func.count()).select_from(TransactionalEmail)) == 0

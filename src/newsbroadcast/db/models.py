@@ -143,7 +143,8 @@ class Subscriber(Base):
     # Preferences (the subscriber's own, from the preferences page). A paused subscriber
     # stays active but gets no edition; digests and topics live in their own tables.
     paused: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
-    # When the last confirmation email went out: at most one per address per resend_after.
+    # When the last confirmation email was queued (its sign-up): at most one per address
+    # per resend_after.
     confirmation_sent_at: Mapped[datetime | None]
     soft_bounce_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
