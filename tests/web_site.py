@@ -2,7 +2,7 @@
 
 with running_site(tmp_path, database_url) as site:
     httpx.get(site.url + "/subscribe")
-    site.sink.messages  # what the app sent
+    site.sink.messages  # what the app queued and a worker sent
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import email
 import email.policy
 import re
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,6 +25,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from newsbroadcast import db
 from newsbroadcast.config.model import Config
+from newsbroadcast.service import Service
 from newsbroadcast.web import create_app
 from newsbroadcast.web.server import BackgroundServer
 from tests.conftest import ROOT
@@ -66,6 +68,7 @@ def site_config(tmp_path: Path, public_url: str, sink: SmtpSink, **sections: Any
             "email": {
                 "transport": "smtp",
                 "smtp": {"host": "127.0.0.1", "port": sink.port, "security": "none"},
+                **sections.pop("email", {}),
             },
             "digests": [
                 {"name": "daily", "cron": "0 7 * * *", "timezone": "Africa/Kigali"},
@@ -87,8 +90,8 @@ class RunningSite:
     clock: Clock
 
     def wait_for_mail(self, to: str, count: int = 1, within: float = 10.0) -> list[EmailMessage]:
-        """The messages the sink got for ``to``, once there are ``count`` of them (the app
-        sends after answering). Fails if they do not come."""
+        """The messages the sink got for ``to``, once there are ``count`` of them (the
+        worker sends what the app queued). Fails if they do not come."""
         deadline = time.monotonic() + within
         while True:
             found = [m for m in self.sink.messages if to in m.recipients]
@@ -121,6 +124,29 @@ def running_site(tmp_path: Path, database_url: str, **sections: Any) -> Iterator
         clock = Clock()
         server.start(create_app(config, engine=engine, clock=clock))
         try:
-            yield RunningSite(server.url, config, engine, db.sessions(engine), sink, clock)
+            with worker(Service(config, engine=engine, clock=clock)):
+                yield RunningSite(server.url, config, engine, db.sessions(engine), sink, clock)
         finally:
             engine.dispose()
+
+
+@contextmanager
+def worker(service: Service) -> Iterator[None]:
+    """A worker's transactional part, in a thread: the web app only queues its emails
+    (confirmations), a worker next to `serve` sends them. Digests stay for the tests to
+    dispatch themselves."""
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.is_set():
+            service.dispatcher.send_transactional()
+            stop.wait(0.05)
+
+    thread = threading.Thread(target=loop, name="worker", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        service.dispatcher.stopping.set()
+        thread.join()

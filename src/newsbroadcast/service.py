@@ -105,6 +105,7 @@ class Service:
             channels=self.channels,
             prepare=self._prepare,
             clock=clock,
+            templates=lambda: self.templates,
         )
         with self.sessions() as session:
             register_channels(session, [ch.name for ch in config.social], clock())

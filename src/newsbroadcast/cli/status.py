@@ -18,15 +18,32 @@ from newsbroadcast.db.models import (
     SendStatus,
     SourceState,
     Subscriber,
+    TransactionalEmail,
     utcnow,
 )
+
+
+def _print_transactional_error(session: Session) -> None:
+    """Why the latest confirmation email that has not gone out waits or failed."""
+    latest = session.execute(
+        select(TransactionalEmail.status, TransactionalEmail.last_error)
+        .where(
+            TransactionalEmail.status.in_([SendStatus.queued, SendStatus.failed]),
+            TransactionalEmail.last_error.is_not(None),
+        )
+        .order_by(TransactionalEmail.id.desc())
+        .limit(1)
+    ).first()
+    if latest is not None:
+        print(f"  last {latest.status}: {latest.last_error}")
 
 
 def cmd_status(args: argparse.Namespace) -> int:
     config = site_config(args)
     engine = open_engine(config)
     with db.sessions(engine)() as session:
-        for label, model in (("deliveries", Delivery), ("posts", Post)):
+        outbox = (("deliveries", Delivery), ("posts", Post))
+        for label, model in (*outbox, ("confirmation emails", TransactionalEmail)):
             counts = dict(
                 session.execute(select(model.status, func.count()).group_by(model.status))
                 .tuples()
@@ -34,6 +51,7 @@ def cmd_status(args: argparse.Namespace) -> int:
             )
             shown = ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none"
             print(f"{label}: {shown}")
+        _print_transactional_error(session)
         subs = dict(
             session.execute(select(Subscriber.status, func.count()).group_by(Subscriber.status))
             .tuples()

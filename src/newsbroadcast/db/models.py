@@ -143,7 +143,8 @@ class Subscriber(Base):
     # Preferences (the subscriber's own, from the preferences page). A paused subscriber
     # stays active but gets no edition; digests and topics live in their own tables.
     paused: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
-    # When the last confirmation email went out: at most one per address per resend_after.
+    # When the last confirmation email was queued (its sign-up): at most one per address
+    # per resend_after.
     confirmation_sent_at: Mapped[datetime | None]
     soft_bounce_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
@@ -272,6 +273,29 @@ class Delivery(OutboxRow, Base):
     message_id: Mapped[str | None] = mapped_column(String(255))
     # When the receiver last refused this message (a reply to it): an outcome the
     # automatic pause counts, next to sent_at.
+    refused_at: Mapped[datetime | None]
+
+
+class TransactionalEmail(OutboxRow, Base):
+    """One email a person asked for (the double opt-in confirmation): queued by the web
+    request, sent by the dispatcher through the digests' transport, rate limit and retry
+    rule. ``key`` comes from what the email is (purpose, address, the sign-up it answers),
+    so a double submit or a retried request queues it once."""
+
+    __tablename__ = "transactional_emails"
+    __table_args__ = (
+        UniqueConstraint("key", name="uq_transactional_emails_key"),
+        Index("ix_transactional_emails_due", "status", "next_attempt_at", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key: Mapped[str] = mapped_column(String(64))
+    purpose: Mapped[str] = mapped_column(String(32))
+    subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id", ondelete="CASCADE"))
+    # The link in it stops working then, counted from the request (as when it was sent at once).
+    expires_at: Mapped[datetime]
+    smtp_reply: Mapped[str | None] = mapped_column(Text)
+    message_id: Mapped[str | None] = mapped_column(String(255))
     refused_at: Mapped[datetime | None]
 
 

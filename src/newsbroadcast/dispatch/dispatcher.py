@@ -18,8 +18,8 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any
 
+import jinja2
 from sqlalchemy import exists, update
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -29,16 +29,19 @@ from newsbroadcast.db.models import Delivery, Edition, EditionStatus, SendStatus
 from newsbroadcast.dispatch.email import EmailSending
 from newsbroadcast.dispatch.report import DispatchReport
 from newsbroadcast.dispatch.social import PostPublishing
-from newsbroadcast.outbox.claim import backoff
+from newsbroadcast.dispatch.transactional import TransactionalSending
+from newsbroadcast.errors import DeliveryError
+from newsbroadcast.outbox import retry
 from newsbroadcast.outbox.ratelimit import SendRateLimiter
 from newsbroadcast.render.mime import PreparedEdition
+from newsbroadcast.render.templates import make_environment
 from newsbroadcast.render.views import EditionView
 from newsbroadcast.transports.base import Transport
 
 log = logging.getLogger("newsbroadcast.dispatch")
 
 
-class Dispatcher(EmailSending, PostPublishing):
+class Dispatcher(TransactionalSending, EmailSending, PostPublishing):
     """Sends what the planner queued. Safe to run in many processes on one PostgreSQL."""
 
     def __init__(
@@ -49,13 +52,18 @@ class Dispatcher(EmailSending, PostPublishing):
         channels: dict[str, Channel],
         prepare: Callable[[str, EditionView, str], PreparedEdition],
         clock: Callable[[], datetime] = utcnow,
+        templates: Callable[[], jinja2.Environment] | None = None,
     ) -> None:
+        """``templates``: the templates transactional emails are rendered with, when they
+        are sent (by default, those under the configured folder)."""
         self.config = config
         self.sessions = sessions
         self.make_transport = transport
         self.channels = channels
         self.prepare = prepare
         self.clock = clock
+        self.templates = templates or self._own_templates
+        self._templates: jinja2.Environment | None = None
         # (edition id, language) → rendered once per language variant
         self._prepared: dict[tuple[int, str], PreparedEdition] = {}
         self._prepared_lock = threading.Lock()
@@ -95,9 +103,11 @@ class Dispatcher(EmailSending, PostPublishing):
                 return total
 
     def dispatch_once(self, deadline: float | None = None) -> DispatchReport:
-        """One round: deliveries (until none is due, or past ``deadline``, a
-        ``time.monotonic()`` value), then one claim of posts, then editions that ended."""
+        """One round: due transactional emails (a person waits for them), deliveries
+        (until none is due, or past ``deadline``, a ``time.monotonic()`` value), then one
+        claim of posts, then editions that ended."""
         report = DispatchReport()
+        report.add(self.send_transactional())
         report.add(self.send_deliveries(deadline))
         report.add(self.publish_posts())
         self.finish_editions()
@@ -111,11 +121,22 @@ class Dispatcher(EmailSending, PostPublishing):
 
     # -- shared by both sides -------------------------------------------------------------------
 
-    def _outage_wait(self, key: str, settings: Any) -> timedelta:
-        """How long ``key`` (the email transport or a channel) waits after one more
-        outage in a row: ``retry_after``, doubling, at most ``outage_wait_max``."""
-        n = self._outages[key] = self._outages.get(key, 0) + 1
-        return min(backoff(settings.retry_after, n), settings.outage_wait_max)
+    def _own_templates(self) -> jinja2.Environment:
+        if self._templates is None:
+            self._templates = make_environment(self.config.path(self.config.templates))
+        return self._templates
+
+    def _decide(
+        self, key: str, settings: retry.RetrySettings, error: DeliveryError, attempts: int
+    ) -> retry.Retry | retry.GiveUp:
+        """The one retry rule (outbox/retry.py) for a message on ``key`` (the email
+        transport or a channel), counting one more outage in a row on ``key`` when the
+        message did not cause the failure."""
+        outages = self._outages.get(key, 0)
+        decision = retry.decide(error, attempts, settings, self.clock(), outages)
+        if isinstance(decision, retry.Retry) and decision.outage:
+            self._outages[key] = outages + 1
+        return decision
 
     def finish_editions(self) -> None:
         """Mark editions whose every delivery has ended as done."""

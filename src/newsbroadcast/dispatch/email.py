@@ -28,9 +28,10 @@ from newsbroadcast.db.models import (
     Suppression,
 )
 from newsbroadcast.dispatch.report import DispatchReport
-from newsbroadcast.errors import DeliveryError, PermanentSendError, RateLimited, TransportDown
+from newsbroadcast.errors import DeliveryError, PermanentSendError, TransportDown
+from newsbroadcast.outbox import retry
 from newsbroadcast.outbox.autopause import note_refusal
-from newsbroadcast.outbox.claim import backoff, claim
+from newsbroadcast.outbox.claim import claim
 from newsbroadcast.outbox.ratelimit import SendRateLimiter
 from newsbroadcast.outbox.recording import SentRecorder
 from newsbroadcast.outbox.steering import edition_articles
@@ -64,7 +65,7 @@ class EmailSending:
     _prepared_lock: threading.Lock
     _outages: dict[str, int]
     _postgres: bool
-    _outage_wait: Callable[[str, Any], timedelta]
+    _decide: Callable[..., retry.Retry | retry.GiveUp]
 
     def send_deliveries(self, deadline: float | None = None) -> DispatchReport:
         """Send due deliveries until none is due (or ``stopping`` is set, or a batch ends
@@ -289,12 +290,14 @@ class EmailSending:
             except TransportDown as e:
                 # The server is unwell: not this message's doing, so no attempt is spent. The
                 # whole rest of the batch, this message included, waits for the next try.
-                wait = self._outage_wait("email", self.config.email)
+                decision = self._decide("email", self.config.email, e, row.attempts)
+                assert isinstance(decision, retry.Retry)  # an outage never gives up
                 self._count(transport, report, "retry", started, error=f"delivery {row.id}: {e}")
                 self._release_deliveries(
-                    session, [r.id for r in rows[n - 1 :]], self.clock() + wait,
+                    session, [r.id for r in rows[n - 1 :]], decision.at,
                     error=f"waiting for the server: {e}",
                 )  # fmt: skip
+                wait = decision.at - self.clock()
                 log.warning("%s; deliveries wait %ss", e, f"{wait.total_seconds():g}")
                 return False
             except DeliveryError as e:
@@ -397,25 +400,22 @@ class EmailSending:
         session.commit()
 
     def _retry_delivery(self, session: Session, row: Any, error: DeliveryError) -> bool:
-        """The receiver refused this message for now: spend one of its attempts and queue it
-        again after a backoff; False (and failed) once attempts run out."""
-        attempts = row.attempts + 1
+        """Write the one retry rule's decision (outbox/retry.py) to the delivery: queued
+        again (True) or failed (False)."""
+        decision = self._decide("email", self.config.email, error, row.attempts)
         now = self.clock()
-        if attempts >= self.config.email.max_attempts:
+        # A reply to this message is an outcome the automatic pause counts.
+        refused = {"refused_at": now} if retry.caused_by_message(error) else {}
+        if isinstance(decision, retry.GiveUp):
             self._set_delivery(
-                session, row.id, status=SendStatus.failed, last_error=f"gave up: {error}",
-                smtp_reply=error.reply, attempts=attempts, refused_at=now,
+                session, row.id, status=SendStatus.failed, last_error=decision.reason,
+                smtp_reply=error.reply, attempts=decision.attempts, **refused,
             )  # fmt: skip
             return False
-        delay = (
-            timedelta(seconds=error.retry_after)
-            if isinstance(error, RateLimited)
-            else backoff(self.config.email.retry_after, attempts)
-        )
         self._set_delivery(
             session, row.id, status=SendStatus.queued, last_error=str(error),
-            next_attempt_at=now + delay, smtp_reply=error.reply, attempts=attempts,
-            refused_at=now,
+            next_attempt_at=decision.at, smtp_reply=error.reply, attempts=decision.attempts,
+            **refused,
         )  # fmt: skip
         return True
 
@@ -496,9 +496,10 @@ class EmailSending:
                 log.warning("subscriber %s marked bounced: %s", row.subscriber_id, error.reply)
         elif kind == BounceKind.permanent:
             self._count_bounce(session, row)
+        decision = self._decide("email", self.config.email, error, row.attempts)
         self._set_delivery(
             session, row.id, status=SendStatus.failed, last_error=str(error),
-            smtp_reply=error.reply, attempts=row.attempts + 1, refused_at=now,
+            smtp_reply=error.reply, attempts=decision.attempts, refused_at=now,
         )  # fmt: skip
 
     def _count_bounce(self, session: Session, row: Any) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -16,8 +16,9 @@ from newsbroadcast.channels.base import Channel, OutgoingPost, story_identity
 from newsbroadcast.config.model import Config
 from newsbroadcast.db.models import Article, Post, SendStatus
 from newsbroadcast.dispatch.report import DispatchReport
-from newsbroadcast.errors import DeliveryError, PermanentSendError, RateLimited, TransportDown
-from newsbroadcast.outbox.claim import backoff, claim
+from newsbroadcast.errors import DeliveryError, PermanentSendError
+from newsbroadcast.outbox import retry
+from newsbroadcast.outbox.claim import claim
 from newsbroadcast.outbox.pacing import take_slot
 
 log = logging.getLogger("newsbroadcast.dispatch")
@@ -31,7 +32,7 @@ class PostPublishing:
     channels: dict[str, Channel]
     clock: Callable[[], datetime]
     _outages: dict[str, int]
-    _outage_wait: Callable[[str, Any], timedelta]
+    _decide: Callable[..., retry.Retry | retry.GiveUp]
 
     def publish_posts(self) -> DispatchReport:
         report = DispatchReport()
@@ -76,8 +77,7 @@ class PostPublishing:
                 try:
                     published = channel.publish(outgoing)
                 except PermanentSendError as e:
-                    post.attempts += 1
-                    self._finish(session, post, SendStatus.failed, error=str(e))
+                    self._retry_later(session, post, e)
                     report.failed += 1
                     report.errors.append(f"post {post.id} on {post.channel}: {e}")
                 except DeliveryError as e:
@@ -124,29 +124,19 @@ class PostPublishing:
         session.commit()
 
     def _retry_later(self, session: Session, row: Post, error: DeliveryError) -> bool:
-        """Queue ``row`` again after a backoff, by its channel's retry settings; False (and
-        failed) once the attempts it caused run out. Only an answer to the post spends an
-        attempt: no answer at all (the network, the server down) or a request to wait is
-        waited out, at most ``outage_wait_max`` between tries."""
+        """Write the one retry rule's decision (outbox/retry.py) to ``row``, by its
+        channel's retry settings: queued again (True) or failed (False)."""
         settings: Any = next(
             (c for c in self.config.social if c.name == row.channel), self.config.email
         )
-        caused = error.reply is not None and not isinstance(error, (RateLimited, TransportDown))
-        if not caused:
-            delay = (
-                timedelta(seconds=error.retry_after)
-                if isinstance(error, RateLimited)
-                else self._outage_wait(row.channel, settings)
-            )
-        else:
-            row.attempts += 1
-            if row.attempts >= settings.max_attempts:
-                self._finish(session, row, SendStatus.failed, error=f"gave up: {error}")
-                return False
-            delay = backoff(settings.retry_after, row.attempts)
+        decision = self._decide(row.channel, settings, error, row.attempts)
+        row.attempts = decision.attempts
+        if isinstance(decision, retry.GiveUp):
+            self._finish(session, row, SendStatus.failed, error=decision.reason)
+            return False
         row.status = SendStatus.queued
         row.lease_until = None
         row.last_error = str(error)
-        row.next_attempt_at = self.clock() + delay
+        row.next_attempt_at = decision.at
         session.commit()
         return True

@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import ARRAY, Integer, any_, cast, func, select, update
 from sqlalchemy.orm import Session
 
-from newsbroadcast.db.models import Delivery, Post, SendStatus
+from newsbroadcast.db.models import Delivery, Post, SendStatus, TransactionalEmail
 
 MAX_BACKOFF = timedelta(hours=6)
 
@@ -30,7 +30,7 @@ def backoff(base: timedelta, attempts: int) -> timedelta:
 
 def claim(
     session: Session,
-    model: type[Delivery] | type[Post],
+    model: type[Delivery] | type[Post] | type[TransactionalEmail],
     now: datetime,
     lease: timedelta,
     limit: int,

@@ -1,9 +1,13 @@
-"""The double opt-in email: a signed, expiring link that turns a sign-up into a subscription."""
+"""The double opt-in email: a signed, expiring link that turns a sign-up into a subscription.
+
+The web request only queues it (``queue_confirmation``, a row in ``transactional_emails``,
+committed with the sign-up itself); the dispatcher sends it like any other message, through
+the same transport, rate limit and retry rule (dispatch/transactional.py).
+"""
 
 from __future__ import annotations
 
-import logging
-import secrets
+import hashlib
 from datetime import datetime
 from email.headerregistry import Address
 from email.message import EmailMessage
@@ -12,40 +16,86 @@ from email.utils import format_datetime, parseaddr
 
 import css_inline
 import jinja2
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
 
 from newsbroadcast.config.model import Config
-from newsbroadcast.db.models import Subscriber
+from newsbroadcast.db.models import Subscriber, TransactionalEmail
 from newsbroadcast.subscribers import tokens
-from newsbroadcast.transports import make_transport
-from newsbroadcast.transports.base import Envelope
+from newsbroadcast.subscribers.registry import email_key
 
-__all__ = ["CONFIRM", "confirmation_message", "confirm_url", "send_confirmation"]
+__all__ = [
+    "CONFIRM",
+    "confirm_url",
+    "confirmation_key",
+    "confirmation_message",
+    "confirmation_message_id",
+    "queue_confirmation",
+]
 
-CONFIRM = "confirm"  # the token purpose
-log = logging.getLogger("newsbroadcast.web")
+CONFIRM = "confirm"  # the token purpose, and the transactional email's
 
 
-def confirm_url(config: Config, subscriber_id: int, now: datetime) -> str:
-    token = tokens.sign(config.site.secret, CONFIRM, subscriber_id, now + config.web.confirm_within)
+def confirm_url(config: Config, subscriber_id: int, expires_at: datetime) -> str:
+    token = tokens.sign(config.site.secret, CONFIRM, subscriber_id, expires_at)
     return f"{config.site.public_url.rstrip('/')}/confirm/{token}"
 
 
+def confirmation_key(address: str, signed_up_at: datetime) -> str:
+    """The email's identity: its purpose, the address and the sign-up it answers (a sign-up
+    starts the double opt-in at ``signed_up_at``, ``Subscriber.confirmation_sent_at``)."""
+    content = f"{CONFIRM}\n{email_key(address)}\n{signed_up_at.isoformat()}"
+    return hashlib.sha256(content.encode()).hexdigest()
+
+
+def queue_confirmation(session: Session, config: Config, sub: Subscriber, now: datetime) -> bool:
+    """Queue the confirmation email for ``sub``'s sign-up (not committed: the caller commits
+    it with the sign-up). False if that sign-up's email is queued already."""
+    signed_up_at = sub.confirmation_sent_at or now
+    values = {
+        "key": confirmation_key(sub.email, signed_up_at),
+        "purpose": CONFIRM,
+        "subscriber_id": sub.id,
+        "expires_at": signed_up_at + config.web.confirm_within,
+        "next_attempt_at": now,
+        "created_at": now,
+    }
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    inserted = session.execute(
+        dialect.insert(TransactionalEmail)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=["key"])
+        .returning(TransactionalEmail.id)
+    ).first()
+    return inserted is not None
+
+
+def confirmation_message_id(config: Config, key: str) -> str:
+    """From the email's content key: every try of one email has the same Message-ID."""
+    domain = parseaddr(config.site.sender)[1].rpartition("@")[2]
+    return f"confirm-{key[:32]}@{domain}"
+
+
 def confirmation_message(
-    env: jinja2.Environment, config: Config, sub: Subscriber, now: datetime
-) -> tuple[str, bytes]:
-    """``(message_id, RFC 5322 bytes)`` of the confirmation email for ``sub``."""
+    env: jinja2.Environment,
+    config: Config,
+    sub: Subscriber,
+    now: datetime,
+    expires_at: datetime,
+    message_id: str,
+) -> bytes:
+    """The RFC 5322 bytes of the confirmation email for ``sub``, its link valid until
+    ``expires_at``."""
     context = {
         "site": {"name": config.site.name, "url": config.site.url},
         "name": sub.name,
-        "confirm_url": confirm_url(config, sub.id, now),
+        "confirm_url": confirm_url(config, sub.id, expires_at),
         "valid_for_hours": int(config.web.confirm_within.total_seconds() // 3600),
     }
     html = env.get_template("email/confirm.html.j2").render(context)
     html = css_inline.CSSInliner(keep_at_rules=True, load_remote_stylesheets=False).inline(html)
     text = env.get_template("email/confirm.txt.j2").render(context)
     from_name, from_addr = parseaddr(config.site.sender)
-    domain = from_addr.rpartition("@")[2]
-    message_id = f"confirm-{sub.id}.{secrets.token_hex(8)}@{domain}"
     msg = EmailMessage(policy=SMTP)
     msg["From"] = Address(from_name, addr_spec=from_addr)
     msg["To"] = sub.email
@@ -55,15 +105,4 @@ def confirmation_message(
     msg["Auto-Submitted"] = "auto-generated"
     msg.set_content(text)
     msg.add_alternative(html, subtype="html")
-    return message_id, msg.as_bytes(policy=SMTP)
-
-
-def send_confirmation(
-    env: jinja2.Environment, config: Config, sub: Subscriber, now: datetime
-) -> None:
-    """Send it now through the configured transport; raises DeliveryError on failure."""
-    message_id, data = confirmation_message(env, config, sub, now)
-    sender = parseaddr(config.site.sender)[1]
-    with make_transport(config) as transport:
-        transport.send(Envelope(sender, sub.email, data, message_id))
-    log.info("confirmation sent to subscriber %s", sub.id)
+    return msg.as_bytes(policy=SMTP)

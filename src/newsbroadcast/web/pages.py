@@ -16,7 +16,6 @@ import jinja2
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.applications import Starlette
-from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
@@ -28,11 +27,11 @@ from starlette.routing import Route
 from newsbroadcast import db
 from newsbroadcast.config.model import Config
 from newsbroadcast.db.models import Subscriber, SubscriberStatus, utcnow
-from newsbroadcast.errors import DeliveryError, InputError
+from newsbroadcast.errors import InputError
 from newsbroadcast.render.templates import make_environment
 from newsbroadcast.runtime import metrics
 from newsbroadcast.subscribers import tokens
-from newsbroadcast.subscribers.confirmation import CONFIRM, send_confirmation
+from newsbroadcast.subscribers.confirmation import CONFIRM, queue_confirmation
 from newsbroadcast.subscribers.lifecycle import (
     Preferences,
     SignupRequest,
@@ -220,6 +219,9 @@ def _signup_post(site: _Site) -> Handler:
                 except InputError:
                     session.commit()
                     return "invalid", None
+                if sub is not None:
+                    # Queued with the sign-up, in one commit; the dispatcher sends it.
+                    queue_confirmation(session, config, sub, now)
                 session.commit()
                 return "ok", sub
 
@@ -240,21 +242,11 @@ def _signup_post(site: _Site) -> Handler:
                 **_form_context(site, prefs),
                 error="That does not look like an email address.",
             )
-        # The same page whoever the address belongs to; the email (if any) goes out after
-        # the response, so not even the response time tells.
-        task = BackgroundTask(_send_confirmation, site, sub) if sub is not None else None
-        response = site.page(request, "check_inbox.html.j2")
-        response.background = task
-        return response
+        # The same page whoever the address belongs to; the email (if any) is only queued
+        # here (no SMTP in the request), so not even the response time tells.
+        return site.page(request, "check_inbox.html.j2")
 
     return handler
-
-
-def _send_confirmation(site: _Site, sub: Subscriber) -> None:
-    try:
-        send_confirmation(site.env, site.config, sub, site.clock())
-    except DeliveryError as e:
-        log.warning("confirmation to subscriber %s not sent: %s", sub.id, e)
 
 
 class _Message(TypedDict):

@@ -1,0 +1,210 @@
+"""Sending due transactional emails (the double opt-in confirmation): through the digests'
+transport, under the same rate limit and the one retry rule, each outcome recorded on its
+row. They go before the deliveries of a pass: a person is waiting for them.
+(Part of ``Dispatcher``.)
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from email.utils import parseaddr
+from typing import Any
+
+import jinja2
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from newsbroadcast.config.model import Config
+from newsbroadcast.db.models import (
+    SendStatus,
+    Subscriber,
+    SubscriberStatus,
+    TransactionalEmail,
+)
+from newsbroadcast.dispatch.report import DispatchReport
+from newsbroadcast.errors import DeliveryError, TransportDown
+from newsbroadcast.outbox import retry
+from newsbroadcast.outbox.claim import claim
+from newsbroadcast.outbox.ratelimit import SendRateLimiter
+from newsbroadcast.subscribers.confirmation import confirmation_message, confirmation_message_id
+from newsbroadcast.subscribers.suppressions import is_suppressed
+from newsbroadcast.transports.base import Envelope, Transport
+
+log = logging.getLogger("newsbroadcast.dispatch")
+
+# Claimed at once: sign-ups come one by one, a burst of them is still small.
+BATCH = 50
+
+
+class TransactionalSending:
+    """The transactional side of ``Dispatcher``: what it relies on is set up there."""
+
+    config: Config
+    sessions: sessionmaker[Session]
+    make_transport: Callable[[], Transport]
+    templates: Callable[[], jinja2.Environment]
+    clock: Callable[[], datetime]
+    limiter: SendRateLimiter
+    stopping: threading.Event
+    _outages: dict[str, int]
+    _decide: Callable[..., retry.Retry | retry.GiveUp]
+    _count: Callable[..., None]
+
+    def send_transactional(self) -> DispatchReport:
+        """Send the transactional emails due now (one claim of at most ``BATCH``)."""
+        report = DispatchReport()
+        with self.sessions() as session:
+            ids = claim(
+                session, TransactionalEmail, self.clock(), self.config.scheduler.lease, BATCH
+            )
+            if not ids:
+                return report
+            rows = list(
+                session.scalars(
+                    select(TransactionalEmail)
+                    .where(TransactionalEmail.id.in_(ids))
+                    .order_by(TransactionalEmail.id)
+                )
+            )
+            grant = self.limiter.take(len(rows))
+            if grant.granted < len(rows):
+                # Over the limit: the rest waits, unspent, until a slot frees up.
+                retry_at = grant.retry_at or self.clock() + timedelta(seconds=1)
+                self._release_transactional(session, rows[grant.granted :], retry_at)
+                rows = rows[: grant.granted]
+            ended: list[datetime] = []  # when each message that used a slot got its reply
+            try:
+                if rows:
+                    with self.make_transport() as transport:
+                        self._send_transactional_rows(session, transport, rows, report, ended)
+            finally:
+                self.limiter.release(grant.slots, ended)
+        if report.handled:
+            log.info(
+                "transactional emails: sent=%d retried=%d failed=%d skipped=%d",
+                report.sent, report.retried, report.failed, report.skipped,
+            )  # fmt: skip
+        return report
+
+    def _send_transactional_rows(
+        self,
+        session: Session,
+        transport: Transport,
+        rows: list[TransactionalEmail],
+        report: DispatchReport,
+        ended: list[datetime],
+    ) -> None:
+        sender = parseaddr(self.config.site.sender)[1]
+        for n, row in enumerate(rows):
+            if self.stopping.is_set():
+                self._release_transactional(session, rows[n:], self.clock())
+                return
+            sub = session.get(Subscriber, row.subscriber_id)
+            now = self.clock()
+            why_not = self._not_wanted(session, sub, row, now)
+            if why_not is not None or sub is None:
+                self._end(session, row, SendStatus.skipped, error=why_not)
+                self._count(transport, report, "skipped")
+                continue
+            message_id = confirmation_message_id(self.config, row.key)
+            try:
+                data = confirmation_message(
+                    self.templates(), self.config, sub, now, row.expires_at, message_id
+                )
+            except jinja2.TemplateError as e:
+                # The template's fault, not the message's: this one fails, the rest goes on.
+                error = f"the confirmation template failed: {e}"
+                self._end(session, row, SendStatus.failed, error=error)
+                self._count(
+                    transport, report, "failed", error=f"transactional email {row.id}: {error}"
+                )
+                log.error("transactional email %s: %s", row.id, error)
+                continue
+            try:
+                try:
+                    reply = transport.send(Envelope(sender, sub.email, data, message_id))
+                finally:
+                    ended.append(self.clock())
+            except DeliveryError as e:
+                decision = self._decide("email", self.config.email, e, row.attempts)
+                outcome = self._write_decision(session, row, e, decision)
+                self._count(transport, report, outcome, error=f"transactional email {row.id}: {e}")
+                if isinstance(e, TransportDown):
+                    # The server is unwell: everything behind this one waits as well.
+                    assert isinstance(decision, retry.Retry)  # an outage never gives up
+                    self._release_transactional(session, rows[n + 1 :], decision.at)
+                    log.warning("%s; transactional emails wait until %s", e, decision.at)
+                    return
+                log.warning("transactional email %s to subscriber %s: %s", row.id, sub.id, e)
+            else:
+                row.smtp_reply = reply
+                row.message_id = message_id
+                self._end(session, row, SendStatus.sent)
+                self._count(transport, report, "sent")
+                self._outages.pop("email", None)
+                log.info("%s email sent to subscriber %s", row.purpose, sub.id)
+
+    def _not_wanted(
+        self, session: Session, sub: Subscriber | None, row: TransactionalEmail, now: datetime
+    ) -> str | None:
+        """Why this confirmation must not go out any more, if it must not."""
+        if sub is None:
+            return "subscriber is gone"
+        if sub.status != SubscriberStatus.pending:
+            return f"subscriber is {sub.status}"
+        if is_suppressed(session, sub.email):
+            return "address is suppressed"
+        if row.expires_at <= now:
+            return "its link expired before it could be sent"
+        return None
+
+    def _write_decision(
+        self,
+        session: Session,
+        row: TransactionalEmail,
+        error: DeliveryError,
+        decision: retry.Retry | retry.GiveUp,
+    ) -> str:
+        row.attempts = decision.attempts
+        row.smtp_reply = error.reply
+        if retry.caused_by_message(error) or isinstance(decision, retry.GiveUp):
+            row.refused_at = self.clock()
+        if isinstance(decision, retry.GiveUp):
+            self._end(session, row, SendStatus.failed, error=decision.reason)
+            return "failed"
+        row.status = SendStatus.queued
+        row.next_attempt_at = decision.at
+        row.lease_until = None
+        row.last_error = str(error)
+        session.commit()
+        return "retry"
+
+    def _end(
+        self, session: Session, row: TransactionalEmail, status: SendStatus, error: Any = None
+    ) -> None:
+        row.status = status
+        row.lease_until = None
+        row.last_error = error
+        if status == SendStatus.sent:
+            row.sent_at = self.clock()
+        session.commit()
+
+    def _release_transactional(
+        self, session: Session, rows: list[TransactionalEmail], when: datetime
+    ) -> None:
+        """Give claimed rows back, due at ``when``, without spending an attempt."""
+        if not rows:
+            return
+        session.execute(
+            update(TransactionalEmail)
+            .where(
+                TransactionalEmail.id.in_([r.id for r in rows]),
+                TransactionalEmail.status == SendStatus.sending,
+            )
+            .values(status=SendStatus.queued, lease_until=None, next_attempt_at=when)
+            .execution_options(synchronize_session=False)
+        )
+        session.commit()
