@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -16,24 +14,15 @@ import pytest
 from sqlalchemy import create_engine, select
 
 from newsbroadcast.db.models import Post, SendStatus
+from tests import social_poster
 from tests.answer_hold import AnswerHold
 from tests.bluesky_pds import BlueskyPds
-from tests.conftest import ROOT
 from tests.integration.test_social_networks_pipeline import SECRET, TOKEN, networks
 from tests.site import NEWSROOM_FEED, write_feed, write_site_yaml
 from tests.telegram_bot_api import TelegramBotApi
 from tests.webhook_receiver import WebhookReceiver
 
 STORIES = 3
-
-
-def start_poster(config: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "tests.social_poster", str(config)],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
 
 
 @pytest.mark.parametrize("killed_during", ["bsky", "tg", "hook"])
@@ -57,7 +46,7 @@ def test_a_poster_killed_mid_post_never_posts_a_story_twice(
         ].hold
         held.arm()
 
-        poster = start_poster(config)
+        poster = social_poster.start(config)
         try:
             assert held.accepted.wait(60), poster.communicate(timeout=5)[0].decode()
             os.kill(poster.pid, signal.SIGKILL)  # accepted there, not yet recorded here
@@ -66,7 +55,7 @@ def test_a_poster_killed_mid_post_never_posts_a_story_twice(
             poster.kill()
             held.release()
 
-        restarted = start_poster(config)
+        restarted = social_poster.start(config)
         output = restarted.communicate(timeout=120)[0].decode()
         assert restarted.returncode == 0, output
 

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -14,7 +12,7 @@ import pytest
 from sqlalchemy import create_engine, select
 
 from newsbroadcast.db.models import Post, SendStatus
-from tests.conftest import ROOT
+from tests import social_poster
 from tests.integration.test_social_dispatch import social
 from tests.loopback_api import LoopbackApi
 from tests.mastodon_server import MastodonServer
@@ -22,15 +20,6 @@ from tests.site import NEWSROOM_FEED, write_feed, write_site_yaml
 from tests.x_server import XServer
 
 STORIES = 3
-
-
-def start_poster(config: Path, xs: XServer) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "tests.social_poster", str(config), xs.url],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
 
 
 @pytest.mark.parametrize("killed_during", ["x", "fedi"])
@@ -51,7 +40,7 @@ def test_a_poster_killed_mid_post_posts_each_story_once_after_restart(
         held: LoopbackApi = xs if killed_during == "x" else ms
         held.hold_next_accept()
 
-        poster = start_poster(config, xs)
+        poster = social_poster.start(config, xs.url)
         try:
             assert held.accepted.wait(60), poster.communicate(timeout=5)[0].decode()
             os.kill(poster.pid, signal.SIGKILL)  # accepted there, not yet recorded here
@@ -61,7 +50,7 @@ def test_a_poster_killed_mid_post_posts_each_story_once_after_restart(
             held.release()
         assert len(xs.tweets) + len(ms.statuses) < 2 * STORIES
 
-        restarted = start_poster(config, xs)
+        restarted = social_poster.start(config, xs.url)
         output = restarted.communicate(timeout=120)[0].decode()
         assert restarted.returncode == 0, output
 

@@ -30,6 +30,13 @@ from tests.web_site import OLD_SECRET, SECRET, RunningSite, confirm_link, runnin
 TITLE = "Rwanda sends all-woman unit"
 
 
+def write_story(site: RunningSite, folder: Path) -> None:
+    """The site's feed holds one story, TITLE, on its first topic."""
+    write_feed(
+        folder / "feed.xml", 1, now=site.clock.now, titles={0: TITLE}, tags={0: ["Peacekeeping"]}
+    )
+
+
 @pytest.fixture
 def site(tmp_path: Path, database_url: str) -> RunningSite:
     with running_site(tmp_path, database_url) as s:
@@ -218,13 +225,7 @@ def test_one_click_unsubscribe_stops_a_delivery_already_queued(
     tmp_path: Path, database_url: str
 ) -> None:
     with running_site(tmp_path, database_url) as site:
-        write_feed(
-            tmp_path / "feed.xml",
-            1,
-            now=site.clock.now,
-            titles={0: TITLE},
-            tags={0: ["Peacekeeping"]},
-        )
+        write_story(site, tmp_path)
         service = Service(site.config, engine=site.engine, clock=site.clock)
         stays = active_subscriber(site, "stays@example.org")
         leaves = active_subscriber(site, "leaves@example.org")
@@ -282,13 +283,7 @@ def test_archive_pages_and_atom_feed_hold_nothing_personal(
     tmp_path: Path, database_url: str
 ) -> None:
     with running_site(tmp_path, database_url) as site:
-        write_feed(
-            tmp_path / "feed.xml",
-            1,
-            now=site.clock.now,
-            titles={0: TITLE},
-            tags={0: ["Peacekeeping"]},
-        )
+        write_story(site, tmp_path)
         service = Service(site.config, engine=site.engine, clock=site.clock)
         active_subscriber(site, "private.person@example.org")
         service.poll()
