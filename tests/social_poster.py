@@ -7,6 +7,7 @@ kill it with SIGKILL mid-post and start it again.
 
 from __future__ import annotations
 
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -19,6 +20,17 @@ from newsbroadcast.service import Service
 from tests.x_server import route_x_to
 
 RUN_AT_MOST = 60.0  # seconds
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def start(config: Path, x_url: str | None = None) -> subprocess.Popen[bytes]:
+    """This module as a process of its own (it is killed with SIGKILL); output in stdout."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "tests.social_poster", str(config), *([x_url] if x_url else [])],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
 
 
 def main(config_file: str, x_url: str | None = None) -> int:

@@ -15,7 +15,6 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
@@ -28,19 +27,12 @@ from newsbroadcast.config.model import Config
 from newsbroadcast.service import Service
 from newsbroadcast.web import create_app
 from newsbroadcast.web.server import BackgroundServer
-from tests.conftest import ROOT
+from tests import site
+from tests.site import Clock
 from tests.smtp_sink import SmtpSink
 
 SECRET = "web-secret-0123456789abcdef"
 OLD_SECRET = "old-secret-0123456789abcdef"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime(2026, 11, 29, 5, 30, tzinfo=UTC)  # 07:30 in Kigali
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 def site_config(tmp_path: Path, public_url: str, sink: SmtpSink, **sections: Any) -> Config:
@@ -50,33 +42,14 @@ def site_config(tmp_path: Path, public_url: str, sink: SmtpSink, **sections: Any
         "signups_per_client": 50,  # tests of the limit set their own
         **sections.pop("web", {}),
     }
-    return Config.model_validate(
-        {
-            "root": str(tmp_path),
-            "templates": str(ROOT / "templates"),
-            "site": {
-                "name": "Women in Uniform",
-                "url": "https://newsroom.example.org",
-                "public_url": public_url,
-                "from": "Women in Uniform <digest@newsroom.example.org>",
-                "list_id": "digest.newsroom.example.org",
-                "unsubscribe_mailto": "unsubscribe@newsroom.example.org",
-                "secret": SECRET,
-                "previous_secrets": [OLD_SECRET],
-            },
-            "sources": [{"name": "newsroom", "type": "feed", "url": "feed.xml"}],
-            "email": {
-                "transport": "smtp",
-                "smtp": {"host": "127.0.0.1", "port": sink.port, "security": "none"},
-                **sections.pop("email", {}),
-            },
-            "digests": [
-                {"name": "daily", "cron": "0 7 * * *", "timezone": "Africa/Kigali"},
-                {"name": "weekly", "cron": "0 8 * * mon", "timezone": "Africa/Kigali"},
-            ],
-            "web": web,
-            **sections,
-        }
+    return site.site_config(
+        tmp_path,
+        site={"public_url": public_url, "secret": SECRET, "previous_secrets": [OLD_SECRET]},
+        sources=[site.NEWSROOM_FEED],
+        email=site.smtp_email(sink.port, **sections.pop("email", {})),
+        digests=[site.DAILY, {**site.DAILY, "name": "weekly", "cron": "0 8 * * mon"}],
+        web=web,
+        **sections,
     )
 
 

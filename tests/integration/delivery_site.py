@@ -3,19 +3,16 @@ feed with two stories, many subscribers inserted in bulk, and an edition planned
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
-import yaml
 from sqlalchemy import Engine, insert
 
 from newsbroadcast.config.model import Config, load_config
 from newsbroadcast.db.models import Subscriber, SubscriberStatus, utcnow
 from newsbroadcast.service import Service
-from tests.conftest import ROOT
+from tests.cli_runner import Ran, run_cli
+from tests.site import NEWSROOM_FEED, smtp_email, write_site_yaml
 
 SECRET = "scale-secret-0123456789"
 
@@ -54,37 +51,16 @@ def write_site(
     """Write ``folder/config.yaml`` (and the feed) and return its path."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "feed.xml").write_text(FEED, encoding="utf-8")
-    data = {
-        "root": ".",
-        "templates": str(ROOT / "templates"),
-        "site": {
-            "name": "Women in Uniform",
-            "url": "https://newsroom.example.org",
-            "public_url": "https://news.example.org",
-            "from": "Women in Uniform <digest@newsroom.example.org>",
-            "list_id": "digest.newsroom.example.org",
-            "unsubscribe_mailto": "unsubscribe@newsroom.example.org",
-            "secret": SECRET,
-        },
-        "database": {"url": database_url},
-        "sources": [{"name": "newsroom", "type": "feed", "url": "feed.xml"}],
-        "email": {
-            "transport": "smtp",
-            "smtp": {
-                "host": "127.0.0.1",
-                "port": smtp_port,
-                "security": "none",
-                "timeout": "5s",
-                **(smtp or {}),
-            },
-            **(email or {}),
-        },
-        "digests": [{"name": "daily", "cron": cron, "timezone": "UTC", "catch_up": "1d"}],
-        "scheduler": {"dispatch_every": "0.2s", "lease": "5m", **(scheduler or {})},
-    }
-    path = folder / "config.yaml"
-    path.write_text(yaml.safe_dump(data), encoding="utf-8")
-    return path
+    return write_site_yaml(
+        folder / "config.yaml",
+        root=".",
+        site={"secret": SECRET},
+        database={"url": database_url},
+        sources=[NEWSROOM_FEED],
+        email=smtp_email(smtp_port, smtp={"timeout": "5s", **(smtp or {})}, **(email or {})),
+        digests=[{"name": "daily", "cron": cron, "timezone": "UTC", "catch_up": "1d"}],
+        scheduler={"dispatch_every": "0.2s", "lease": "5m", **(scheduler or {})},
+    )
 
 
 def add_subscribers(engine: Engine, count: int, start: int = 0) -> list[str]:
@@ -121,29 +97,9 @@ def plan_edition(service: Service) -> int:
     return planned[0].edition_id
 
 
-def nb_command(config_path: Path, *args: str) -> list[str]:
-    return [sys.executable, "-m", "newsbroadcast", "--config", str(config_path), *args]
-
-
-def nb_env() -> dict[str, str]:
-    env = {**os.environ}
-    env.pop("DATABASE_URL", None)
-    env.pop("NEWSBROADCAST_CONFIG", None)
-    return env
-
-
-def nb(config_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(
-        nb_command(config_path, *args),
-        capture_output=True,
-        text=True,
-        env=nb_env(),
-        cwd=config_path.parent,
-        timeout=120,
-    )
-    if result.returncode != 0:
-        raise AssertionError(f"exit {result.returncode}\n{result.stdout}\n{result.stderr}")
-    return result
+def nb(config_path: Path, *args: str) -> Ran:
+    """The command on the site, called in this process (tests/cli_runner.py)."""
+    return run_cli(config_path, *args, cwd=config_path.parent)
 
 
 def config_of(path: Path) -> Config:

@@ -5,14 +5,12 @@ from __future__ import annotations
 import email
 import email.policy
 import json
-import os
 import re
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 
 from newsbroadcast.dispatch.preview import without_per_send_headers
+from tests.cli_runner import run_cli
 from tests.integration.test_cli_run import SECRET, nb, outbox, posts
 from tests.integration.test_cli_run import site as site  # noqa: F401  (the fixture)
 from tests.smtp_sink import SmtpSink, free_port
@@ -169,13 +167,7 @@ def test_config_schema_writes_the_committed_schema(site: Path, tmp_path: Path) -
 
 def test_init_makes_a_site_that_passes_check_and_runs(tmp_path: Path) -> None:
     target = tmp_path / "new-site"
-    env = {**os.environ}
-    env.pop("NEWSBROADCAST_CONFIG", None)
-    env.pop("DATABASE_URL", None)
-    made = subprocess.run(
-        [sys.executable, "-m", "newsbroadcast", "init", str(target)],
-        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60,
-    )  # fmt: skip
+    made = run_cli(None, "init", str(target), cwd=tmp_path, check=False)
     assert made.returncode == 0, made.stderr
     secret = re.search(r"export NEWSBROADCAST_SECRET=(\S+)", made.stdout).group(1)  # type: ignore[union-attr]
     for part in ("config/newsbroadcast.yaml", "config/newsbroadcast.schema.json",
@@ -186,10 +178,7 @@ def test_init_makes_a_site_that_passes_check_and_runs(tmp_path: Path) -> None:
     checked = nb(target, "check", NEWSBROADCAST_SECRET=secret)
     assert ": OK:" in checked.stdout
 
-    again = subprocess.run(
-        [sys.executable, "-m", "newsbroadcast", "init", str(target)],
-        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60,
-    )  # fmt: skip
+    again = run_cli(None, "init", str(target), cwd=tmp_path, check=False)
     assert again.returncode == 2 and "not empty" in again.stderr
 
 

@@ -23,6 +23,7 @@ from newsbroadcast.dispatch.preview import preview_digest, without_per_send_head
 from newsbroadcast.runtime import logs
 from newsbroadcast.service import Service
 from tests.conftest import ROOT
+from tests.site import NEWSROOM_FEED, site_config
 from tests.smtp_sink import SmtpSink
 
 NOW = datetime(2026, 3, 2, 5, 0, tzinfo=UTC)
@@ -31,28 +32,13 @@ SMTP_PASSWORD = "smtp-pass-Zq8Kx2Lw"
 
 
 def make_config(tmp_path: Path, **email: Any) -> Config:
-    return Config.model_validate(
-        {
-            "root": str(tmp_path),
-            "templates": str(ROOT / "templates"),
-            "site": {
-                "name": "Women in Uniform",
-                "url": "https://newsroom.example.org",
-                "public_url": "https://news.example.org",
-                "from": "Women in Uniform <digest@newsroom.example.org>",
-                "list_id": "digest.newsroom.example.org",
-                "unsubscribe_mailto": "unsubscribe@newsroom.example.org",
-                "secret": SECRET,
-            },
-            "sources": [
-                {"name": "newsroom", "type": "feed", "url": str(ROOT / "examples/feed.xml")}
-            ],
-            "email": email or {"transport": "file", "file": {"dir": str(tmp_path / "outbox")}},
-            "digests": [{"name": "daily", "cron": "0 7 * * *", "timezone": "Africa/Kigali"}],
-            "social": [{"name": "wall", "type": "file", "dir": str(tmp_path / "posts"),
-                        "backfill": 2}],
-        }
-    )  # fmt: skip
+    return site_config(
+        tmp_path,
+        site={"secret": SECRET},
+        sources=[{**NEWSROOM_FEED, "url": str(ROOT / "examples/feed.xml")}],
+        email=email or {"transport": "file", "file": {"dir": str(tmp_path / "outbox")}},
+        social=[{"name": "wall", "type": "file", "dir": str(tmp_path / "posts"), "backfill": 2}],
+    )
 
 
 def add_subscribers(service: Service, *people: tuple[str, str | None, str]) -> None:

@@ -23,7 +23,7 @@ from newsbroadcast.service import Service
 from newsbroadcast.subscribers.lifecycle import find_by_email, get_preferences
 from newsbroadcast.subscribers.registry import add_subscriber
 from tests.conftest import ROOT
-from tests.integration.test_web_endpoints import FEED
+from tests.integration.test_web_endpoints import TITLE, write_story
 from tests.web_site import RunningSite, confirm_link, running_site
 
 ARTIFACTS = ROOT / "test-artifacts" / "browser-journey"
@@ -96,7 +96,7 @@ def test_sign_up_confirm_prefer_unsubscribe_then_skipped(browser: object, tmp_pa
         WebDriverWait(driver, 30).until(expected_conditions.staleness_of(old_page))
 
     with running_site(tmp_path, f"sqlite:///{tmp_path / 'journey.db'}") as site:
-        (tmp_path / "feed.xml").write_text(FEED, encoding="utf-8")
+        write_story(site, tmp_path)
         control = _active(site, "control@example.org")
 
         driver.get(site.url + "/subscribe")
@@ -159,7 +159,7 @@ def test_sign_up_confirm_prefer_unsubscribe_then_skipped(browser: object, tmp_pa
         assert "control@example.org" in site.sink.recipients()
 
         driver.get(f"{site.url}/archive/{edition.edition_id}")
-        assert "Rwanda sends all-woman unit" in driver.page_source
+        assert TITLE in driver.page_source
         shot("archive-edition")
 
 

@@ -5,16 +5,15 @@ from __future__ import annotations
 import email
 import email.policy
 import json
-import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
+from tests.cli_runner import Ran, process_command, process_env, run_cli, run_process
 from tests.conftest import ROOT
 
 SECRET = "test-secret-0123456789"
@@ -28,28 +27,26 @@ def site(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def nb(site: Path, *args: str, check: bool = True, **env: str) -> subprocess.CompletedProcess:
-    full_env = {**os.environ, "NEWSBROADCAST_SECRET": SECRET, **env}
-    full_env.pop("DATABASE_URL", None)
-    full_env.pop("NEWSBROADCAST_CONFIG", None)
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "newsbroadcast",
-            "--config",
-            str(site / "config/newsbroadcast.yaml"),
-            *args,
-        ],
-        capture_output=True,
-        text=True,
-        env=full_env,
+def nb(site: Path, *args: str, check: bool = True, **env: str | None) -> Ran:
+    """The command on the site, called in this process (tests/cli_runner.py)."""
+    return run_cli(
+        site / "config/newsbroadcast.yaml",
+        *args,
         cwd=site,
-        timeout=120,
+        env={"NEWSBROADCAST_SECRET": SECRET, **env},
+        check=check,
     )
-    if check and result.returncode != 0:
-        raise AssertionError(f"exit {result.returncode}\n{result.stdout}\n{result.stderr}")
-    return result
+
+
+def nb_process(site: Path, *args: str, check: bool = True) -> Ran:
+    """The same as a real `python -m newsbroadcast` process."""
+    return run_process(
+        site / "config/newsbroadcast.yaml",
+        *args,
+        cwd=site,
+        env={"NEWSBROADCAST_SECRET": SECRET},
+        check=check,
+    )
 
 
 def outbox(site: Path) -> list[Path]:
@@ -62,8 +59,9 @@ def posts(site: Path) -> list[dict]:
 
 
 def test_run_once_sends_the_sample_digest_and_posts_then_nothing_more(site: Path) -> None:
-    nb(site, "subscribers", "import", "examples/subscribers.csv")
-    first = nb(site, "run", "--once")
+    # End to end, as a user runs it: each command a process of its own.
+    nb_process(site, "subscribers", "import", "examples/subscribers.csv")
+    first = nb_process(site, "run", "--once")
     assert "1 edition(s)" in first.stdout, first.stdout
 
     messages = outbox(site)
@@ -81,18 +79,18 @@ def test_run_once_sends_the_sample_digest_and_posts_then_nothing_more(site: Path
     assert len(announced) == 3  # backfill: 3 in the sample config
     assert len({p["article_id"] for p in announced}) == 3
 
-    second = nb(site, "run", "--once")
+    second = nb_process(site, "run", "--once")
     assert "0 edition(s); sent 0" in second.stdout, second.stdout
     assert len(outbox(site)) == 4 and len(posts(site)) == 3
 
     # Forced, the weekly digest is due too: its first edition goes out; the daily one has
     # nothing new. Forced again: nothing new for either.
-    forced = nb(site, "run", "--once", "--force")
+    forced = nb_process(site, "run", "--once", "--force")
     assert "1 edition(s); sent 4" in forced.stdout, forced.stdout
-    forced_again = nb(site, "run", "--once", "--force")
+    forced_again = nb_process(site, "run", "--once", "--force")
     assert "0 edition(s); sent 0" in forced_again.stdout, forced_again.stdout
 
-    status = nb(site, "status")
+    status = nb_process(site, "status")
     assert "deliveries: sent 8" in status.stdout
     assert "posts: sent 3" in status.stdout
     assert "newsroom: last poll" in status.stdout
@@ -100,19 +98,10 @@ def test_run_once_sends_the_sample_digest_and_posts_then_nothing_more(site: Path
 
 def test_run_stops_cleanly_on_sigint_after_sending(site: Path) -> None:
     nb(site, "subscribers", "import", "examples/subscribers.csv")
-    env = {**os.environ, "NEWSBROADCAST_SECRET": SECRET}
-    env.pop("DATABASE_URL", None)
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "newsbroadcast",
-            "--config",
-            str(site / "config/newsbroadcast.yaml"),
-            "run",
-        ],
+        process_command(site / "config/newsbroadcast.yaml", "run"),
         cwd=site,
-        env=env,
+        env=process_env({"NEWSBROADCAST_SECRET": SECRET}),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -157,22 +146,7 @@ def test_check_reports_file_and_line(site: Path) -> None:
 
 
 def test_check_reports_missing_secret_and_bad_yaml(site: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if k != "NEWSBROADCAST_SECRET"}
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "newsbroadcast",
-            "--config",
-            str(site / "config/newsbroadcast.yaml"),
-            "check",
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=site,
-        timeout=60,
-    )
+    result = nb(site, "check", check=False, NEWSBROADCAST_SECRET=None)
     assert result.returncode == 2
     secret_line = next(
         i

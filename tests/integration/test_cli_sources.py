@@ -12,11 +12,11 @@ from sqlalchemy import select
 
 from newsbroadcast.articles.ingest import poll_all
 from newsbroadcast.articles.push import hash_token
-from newsbroadcast.cli.commands import main
 from newsbroadcast.config.model import load_config
 from newsbroadcast.db.engine import make_engine, sessions, upgrade
 from newsbroadcast.db.models import Article, utcnow
 from newsbroadcast.errors import ConfigError
+from tests.cli_runner import run_cli
 from tests.integration.site_server import Site, serve
 
 SITE = Path(__file__).resolve().parents[1] / "fixtures" / "sites" / "newsroom"
@@ -74,9 +74,7 @@ api:
     return path
 
 
-def test_status_shows_each_source_health_and_what_was_left_out(
-    tmp_path: Path, site: Site, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_status_shows_each_source_health_and_what_was_left_out(tmp_path: Path, site: Site) -> None:
     path = write_config(tmp_path, site)
     config = load_config(path)
     engine = make_engine(config.database_url)
@@ -85,13 +83,14 @@ def test_status_shows_each_source_health_and_what_was_left_out(
     engine.dispose()
     assert [r.error for r in reports] == [None, None]
 
-    add = ["--config", str(path), "articles", "add", "--url"]
-    assert main([*add, site.url("/news/press-release.html?utm_source=newsletter")]) == 0
-    out = capsys.readouterr().out
+    add = ["articles", "add", "--url"]
+    out = run_cli(path, *add, site.url("/news/press-release.html?utm_source=newsletter")).stdout
     assert "added: New partnership with the regional police college" in out
     # The listing already brought this story in: same address, one article.
-    assert main([*add, site.url("/news/story-c.html")]) == 0
-    assert "already there: Mentoring network" in capsys.readouterr().out
+    assert (
+        "already there: Mentoring network"
+        in run_cli(path, *add, site.url("/news/story-c.html")).stdout
+    )
     engine = make_engine(config.database_url)
     with sessions(engine)() as s:
         pushed = s.scalars(select(Article).where(Article.source == "manual")).one()
@@ -102,8 +101,7 @@ def test_status_shows_each_source_health_and_what_was_left_out(
         assert pushed.author == "Press office"
     engine.dispose()
 
-    assert main(["--config", str(path), "status"]) == 0
-    out = capsys.readouterr().out
+    out = run_cli(path, "status").stdout
     assert "  listing: last poll " in out and "3 items seen, ok" in out
     assert "    left out: " + site.url("/news/") + " item 5" in out
     assert "  cms: last poll" in out and "1 items seen, ok" in out
@@ -111,19 +109,16 @@ def test_status_shows_each_source_health_and_what_was_left_out(
     assert "  manual: last poll" in out and "2 items seen, ok" in out
 
 
-def test_articles_add_reports_an_unreadable_page(
-    tmp_path: Path, site: Site, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_articles_add_reports_an_unreadable_page(tmp_path: Path, site: Site) -> None:
     path = write_config(tmp_path, site)
-    assert main(["--config", str(path), "articles", "add", "--url", site.url("/nope")]) == 1
-    assert "HTTP 404" in capsys.readouterr().err
-    assert main(["--config", str(path), "status"]) == 0
-    assert "manual: last poll" in capsys.readouterr().out
+    unreadable = run_cli(path, "articles", "add", "--url", site.url("/nope"), check=False)
+    assert unreadable.returncode == 1
+    assert "HTTP 404" in unreadable.stderr
+    assert "manual: last poll" in run_cli(path, "status").stdout
 
 
-def test_hash_token_makes_a_config_line(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["api", "hash-token"]) == 0
-    lines = capsys.readouterr().out.splitlines()
+def test_hash_token_makes_a_config_line() -> None:
+    lines = run_cli(None, "api", "hash-token").stdout.splitlines()
     token = lines[0].rsplit(" ", 1)[1]
     assert lines[1].endswith(hash_token(token))
     assert len(token) >= 40

@@ -20,8 +20,8 @@ from newsbroadcast.dispatch.worker import run_worker
 from newsbroadcast.runtime.scheduler import run_forever
 from newsbroadcast.service import Service
 from tests.conftest import postgres_schema
+from tests.site import make_config
 from tests.tcp_proxy import TcpProxy
-from tests.unit.helpers_config import make_config
 
 
 def wait_for(what: str, condition: Callable[[], object], seconds: float = 60) -> None:

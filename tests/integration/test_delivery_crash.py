@@ -18,11 +18,10 @@ from sqlalchemy import func, select
 
 from newsbroadcast.db.engine import make_engine, sessions, upgrade
 from newsbroadcast.db.models import Delivery, Edition
+from tests.cli_runner import process_command, process_env
 from tests.integration.delivery_site import (
     add_subscribers,
     nb,
-    nb_command,
-    nb_env,
     plan_edition,
     service_for,
     write_site,
@@ -49,10 +48,10 @@ def _counts(url_sessions, edition_id: int) -> Counter[str]:  # type: ignore[no-u
 def _start_worker(config_path: Path, log: Path) -> subprocess.Popen[bytes]:
     out = log.open("ab")
     return subprocess.Popen(
-        nb_command(config_path, "worker"),
+        process_command(config_path, "worker"),
         stdout=out,
         stderr=subprocess.STDOUT,
-        env=nb_env(),
+        env=process_env(),
         cwd=config_path.parent,
     )
 
@@ -132,10 +131,10 @@ def test_two_schedulers_firing_the_same_digest_make_one_edition(
         everyone = add_subscribers(engine, 400)
         runs = [
             subprocess.Popen(
-                nb_command(config_path, "run", "--once"),
+                process_command(config_path, "run", "--once"),
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
-                env=nb_env(),
+                env=process_env(),
                 cwd=tmp_path,
             )
             for _ in range(2)
@@ -169,8 +168,8 @@ def test_edition_commands_pause_resume_cancel(database_url: str, tmp_path: Path)
         assert "sent 0," in nb(config_path, "worker", "--once").stdout
         assert sink.messages == []
         again = subprocess.run(
-            nb_command(config_path, "edition", "cancel", str(edition)),
-            capture_output=True, text=True, env=nb_env(), cwd=tmp_path,
+            process_command(config_path, "edition", "cancel", str(edition)),
+            capture_output=True, text=True, env=process_env(), cwd=tmp_path,
         )  # fmt: skip
         assert again.returncode == 2 and "already cancelled" in again.stderr
     engine.dispose()

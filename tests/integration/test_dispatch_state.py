@@ -4,63 +4,32 @@ from __future__ import annotations
 
 import threading
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 from sqlalchemy import Engine, select, update
 
-from newsbroadcast.config.model import Config
 from newsbroadcast.db.models import Delivery, Post, SendStatus, Subscriber, SubscriberStatus
 from newsbroadcast.dispatch.email import HALT_CHECK_SECONDS
 from newsbroadcast.outbox.claim import backoff, claim
 from newsbroadcast.service import Service
 from newsbroadcast.subscribers.registry import add_subscriber
 from newsbroadcast.subscribers.suppressions import is_suppressed, suppress
-from tests.conftest import ROOT
+from tests.site import NEWSROOM_FEED, Clock, site_config, smtp_email, write_feed
 from tests.smtp_sink import ReceivedMessage, SmtpSink
 
-FEED = """<?xml version="1.0"?><rss version="2.0"><channel><title>t</title>
-<link>https://newsroom.example.org/</link><description>d</description>
-<item><title>Kyrgyz border guards graduate first women's cohort</title>
-<link>https://newsroom.example.org/kg-cohort</link><guid>kg-cohort</guid>
-<pubDate>Sat, 28 Nov 2026 08:00:00 GMT</pubDate><description>Thirty officers.</description></item>
-</channel></rss>"""
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime(2026, 11, 29, 5, 30, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
+TITLE = "Kyrgyz border guards graduate first women's cohort"
 
 
 def service_for(engine: Engine, tmp_path: Path, sink: SmtpSink, clock: Clock) -> Service:
-    (tmp_path / "feed.xml").write_text(FEED)
-    config = Config.model_validate(
-        {
-            "root": str(tmp_path),
-            "templates": str(ROOT / "templates"),
-            "site": {
-                "name": "Women in Uniform",
-                "url": "https://newsroom.example.org",
-                "public_url": "https://news.example.org",
-                "from": "digest@newsroom.example.org",
-                "list_id": "digest.example.org",
-                "unsubscribe_mailto": "unsubscribe@newsroom.example.org",
-                "secret": "state-secret-0123456789",
-            },
-            "sources": [{"name": "newsroom", "type": "feed", "url": "feed.xml"}],
-            "email": {
-                "transport": "smtp",
-                "max_attempts": 2,
-                "smtp": {"host": "127.0.0.1", "port": sink.port, "security": "none"},
-            },
-            "digests": [{"name": "daily", "cron": "0 7 * * *", "timezone": "Africa/Kigali"}],
-            # The feed is met on this first read: its newest story is the backfill.
-            "social": [{"name": "wire", "type": "file", "dir": "posts", "backfill": 1}],
-            "scheduler": {"lease": "5m"},
-        }
+    write_feed(tmp_path / "feed.xml", 1, now=clock.now, titles={0: TITLE})
+    config = site_config(
+        tmp_path,
+        sources=[NEWSROOM_FEED],
+        email=smtp_email(sink.port, max_attempts=2),
+        # The feed is met on this first read: its newest story is the backfill.
+        social=[{"name": "wire", "type": "file", "dir": "posts", "backfill": 1}],
+        scheduler={"lease": "5m"},
     )
     service = Service(config, engine=engine, clock=clock)
     with service.sessions() as session:

@@ -21,7 +21,7 @@ from sqlalchemy import Engine, event, func, select
 from newsbroadcast.db.models import Delivery, Edition
 from newsbroadcast.service import Service
 from newsbroadcast.subscribers.registry import add_subscriber
-from tests.unit.helpers_config import make_config
+from tests.site import make_config
 
 NOW = datetime(2026, 11, 29, 5, 30, tzinfo=UTC)  # 07:30 in Kigali: the daily edition is due
 

@@ -23,7 +23,7 @@ from newsbroadcast.db.models import Article, Edition, EditionArticle
 from newsbroadcast.planning.editions import bulk_plan_edition, edition_stories
 from newsbroadcast.planning.schedule import due_period
 from newsbroadcast.sources.base import ArticleDraft
-from tests.unit.helpers_config import make_config
+from tests.site import make_config
 
 POLL_START = datetime(2026, 3, 2, 6, 59, 50, tzinfo=UTC)
 # The edition is planned while the poll that started at POLL_START is still fetching.

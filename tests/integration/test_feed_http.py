@@ -22,6 +22,7 @@ from newsbroadcast.config.model import Config
 from newsbroadcast.db.engine import sessions
 from newsbroadcast.db.models import Article, SourceState
 from newsbroadcast.errors import InputError
+from tests.site import site_config
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "feeds"
 NOW = datetime(2025, 5, 23, 12, 0, tzinfo=UTC)
@@ -190,20 +191,11 @@ def closed_port() -> int:
 
 
 def make_config(tmp_path: Path, sources: list[dict[str, Any]]) -> Config:
-    return Config.model_validate(
-        {
-            "root": str(tmp_path),
-            "site": {
-                "name": "Women in Uniform",
-                "url": "https://newsroom.example.org",
-                "public_url": "http://localhost:8000",
-                "from": "Women in Uniform <digest@newsroom.example.org>",
-                "list_id": "digest.newsroom.example.org",
-                "unsubscribe_mailto": "unsubscribe@newsroom.example.org",
-                "secret": "test-secret-0123456789",
-            },
-            "sources": [{"type": "feed", "timeout": "5s", **s} for s in sources],
-        }
+    return site_config(
+        tmp_path,
+        site={"public_url": "http://localhost:8000"},
+        sources=[{"type": "feed", "timeout": "5s", **s} for s in sources],
+        digests=None,
     )
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import email
 import email.policy
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -20,7 +20,7 @@ from newsbroadcast.db.models import Delivery, Edition, SendStatus, Subscriber, S
 from newsbroadcast.service import Service
 from newsbroadcast.subscribers import tokens
 from newsbroadcast.subscribers.registry import add_subscriber
-from tests.conftest import ROOT
+from tests.site import DAILY, NEWSROOM_FEED, Clock, site_config, smtp_email
 from tests.smtp_sink import SmtpSink
 
 SECRET = "pipeline-secret-0123456789"
@@ -49,50 +49,20 @@ Injection: Bcc: victim@example.com</title>
 """
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime(2026, 11, 29, 5, 30, tzinfo=UTC)  # 07:30 in Kigali
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
 def make_config(tmp_path: Path, sink: SmtpSink) -> Config:
     (tmp_path / "feed.xml").write_text(FEED, encoding="utf-8")
-    return Config.model_validate(
-        {
-            "root": str(tmp_path),
-            "templates": str(ROOT / "templates"),
-            "site": {
-                "name": "Women in Uniform",
-                "url": "https://newsroom.example.org",
-                "public_url": "https://news.example.org",
-                "from": "Women in Uniform <digest@newsroom.example.org>",
-                "list_id": "digest.newsroom.example.org",
-                "unsubscribe_mailto": "unsubscribe@newsroom.example.org",
-                "secret": SECRET,
-            },
-            "sources": [{"name": "newsroom", "type": "feed", "url": "feed.xml"}],
-            "email": {
-                "transport": "smtp",
-                "smtp": {
-                    "host": "127.0.0.1",
-                    "port": sink.port,
-                    "security": "none",
-                    "timeout": "5s",
-                },
-                "bounce_after": 1,
-            },
-            "digests": [
-                {
-                    "name": "daily",
-                    "cron": "0 7 * * *",
-                    "timezone": "Africa/Kigali",
-                    "subject": "{{ site.name }} daily: {{ edition.articles[0].title }}",
-                    "catch_up": "1h",
-                }
-            ],
-        }
+    return site_config(
+        tmp_path,
+        site={"secret": SECRET},
+        sources=[NEWSROOM_FEED],
+        email=smtp_email(sink.port, smtp={"timeout": "5s"}, bounce_after=1),
+        digests=[
+            {
+                **DAILY,
+                "subject": "{{ site.name }} daily: {{ edition.articles[0].title }}",
+                "catch_up": "1h",
+            }
+        ],
     )
 
 

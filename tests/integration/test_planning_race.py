@@ -23,7 +23,7 @@ from newsbroadcast.planning.editions import PlannedEdition, bulk_plan_edition
 from newsbroadcast.planning.schedule import due_period
 from newsbroadcast.sources.base import ArticleDraft
 from newsbroadcast.subscribers.registry import add_subscriber
-from tests.unit.helpers_config import make_config
+from tests.site import make_config
 
 NOW = datetime(2026, 11, 29, 5, 30, tzinfo=UTC)
 DEADLINE = 60.0  # seconds; only a broken lock or a hung database comes near it

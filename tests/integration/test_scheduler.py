@@ -16,41 +16,16 @@ from newsbroadcast.runtime.scheduler import build_scheduler, run_forever
 from newsbroadcast.service import Service
 from newsbroadcast.subscribers.registry import add_subscriber
 from tests.conftest import ROOT
+from tests.site import DAILY, NEWSROOM_FEED, site_config
 from tests.smtp_sink import ReceivedMessage, SmtpSink
 
 
 def config(tmp_path: Path) -> Config:
-    return Config.model_validate(
-        {
-            "root": str(tmp_path),
-            "templates": str(ROOT / "templates"),
-            "site": {
-                "name": "W",
-                "url": "https://newsroom.example.org",
-                "public_url": "https://news.example.org",
-                "from": "d@newsroom.example.org",
-                "list_id": "digest.example.org",
-                "unsubscribe_mailto": "u@example.org",
-                "secret": "scheduler-secret-0123456789",
-            },
-            "sources": [
-                {
-                    "name": "newsroom",
-                    "type": "feed",
-                    "url": str(ROOT / "examples/feed.xml"),
-                    "poll_every": "10m",
-                }
-            ],
-            "digests": [
-                {
-                    "name": "daily",
-                    "cron": "0 7 * * *",
-                    "timezone": "Africa/Kigali",
-                    "catch_up": "3h",
-                }
-            ],
-            "scheduler": {"dispatch_every": "7s"},
-        }
+    return site_config(
+        tmp_path,
+        sources=[{**NEWSROOM_FEED, "url": str(ROOT / "examples/feed.xml"), "poll_every": "10m"}],
+        digests=[{**DAILY, "catch_up": "3h"}],
+        scheduler={"dispatch_every": "7s"},
     )
 
 

@@ -5,55 +5,42 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-import yaml
 from sqlalchemy import create_engine, select
 
 from newsbroadcast.db.models import Post, SendStatus
-from tests.conftest import ROOT
-from tests.integration.test_social_dispatch import SITE, social, write_feed
+from tests import social_poster
+from tests.integration.test_social_dispatch import social
 from tests.loopback_api import LoopbackApi
 from tests.mastodon_server import MastodonServer
+from tests.site import NEWSROOM_FEED, write_feed, write_site_yaml
 from tests.x_server import XServer
 
 STORIES = 3
-
-
-def start_poster(config: Path, xs: XServer) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "tests.social_poster", str(config), xs.url],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
 
 
 @pytest.mark.parametrize("killed_during", ["x", "fedi"])
 def test_a_poster_killed_mid_post_posts_each_story_once_after_restart(
     database_url: str, tmp_path: Path, killed_during: str
 ) -> None:
-    write_feed(tmp_path / "feed.xml", datetime.now(UTC), STORIES)
+    write_feed(tmp_path / "feed.xml", STORIES, now=datetime.now(UTC))
     with XServer() as xs, MastodonServer() as ms:
-        config = tmp_path / "newsbroadcast.yaml"
-        document = {
-            "root": str(tmp_path),
-            "templates": str(ROOT / "templates"),
-            "site": SITE,
-            "database": {"url": database_url},
-            "sources": [{"name": "newsroom", "type": "feed", "url": "feed.xml"}],
-            "social": social(xs, ms, timeout="60s"),  # killed while waiting, not timed out
-            "scheduler": {"lease": "2s"},  # the restarted poster takes over after this
-        }
-        config.write_text(yaml.safe_dump(document))
+        config = write_site_yaml(
+            tmp_path / "newsbroadcast.yaml",
+            root=str(tmp_path),
+            database={"url": database_url},
+            sources=[NEWSROOM_FEED],
+            digests=None,
+            social=social(xs, ms, timeout="60s"),  # killed while waiting, not timed out
+            scheduler={"lease": "2s"},  # the restarted poster takes over after this
+        )
         held: LoopbackApi = xs if killed_during == "x" else ms
         held.hold_next_accept()
 
-        poster = start_poster(config, xs)
+        poster = social_poster.start(config, xs.url)
         try:
             assert held.accepted.wait(60), poster.communicate(timeout=5)[0].decode()
             os.kill(poster.pid, signal.SIGKILL)  # accepted there, not yet recorded here
@@ -63,7 +50,7 @@ def test_a_poster_killed_mid_post_posts_each_story_once_after_restart(
             held.release()
         assert len(xs.tweets) + len(ms.statuses) < 2 * STORIES
 
-        restarted = start_poster(config, xs)
+        restarted = social_poster.start(config, xs.url)
         output = restarted.communicate(timeout=120)[0].decode()
         assert restarted.returncode == 0, output
 

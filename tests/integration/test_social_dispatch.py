@@ -10,70 +10,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from sqlalchemy import Engine, select
 
 from newsbroadcast import cli
 from newsbroadcast.channels.x import LIMIT, weighted_length
 from newsbroadcast.config import load_config
-from newsbroadcast.config.model import Config
 from newsbroadcast.db.models import Article, Post, SendStatus
 from newsbroadcast.service import Service
-from tests.conftest import ROOT
 from tests.mastodon_server import TOKEN, MastodonServer, to_html
+from tests.site import NEWSROOM_FEED, Clock, site_config, write_feed, write_site_yaml
 from tests.smtp_sink import free_port
 from tests.x_server import CREDENTIALS, XServer, route_x_to
-
-SITE = {
-    "name": "Women in Uniform",
-    "url": "https://newsroom.example.org",
-    "public_url": "https://news.example.org",
-    "from": "digest@newsroom.example.org",
-    "list_id": "digest.example.org",
-    "unsubscribe_mailto": "unsubscribe@newsroom.example.org",
-    "secret": "social-secret-0123456789",
-}
-
-
-class Clock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
-def write_feed(
-    path: Path,
-    now: datetime,
-    stories: int,
-    titles: dict[int, str] | None = None,
-    tags: dict[int, list[str]] | None = None,
-    dated: bool = True,
-) -> None:
-    """``stories`` stories; ``titles`` and ``tags`` replace some stories' title or tags."""
-    titles, tags = titles or {}, tags or {}
-
-    def item(i: int) -> str:
-        title = titles.get(i, f"Story {i}: women officers in the border guard")
-        categories = "".join(
-            f"<category>{t}</category>" for t in tags.get(i, ["border management"])
-        )
-        date = format_datetime(now - timedelta(minutes=30 + i))
-        published = f"<pubDate>{date}</pubDate>" if dated else ""
-        return (
-            f"<item><title>{title}</title>"
-            f"<link>https://newsroom.example.org/story-{i}</link><guid>story-{i}</guid>"
-            f"{published}{categories}"
-            f"<description>Cohort {i} of thirty officers finished training.</description></item>"
-        )
-
-    items = "".join(item(i) for i in range(stories))
-    path.write_text(
-        '<?xml version="1.0"?><rss version="2.0"><channel><title>t</title>'
-        "<link>https://newsroom.example.org/</link><description>d</description>"
-        f"{items}</channel></rss>"
-    )
 
 
 @pytest.fixture
@@ -107,15 +54,12 @@ def make_service(
     **extra: Any,
 ) -> Service:
     xs, ms = servers
-    config = Config.model_validate(
-        {
-            "root": str(tmp_path),
-            "templates": str(ROOT / "templates"),
-            "site": SITE,
-            "sources": [{"name": "newsroom", "type": "feed", "url": "feed.xml"}],
-            "social": social(xs, ms, **extra),
-            "scheduler": {"lease": "5m"},
-        }
+    config = site_config(
+        tmp_path,
+        sources=[NEWSROOM_FEED],
+        digests=None,
+        social=social(xs, ms, **extra),
+        scheduler={"lease": "5m"},
     )
     service = Service(config, engine=engine, clock=clock)
     route_x_to(service.channels["x"].session, xs.url)  # type: ignore[attr-defined]
@@ -132,7 +76,7 @@ def test_each_story_goes_out_once_per_channel_with_the_stored_text(
 ) -> None:
     xs, ms = servers
     clock = Clock(datetime.now(UTC))
-    write_feed(tmp_path / "feed.xml", clock(), 3)
+    write_feed(tmp_path / "feed.xml", 3, now=clock())
     service = make_service(engine, tmp_path, servers, clock)
     service.poll()
     service.dispatch()
@@ -167,7 +111,7 @@ def test_a_title_too_long_for_x_is_shortened_and_a_post_that_cannot_fit_fails_al
     clock = Clock(datetime.now(UTC))
     # Story 0's title alone is over X's 280; story 2's hashtags are (but fit Mastodon's 500).
     many_tags = [f"topic {n}" for n in range(40)]
-    write_feed(tmp_path / "feed.xml", clock(), 3, titles={0: LONG_TITLE}, tags={2: many_tags})
+    write_feed(tmp_path / "feed.xml", 3, now=clock(), titles={0: LONG_TITLE}, tags={2: many_tags})
     service = make_service(engine, tmp_path, servers, clock)
     assert weighted_length(LONG_TITLE) > LIMIT
     service.poll()
@@ -201,7 +145,7 @@ def test_posts_left_sending_by_a_crash_are_settled_not_posted_again(
 ) -> None:
     xs, ms = servers
     clock = Clock(datetime.now(UTC))
-    write_feed(tmp_path / "feed.xml", clock(), 1)
+    write_feed(tmp_path / "feed.xml", 1, now=clock())
     service = make_service(engine, tmp_path, servers, clock)
     service.poll()
     # A dispatcher records its attempts, the networks accept both posts, and it dies
@@ -238,7 +182,7 @@ def test_rate_limits_delay_the_post_until_the_reset(
 ) -> None:
     xs, ms = servers
     clock = Clock(datetime.now(UTC))
-    write_feed(tmp_path / "feed.xml", clock(), 1)
+    write_feed(tmp_path / "feed.xml", 1, now=clock())
     service = make_service(engine, tmp_path, servers, clock)
     xs.rate_limited, xs.rate_limit_reset_in = 1, 900
     ms.rate_limited, ms.rate_limit_reset_in = 1, timedelta(minutes=4)
@@ -259,7 +203,7 @@ def test_the_pace_holds_across_dispatchers_and_keeps_to_its_hours(
     xs, ms = servers
     kigali_10am = datetime(2026, 11, 30, 8, 0, tzinfo=UTC)
     clock = Clock(kigali_10am)
-    write_feed(tmp_path / "feed.xml", clock(), 12)
+    write_feed(tmp_path / "feed.xml", 12, now=clock())
     pace = {"every": "10m", "between": "07:00-21:00", "timezone": "Africa/Kigali"}
     first = make_service(engine, tmp_path, servers, clock, pace=pace)
     first.poll()
@@ -283,19 +227,17 @@ def test_post_preview_prints_each_channels_text_and_length(
     tmp_path: Path, servers: tuple[XServer, MastodonServer], capsys: pytest.CaptureFixture[str]
 ) -> None:
     xs, ms = servers
-    write_feed(tmp_path / "feed.xml", datetime.now(UTC), 2)
+    write_feed(tmp_path / "feed.xml", 2, now=datetime.now(UTC))
     entries = social(xs, ms)
     entries[0].update({k: f"${{X_{k.upper()}}}" for k in CREDENTIALS})
-    document = {
-        "root": str(tmp_path),
-        "templates": str(ROOT / "templates"),
-        "site": SITE,
-        "database": {"url": f"sqlite:///{tmp_path / 'nb.db'}"},
-        "sources": [{"name": "newsroom", "type": "feed", "url": "feed.xml"}],
-        "social": entries,
-    }
-    path = tmp_path / "newsbroadcast.yaml"
-    path.write_text(yaml.safe_dump(document))
+    path = write_site_yaml(
+        tmp_path / "newsbroadcast.yaml",
+        root=str(tmp_path),
+        database={"url": f"sqlite:///{tmp_path / 'nb.db'}"},
+        sources=[NEWSROOM_FEED],
+        digests=None,
+        social=entries,
+    )
     env = {f"X_{k.upper()}": v for k, v in CREDENTIALS.items()}
     with pytest.MonkeyPatch.context() as mp:
         for k, v in env.items():
@@ -317,7 +259,7 @@ def test_an_unreachable_network_spends_no_attempt_of_a_post(
 ) -> None:
     xs, _ = servers
     clock = Clock(datetime.now(UTC))
-    write_feed(tmp_path / "feed.xml", clock(), 1)
+    write_feed(tmp_path / "feed.xml", 1, now=clock())
     service = make_service(engine, tmp_path, servers, clock, max_attempts=2)
     x_session = service.channels["x"].session  # type: ignore[attr-defined]
     route_x_to(x_session, f"http://127.0.0.1:{free_port()}")  # X cannot be reached
@@ -340,14 +282,14 @@ def test_a_new_sites_archive_is_not_announced_whatever_its_dates(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     clock = Clock(datetime.now(UTC))
-    write_feed(tmp_path / "feed.xml", clock(), 40, dated=False)  # an archive without dates
+    write_feed(tmp_path / "feed.xml", 40, now=clock(), dated=False)  # an archive without dates
     service = make_service(engine, tmp_path, servers, clock, backfill=0)
     service.poll()
     assert posts(service) == []  # the defaults: backfill 0, max_age 2d
 
     # Restarted, the source is still met: only a story that appears later is news.
     clock.now += timedelta(minutes=15)
-    write_feed(tmp_path / "feed.xml", clock(), 41, dated=False)
+    write_feed(tmp_path / "feed.xml", 41, now=clock(), dated=False)
     service = make_service(engine, tmp_path, servers, clock, backfill=0)
     service.poll()
     rows = posts(service)
@@ -367,21 +309,19 @@ def test_the_archive_and_a_date_from_the_future_are_noted_in_status(
 ) -> None:
     xs, ms = servers
     now = datetime.now(UTC)
-    write_feed(tmp_path / "feed.xml", now, 2, dated=False)
+    write_feed(tmp_path / "feed.xml", 2, now=now, dated=False)
     feed = (tmp_path / "feed.xml").read_text()
     ahead = f"<pubDate>{format_datetime(now.replace(year=2999))}</pubDate>"
     feed = feed.replace("<guid>story-0</guid>", f"<guid>story-0</guid>{ahead}", 1)
     (tmp_path / "feed.xml").write_text(feed)
-    document = {
-        "root": str(tmp_path),
-        "templates": str(ROOT / "templates"),
-        "site": SITE,
-        "database": {"url": f"sqlite:///{tmp_path / 'nb.db'}"},
-        "sources": [{"name": "newsroom", "type": "feed", "url": "feed.xml"}],
-        "social": social(xs, ms),
-    }
-    path = tmp_path / "newsbroadcast.yaml"
-    path.write_text(yaml.safe_dump(document))
+    path = write_site_yaml(
+        tmp_path / "newsbroadcast.yaml",
+        root=str(tmp_path),
+        database={"url": f"sqlite:///{tmp_path / 'nb.db'}"},
+        sources=[NEWSROOM_FEED],
+        digests=None,
+        social=social(xs, ms),
+    )
     service = Service(load_config(path))
     service.poll()
     service.close()

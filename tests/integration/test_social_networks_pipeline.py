@@ -7,18 +7,18 @@ config by the Service, as in production.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, timedelta
 from pathlib import Path
+from typing import Any
 from xml.sax.saxutils import escape
 
 import pytest
 from sqlalchemy import Engine, select
 
-from newsbroadcast.config.model import Config
 from newsbroadcast.db.models import Post, SendStatus
 from newsbroadcast.service import Service
 from tests.bluesky_pds import BlueskyPds
-from tests.conftest import ROOT
+from tests.site import NEWSROOM_FEED, Clock, site_config
 from tests.telegram_bot_api import TelegramBotApi
 from tests.webhook_receiver import WebhookReceiver
 
@@ -50,12 +50,38 @@ def feed(image_base: str) -> str:
 {"".join(items)}</channel></rss>"""
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime(2026, 11, 29, 5, 30, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
+def networks(
+    pds: BlueskyPds, tg: TelegramBotApi, hook: WebhookReceiver, timeout: str = "5s"
+) -> list[dict[str, Any]]:
+    """The three channels, on the loopback servers."""
+    return [
+        {
+            "name": "bsky",
+            "type": "bluesky",
+            "service": pds.url,
+            "handle": "newsroom.test",
+            "app_password": "app-pass-1234",
+            "timeout": timeout,
+            "backfill": 10,  # the feed's stories are its first read: the archive
+        },
+        {
+            "name": "tg",
+            "type": "telegram",
+            "api_url": tg.url,
+            "token": TOKEN,
+            "chat_id": "@newsroomtest",
+            "timeout": timeout,
+            "backfill": 10,
+        },
+        {
+            "name": "hook",
+            "type": "webhook",
+            "url": hook.url,
+            "secret": SECRET,
+            "timeout": timeout,
+            "backfill": 10,
+        },
+    ]
 
 
 @pytest.fixture
@@ -73,49 +99,11 @@ def make_service(
 ) -> Service:
     pds, tg, hook = servers
     (tmp_path / "feed.xml").write_text(feed(pds.url))
-    config = Config.model_validate(
-        {
-            "root": str(tmp_path),
-            "templates": str(ROOT / "templates"),
-            "site": {
-                "name": "Women in Uniform",
-                "url": "https://newsroom.example.org",
-                "public_url": "https://news.example.org",
-                "from": "digest@newsroom.example.org",
-                "list_id": "digest.example.org",
-                "unsubscribe_mailto": "unsubscribe@newsroom.example.org",
-                "secret": "pipeline-secret-0123456789",
-            },
-            "sources": [{"name": "newsroom", "type": "feed", "url": "feed.xml"}],
-            "social": [
-                {
-                    "name": "bsky",
-                    "type": "bluesky",
-                    "service": pds.url,
-                    "handle": "newsroom.test",
-                    "app_password": "app-pass-1234",
-                    "timeout": "5s",
-                    "backfill": 10,  # the feed's stories are its first read: the archive
-                },
-                {
-                    "name": "tg",
-                    "type": "telegram",
-                    "api_url": tg.url,
-                    "token": TOKEN,
-                    "chat_id": "@newsroomtest",
-                    "timeout": "5s",
-                    "backfill": 10,
-                },
-                {
-                    "name": "hook",
-                    "type": "webhook",
-                    "url": hook.url,
-                    "secret": SECRET,
-                    "timeout": "5s",
-                    "backfill": 10,
-                },
-            ],
-        }
+    config = site_config(
+        tmp_path,
+        sources=[NEWSROOM_FEED],
+        digests=None,
+        social=networks(pds, tg, hook),
     )
     return Service(config, engine=engine, clock=clock)
 

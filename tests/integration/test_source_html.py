@@ -18,6 +18,7 @@ from newsbroadcast.db.engine import sessions
 from newsbroadcast.db.models import Article, SourceState
 from tests.integration.site_server import Site, serve
 from tests.integration.test_cli_sources import write_config
+from tests.site import site_config
 
 SITE = Path(__file__).resolve().parents[1] / "fixtures" / "sites" / "newsroom"
 NOW = datetime(2025, 5, 23, 12, 0, tzinfo=UTC)
@@ -52,22 +53,7 @@ def html_source(site: Site, **changes: Any) -> dict[str, Any]:
 
 
 def make_config(tmp_path: Path, *sources: dict[str, Any], **sections: Any) -> Config:
-    return Config.model_validate(
-        {
-            "root": str(tmp_path),
-            "site": {
-                "name": "Women in Uniform",
-                "url": "https://newsroom.example.org",
-                "public_url": "https://news.example.org",
-                "from": "digest@newsroom.example.org",
-                "list_id": "digest.newsroom.example.org",
-                "unsubscribe_mailto": "unsubscribe@newsroom.example.org",
-                "secret": "test-secret-0123456789abcdef",
-            },
-            "sources": list(sources),
-            **sections,
-        }
-    )
+    return site_config(tmp_path, sources=list(sources), **{"digests": None, **sections})
 
 
 def stored(engine: Engine) -> dict[str, Article]:

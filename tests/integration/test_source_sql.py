@@ -30,6 +30,7 @@ from newsbroadcast.config.model import Config
 from newsbroadcast.db.engine import make_engine, sessions, upgrade
 from newsbroadcast.db.models import Article, SourceState
 from newsbroadcast.sources.sql import readonly_engine
+from tests.site import site_config
 
 NOW = datetime(2025, 5, 23, 12, 0, tzinfo=UTC)
 
@@ -120,37 +121,27 @@ def store(tmp_path: Path) -> Iterator[Engine]:
 
 
 def make_config(tmp_path: Path, **source: Any) -> Config:
-    return Config.model_validate(
-        {
-            "root": str(tmp_path),
-            "site": {
-                "name": "Women in Uniform",
-                "url": "https://newsroom.example.org",
-                "public_url": "https://news.example.org",
-                "from": "digest@newsroom.example.org",
-                "list_id": "digest.newsroom.example.org",
-                "unsubscribe_mailto": "unsubscribe@newsroom.example.org",
-                "secret": "test-secret-0123456789abcdef",
-            },
-            "sources": [
-                {
-                    "type": "sql",
-                    "name": "cms",
-                    "table": "published_news",
-                    "columns": {
-                        "guid": "news_id",
-                        "title": "headline",
-                        "url": "permalink",
-                        "summary": "teaser",
-                        "published_at": "posted",
-                        "tags": "keywords",
-                    },
-                    "cursor": "news_id",
-                    "timezone": "Africa/Kigali",
-                    **source,
-                }
-            ],
-        }
+    return site_config(
+        tmp_path,
+        digests=None,
+        sources=[
+            {
+                "type": "sql",
+                "name": "cms",
+                "table": "published_news",
+                "columns": {
+                    "guid": "news_id",
+                    "title": "headline",
+                    "url": "permalink",
+                    "summary": "teaser",
+                    "published_at": "posted",
+                    "tags": "keywords",
+                },
+                "cursor": "news_id",
+                "timezone": "Africa/Kigali",
+                **source,
+            }
+        ],
     )
 
 

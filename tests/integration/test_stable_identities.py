@@ -15,7 +15,8 @@ from sqlalchemy import Engine, select
 from newsbroadcast.db.engine import make_engine
 from newsbroadcast.db.models import Article
 from tests.bluesky_pds import BlueskyPds
-from tests.integration.test_social_networks_pipeline import Clock, feed, make_service, servers
+from tests.integration.test_social_networks_pipeline import feed, make_service, servers
+from tests.site import Clock
 from tests.telegram_bot_api import TelegramBotApi
 from tests.webhook_receiver import WebhookReceiver
 

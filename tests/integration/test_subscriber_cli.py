@@ -6,10 +6,8 @@ import csv
 import io
 import json
 import mailbox
-import os
 import shutil
 import subprocess
-import sys
 import time
 from email.message import EmailMessage
 from pathlib import Path
@@ -18,6 +16,7 @@ import httpx
 import pytest
 
 from newsbroadcast.subscribers import tokens
+from tests.cli_runner import Ran, process_command, process_env, run_cli
 from tests.conftest import ROOT
 from tests.smtp_sink import free_port
 
@@ -33,26 +32,10 @@ def site(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def env() -> dict[str, str]:
-    full = {**os.environ, "NEWSBROADCAST_SECRET": SECRET}
-    full.pop("DATABASE_URL", None)
-    full.pop("NEWSBROADCAST_CONFIG", None)
-    return full
-
-
-def nb(site: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    config = str(site / "config/newsbroadcast.yaml")
-    result = subprocess.run(
-        [sys.executable, "-m", "newsbroadcast", "--config", config, *args],
-        capture_output=True,
-        text=True,
-        env=env(),
-        cwd=site,
-        timeout=120,
-    )
-    if check and result.returncode != 0:
-        raise AssertionError(f"exit {result.returncode}\n{result.stdout}\n{result.stderr}")
-    return result
+def nb(site: Path, *args: str, check: bool = True) -> Ran:
+    """The command on the site, called in this process (tests/cli_runner.py)."""
+    config = site / "config/newsbroadcast.yaml"
+    return run_cli(config, *args, cwd=site, env={"NEWSBROADCAST_SECRET": SECRET}, check=check)
 
 
 def test_export_data_remove_suppress_and_erase(site: Path) -> None:
@@ -101,10 +84,9 @@ def test_mailbox_process_honours_a_mailto_unsubscribe(site: Path) -> None:
 
 def test_serve_answers_on_the_given_port(site: Path) -> None:
     port = free_port()
-    config = str(site / "config/newsbroadcast.yaml")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "newsbroadcast", "--config", config, "serve", "--port", str(port)],
-        env=env(),
+        process_command(site / "config/newsbroadcast.yaml", "serve", "--port", str(port)),
+        env=process_env({"NEWSBROADCAST_SECRET": SECRET}),
         cwd=site,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

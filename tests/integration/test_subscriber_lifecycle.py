@@ -40,7 +40,7 @@ from newsbroadcast.subscribers.mailbox import process_mailbox
 from newsbroadcast.subscribers.registry import add_subscriber, import_csv
 from newsbroadcast.subscribers.suppressions import is_suppressed, suppress
 from tests.conftest import ROOT
-from tests.unit.helpers_config import SECRET, make_config
+from tests.site import SECRET, make_config
 
 NOW = datetime(2026, 11, 29, 5, 30, tzinfo=UTC)
 BOUNCES = ROOT / "tests" / "fixtures" / "bounces"

@@ -24,17 +24,17 @@ from newsbroadcast.subscribers import tokens
 from newsbroadcast.subscribers.lifecycle import find_by_email, get_preferences
 from newsbroadcast.subscribers.registry import add_subscriber
 from newsbroadcast.subscribers.suppressions import suppress
+from tests.site import write_feed
 from tests.web_site import OLD_SECRET, SECRET, RunningSite, confirm_link, running_site
 
-FEED = """<?xml version="1.0" encoding="utf-8"?>
-<rss version="2.0"><channel><title>W</title><link>https://newsroom.example.org/</link>
-<description>t</description>
-<item><title>Rwanda sends all-woman unit</title>
-<link>https://newsroom.example.org/2018/07/rwanda</link><guid>rwanda</guid>
-<category>Peacekeeping</category>
-<pubDate>Tue, 10 Jul 2018 09:00:00 GMT</pubDate><description>Officers and medics.</description>
-</item></channel></rss>
-"""
+TITLE = "Rwanda sends all-woman unit"
+
+
+def write_story(site: RunningSite, folder: Path) -> None:
+    """The site's feed holds one story, TITLE, on its first topic."""
+    write_feed(
+        folder / "feed.xml", 1, now=site.clock.now, titles={0: TITLE}, tags={0: ["Peacekeeping"]}
+    )
 
 
 @pytest.fixture
@@ -225,7 +225,7 @@ def test_one_click_unsubscribe_stops_a_delivery_already_queued(
     tmp_path: Path, database_url: str
 ) -> None:
     with running_site(tmp_path, database_url) as site:
-        (tmp_path / "feed.xml").write_text(FEED, encoding="utf-8")
+        write_story(site, tmp_path)
         service = Service(site.config, engine=site.engine, clock=site.clock)
         stays = active_subscriber(site, "stays@example.org")
         leaves = active_subscriber(site, "leaves@example.org")
@@ -283,7 +283,7 @@ def test_archive_pages_and_atom_feed_hold_nothing_personal(
     tmp_path: Path, database_url: str
 ) -> None:
     with running_site(tmp_path, database_url) as site:
-        (tmp_path / "feed.xml").write_text(FEED, encoding="utf-8")
+        write_story(site, tmp_path)
         service = Service(site.config, engine=site.engine, clock=site.clock)
         active_subscriber(site, "private.person@example.org")
         service.poll()
@@ -294,10 +294,10 @@ def test_archive_pages_and_atom_feed_hold_nothing_personal(
         listing = client.get("/archive")
         assert f'href="/archive/{edition.edition_id}"' in listing.text
         page = client.get(f"/archive/{edition.edition_id}")
-        assert page.status_code == 200 and "Rwanda sends all-woman unit" in page.text
+        assert page.status_code == 200 and TITLE in page.text
         feed = client.get("/archive.atom")
         assert feed.headers["content-type"].startswith("application/atom+xml")
-        assert "Rwanda sends all-woman unit" in feed.text
+        assert TITLE in feed.text
         assert f"{site.url}/archive/{edition.edition_id}" in feed.text
         for text in (page.text, feed.text):
             assert "private.person" not in text

@@ -3,11 +3,9 @@ reload: never a process growing to gigabytes."""
 
 from __future__ import annotations
 
-import os
 import resource
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,6 +13,7 @@ import pytest
 from newsbroadcast.config.model import load_config
 from newsbroadcast.config.reload import ConfigWatcher
 from newsbroadcast.service import Service
+from tests.cli_runner import process_command, process_env
 from tests.conftest import ROOT
 from tests.integration.test_cli_run import SECRET, site  # noqa: F401  (the fixture)
 from tests.unit.test_yaml_source import laughs
@@ -38,11 +37,11 @@ def with_bomb(config: Path, levels: int) -> int:
 def test_check_and_run_refuse_a_billion_laughs_by_line(site: Path) -> None:  # noqa: F811
     config = site / "config/newsbroadcast.yaml"
     line = with_bomb(config, 9)
-    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "NEWSBROADCAST_CONFIG")}
-    env["NEWSBROADCAST_SECRET"] = SECRET
+    env = process_env({"NEWSBROADCAST_SECRET": SECRET})
     for command in (["check"], ["run", "--once"]):
+        # A process of its own: its memory is capped, so a bomb that got through would fail.
         result = subprocess.run(
-            [sys.executable, "-m", "newsbroadcast", "--config", str(config), *command],
+            process_command(config, *command),
             capture_output=True,
             text=True,
             env=env,

@@ -16,7 +16,7 @@ from newsbroadcast.render import i18n
 from newsbroadcast.render.email import prepare_edition
 from newsbroadcast.render.templates import format_date, make_environment
 from newsbroadcast.render.views import EditionView, Recipient, StoryView
-from tests.unit.helpers_config import TEMPLATES, make_config
+from tests.site import TEMPLATES, make_config
 
 NOW = datetime(2026, 3, 2, 5, 0, tzinfo=UTC)
 STORY = StoryView(

@@ -25,7 +25,7 @@ from newsbroadcast.render.mime import PreparedEdition, make_message_id, recipien
 from newsbroadcast.render.templates import make_environment
 from newsbroadcast.render.views import EditionView, Recipient, StoryView
 from newsbroadcast.subscribers import tokens
-from tests.unit.helpers_config import SECRET, TEMPLATES, make_config
+from tests.site import SECRET, TEMPLATES, make_config
 
 NOW = datetime(2026, 3, 2, 5, 0, tzinfo=UTC)
 PUBLISHED = datetime(2026, 3, 1, 9, 30, tzinfo=UTC)
