@@ -10,7 +10,7 @@ import sqlite3
 from pathlib import Path
 
 from newsbroadcast.dispatch.preview import without_per_send_headers
-from tests.cli_runner import run_cli
+from tests.cli_runner import Ran, run_cli
 from tests.integration.test_cli_run import SECRET, nb, outbox, posts
 from tests.integration.test_cli_run import site as site  # noqa: F401  (the fixture)
 from tests.smtp_sink import SmtpSink, free_port
@@ -73,14 +73,10 @@ def test_check_warns_about_what_would_hurt_real_mail_but_still_passes(site: Path
 def test_config_and_verbose_may_come_before_or_after_the_command(site: Path) -> None:
     elsewhere = site / "elsewhere"  # no config/newsbroadcast.yaml here: only --config finds it
     elsewhere.mkdir()
-    env = {k: v for k, v in os.environ.items() if k not in ("NEWSBROADCAST_CONFIG", "DATABASE_URL")}
-    env["NEWSBROADCAST_SECRET"] = SECRET
+    secret = {"NEWSBROADCAST_SECRET": SECRET}
 
-    def newsbroadcast(*args: str) -> subprocess.CompletedProcess:
-        command = [sys.executable, "-m", "newsbroadcast", *args]
-        return subprocess.run(
-            command, capture_output=True, text=True, env=env, cwd=elsewhere, timeout=120
-        )
+    def newsbroadcast(*args: str) -> Ran:
+        return run_cli(None, *args, cwd=elsewhere, env=secret, check=False)
 
     config = str(config_file(site))
     after = newsbroadcast("check", "--config", config)

@@ -16,7 +16,7 @@ from newsbroadcast.errors import (
     TransportDown,
 )
 from newsbroadcast.outbox.retry import GiveUp, Retry, caused_by_message, decide
-from tests.unit.helpers_config import make_config
+from tests.site import make_config
 
 NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 EMAIL = make_config(email={"max_attempts": 3, "retry_after": "1m", "outage_wait_max": "5m"}).email
