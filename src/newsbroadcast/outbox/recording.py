@@ -156,8 +156,9 @@ class SentRecorder:
     def _wait(self, write: bool) -> None:
         """Wait until the socket is ready, or fail the record at its deadline. The
         statement is then still in flight, so the connection is of no further use: it is
-        invalidated (closed, never back in the pool). The delivery stays claimed, not sent:
-        once its lease ends it is sent again (the duplicate this design allows for)."""
+        invalidated (closed, never back in the pool; the session's next statement, if any,
+        gets a new one). The delivery stays claimed: once its lease ends it is sent again
+        (the duplicate this design allows for), unless the record did reach the server."""
         left = self._deadline - time.monotonic()
         socket = self._pgconn.socket
         readers, writers = ([], [socket]) if write else ([socket], [])
@@ -166,6 +167,7 @@ class SentRecorder:
         if self._connection is not None:
             event.remove(self._connection, "before_cursor_execute", self._before_statement)
             self._connection.invalidate()
+            self._connection.rollback()  # else every later statement raises PendingRollback
             self._connection = None
         self._dropped = RecordError(
             f"recording a sent delivery failed: no answer from PostgreSQL within "
