@@ -12,10 +12,13 @@ import threading
 class TcpProxy:
     """Forwards ``127.0.0.1:port`` to ``upstream``. ``cut()`` closes every connection and
     stops listening (new connections are refused); ``restore()`` listens again on the
-    same port."""
+    same port. ``stall()`` keeps every connection open but forwards nothing more, as a
+    half-open connection does."""
 
     def __init__(self, upstream: tuple[str, int]) -> None:
         self.upstream = upstream
+        self._flowing = threading.Event()
+        self._flowing.set()
         self.port = 0
         self._listener: socket.socket | None = None
         self._sockets: set[socket.socket] = set()
@@ -40,8 +43,12 @@ class TcpProxy:
                 with contextlib.suppress(OSError):
                     sock.shutdown(socket.SHUT_RDWR)
                 sock.close()
+        self._flowing.set()  # stalled pumps wake to the closed sockets and end
 
     close = cut
+
+    def stall(self) -> None:
+        self._flowing.clear()
 
     def _accept(self, listener: socket.socket) -> None:
         while True:
@@ -71,6 +78,7 @@ class TcpProxy:
             try:
                 while True:
                     for key, _ in sel.select():
+                        self._flowing.wait()
                         data = key.fileobj.recv(65536)  # type: ignore[union-attr]
                         if not data:
                             return

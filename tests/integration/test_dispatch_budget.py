@@ -5,13 +5,14 @@ behind it on the scheduler's one thread; the next step goes on where it stopped.
 from __future__ import annotations
 
 import threading
-from datetime import timedelta
+import time
+from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from pathlib import Path
 
 import pytest
 import yaml
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, func, insert, select
 
 from newsbroadcast.config.model import load_config
 from newsbroadcast.db.engine import sessions
@@ -20,14 +21,23 @@ from newsbroadcast.db.models import (
     Edition,
     EditionArticle,
     EditionStatus,
+    Post,
+    SendStatus,
     SourceState,
+    Subscriber,
+    SubscriberStatus,
+    TransactionalEmail,
     utcnow,
 )
 from newsbroadcast.errors import ConfigError
 from newsbroadcast.runtime.scheduler import dispatch_budget, run_forever
+from newsbroadcast.service import Service
+from newsbroadcast.subscribers.confirmation import queue_confirmation
 from tests.integration.delivery_site import add_subscribers, plan_edition, service_for, write_site
 from tests.integration.test_delivery_scale import statuses
 from tests.integration.test_hot_reload import wait_for
+from tests.mastodon_server import TOKEN, MastodonServer
+from tests.site import NEWSROOM_FEED, site_config, smtp_email, write_feed
 from tests.smtp_sink import ReceivedMessage, SmtpSink
 
 A_MOMENT = timedelta(microseconds=1)  # spent before the first batch ends, however fast
@@ -61,6 +71,62 @@ def test_a_budgeted_drain_ends_after_whole_batches_and_the_next_goes_on(
         finally:
             service.close()
     assert sorted(sink.recipients()) == sorted(f"r{i}@example.org" for i in range(23))
+
+
+def unsent(engine: Engine, table: type[Post] | type[TransactionalEmail]) -> int:
+    with sessions(engine)() as session:
+        return (
+            session.scalar(
+                select(func.count()).select_from(table).where(table.status != SendStatus.sent)
+            )
+            or 0
+        )
+
+
+def test_past_the_deadline_no_post_or_confirmation_is_claimed_but_each_drain_claims_them_once(
+    engine: Engine, tmp_path: Path
+) -> None:
+    """A drain's later rounds start no post or transactional email once its budget is
+    spent (each post is a request with its own timeout, on the scheduler's one thread);
+    its first round claims them whatever the time, so a big edition never holds them up."""
+    write_feed(tmp_path / "feed.xml", 1, now=datetime.now(UTC))
+    with SmtpSink() as sink, MastodonServer() as ms:
+        config = site_config(
+            tmp_path,
+            sources=[NEWSROOM_FEED],
+            email=smtp_email(sink.port, batch_size=5),
+            social=[{"name": "fedi", "type": "mastodon", "api_base_url": ms.url,
+                     "access_token": TOKEN, "timeout": "5s", "backfill": 10}],
+            scheduler={"lease": "5m"},
+        )  # fmt: skip
+        service = Service(config, engine=engine)
+        try:
+            add_subscribers(engine, 7)
+            plan_edition(service)  # 7 deliveries; the poll queued the story's post
+            with sessions(engine).begin() as session:
+                now = utcnow()
+                pending = session.execute(
+                    insert(Subscriber)
+                    .values(email="ada@example.org", email_key="ada@example.org",
+                            language="en", status=SubscriberStatus.pending, bounce_count=0,
+                            created_at=now, updated_at=now)
+                    .returning(Subscriber)
+                ).scalar_one()  # fmt: skip
+                assert queue_confirmation(session, config, pending, now)
+            assert unsent(engine, Post) == 1 and unsent(engine, TransactionalEmail) == 1
+
+            late = service.dispatcher.dispatch_once(time.monotonic(), claim_late=False)
+            assert late.sent == 5  # the connection's one batch of deliveries, nothing else
+            assert ms.statuses == []
+            assert unsent(engine, Post) == 1 and unsent(engine, TransactionalEmail) == 1
+
+            first = service.dispatch(A_MOMENT)
+            assert first.sent == 2 + 1 + 1  # deliveries, the confirmation, the post
+            assert len(ms.statuses) == 1
+            assert unsent(engine, Post) == 0 and unsent(engine, TransactionalEmail) == 0
+        finally:
+            service.close()
+    assert "ada@example.org" in sink.recipients()
 
 
 def test_the_budget_leaves_every_digest_time_within_its_catch_up(tmp_path: Path) -> None:

@@ -8,13 +8,15 @@ from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import Engine, insert, select, text
+from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 from newsbroadcast.db.engine import make_engine, upgrade
 from newsbroadcast.db.models import Delivery, Edition, SendStatus, utcnow
-from newsbroadcast.outbox.recording import SentRecorder
+from newsbroadcast.outbox.recording import RecordError, SentRecorder
 from tests.conftest import postgres_schema
 from tests.integration.delivery_site import add_subscribers
+from tests.tcp_proxy import TcpProxy
 
 
 @pytest.fixture
@@ -88,3 +90,39 @@ def test_a_statement_on_the_session_waits_for_the_record_in_flight(tashkent: Eng
         session.execute(text("DEALLOCATE ALL"))
         r.record(second, at, "250 Ok", "m2@example.org")
     assert {d: row[0] for d, row in recorded(tashkent).items()} == {first: "sent", second: "sent"}
+
+
+def test_a_record_on_a_connection_that_went_silent_fails_at_its_deadline() -> None:
+    """A half-open connection (the proxy forwards nothing more, closes nothing): the record
+    fails as a RecordError after its deadline instead of waiting forever, the connection is
+    discarded, and the delivery stays claimed, not marked sent."""
+    with postgres_schema() as url:
+        direct = make_engine(url)
+        upgrade(direct)
+        [delivery] = queued_deliveries(direct, 1)
+        parsed = make_url(url)
+        proxy = TcpProxy((parsed.host or "127.0.0.1", parsed.port or 5432))
+        proxied = make_engine(parsed.set(port=proxy.port).render_as_string(hide_password=False))
+        try:
+            with (
+                proxied.connect().execution_options(isolation_level="AUTOCOMMIT") as connection,
+                Session(connection) as session,
+            ):
+                r = SentRecorder(session, overlap=True, within=1)
+                silent = connection.connection.driver_connection
+                proxy.stall()
+                r.record(delivery, utcnow(), "250 Ok", "m1@example.org")
+                with pytest.raises(RecordError, match="no answer from PostgreSQL within 1s"):
+                    r.settle()
+                assert silent is not None and silent.closed  # dropped, never pooled again
+                with pytest.raises(RecordError):  # the recorder is done with
+                    r.record(delivery, utcnow(), "250 Ok", "m1@example.org")
+                r.close()
+                proxy.cut()  # the worker's next statement finds its own way to the server
+                proxy.restore()
+                assert session.scalar(text("SELECT 1")) == 1
+            assert recorded(direct)[delivery] == (SendStatus.sending, None, None)
+        finally:
+            proxy.close()
+            proxied.dispose()
+            direct.dispose()

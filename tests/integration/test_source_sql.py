@@ -3,6 +3,7 @@ incrementally and strictly read-only into our store."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,8 +25,9 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.pool import NullPool
 
-from newsbroadcast.articles.ingest import poll_source
+from newsbroadcast.articles.ingest import poll_all, poll_source
 from newsbroadcast.config.model import Config
 from newsbroadcast.db.engine import make_engine, sessions, upgrade
 from newsbroadcast.db.models import Article, SourceState
@@ -120,29 +122,27 @@ def store(tmp_path: Path) -> Iterator[Engine]:
     eng.dispose()
 
 
+def cms_source(**source: Any) -> dict[str, Any]:
+    return {
+        "type": "sql",
+        "name": "cms",
+        "table": "published_news",
+        "columns": {
+            "guid": "news_id",
+            "title": "headline",
+            "url": "permalink",
+            "summary": "teaser",
+            "published_at": "posted",
+            "tags": "keywords",
+        },
+        "cursor": "news_id",
+        "timezone": "Africa/Kigali",
+        **source,
+    }
+
+
 def make_config(tmp_path: Path, **source: Any) -> Config:
-    return site_config(
-        tmp_path,
-        digests=None,
-        sources=[
-            {
-                "type": "sql",
-                "name": "cms",
-                "table": "published_news",
-                "columns": {
-                    "guid": "news_id",
-                    "title": "headline",
-                    "url": "permalink",
-                    "summary": "teaser",
-                    "published_at": "posted",
-                    "tags": "keywords",
-                },
-                "cursor": "news_id",
-                "timezone": "Africa/Kigali",
-                **source,
-            }
-        ],
-    )
+    return site_config(tmp_path, digests=None, sources=[cms_source(**source)])
 
 
 def articles(store: Engine) -> dict[str, Article]:
@@ -392,3 +392,55 @@ def test_a_backlog_read_over_several_polls_is_all_archive(
         "4": True,
         "7": False,
     }
+
+
+@contextlib.contextmanager
+def locked(url: str) -> Iterator[None]:
+    """The other application holds ``cms_news`` locked against readers in an open
+    transaction. The server ends that session after a minute, so a reader with no
+    timeout of its own is let through (and its test fails) instead of hanging forever."""
+    eng = create_engine(url, poolclass=NullPool)
+    conn = eng.connect()
+    try:
+        if url.startswith("sqlite"):
+            conn.exec_driver_sql("BEGIN EXCLUSIVE")  # SQLite locks the whole file
+        else:
+            conn.execute(text("SET idle_in_transaction_session_timeout = '60s'"))
+            conn.execute(text("LOCK TABLE cms_news IN ACCESS EXCLUSIVE MODE"))
+        yield
+    finally:
+        with contextlib.suppress(DBAPIError):
+            conn.rollback()
+        conn.close()
+        eng.dispose()
+
+
+def test_a_read_stuck_behind_a_lock_fails_the_poll_within_its_timeout(
+    foreign: str, store: Engine, tmp_path: Path
+) -> None:
+    other = f"sqlite:///{tmp_path / 'wire.db'}"
+    wire = create_engine(other)
+    foreign_meta.create_all(wire)
+    with wire.begin() as conn:
+        conn.execute(insert(cms_news), ROWS)
+    wire.dispose()
+    config = site_config(
+        tmp_path,
+        digests=None,
+        sources=[
+            cms_source(url=foreign, timeout="1s"),
+            cms_source(name="wire", url=other, table="cms_news"),
+        ],
+    )
+
+    with locked(foreign):
+        stuck, fine = poll_all(sessions(store), config, NOW)
+
+    assert stuck.source == "cms" and stuck.error is not None
+    assert stuck.error.startswith("source 'cms': database ")
+    assert "\n" not in stuck.error
+    assert ("statement timeout" if foreign.startswith("postgresql") else "locked") in stuck.error
+    assert fine.error is None and fine.new == 3
+    with sessions(store)() as s:
+        state = s.get(SourceState, "cms")
+        assert state is not None and state.last_error == stuck.error

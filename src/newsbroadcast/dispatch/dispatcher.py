@@ -86,12 +86,16 @@ class Dispatcher(TransactionalSending, EmailSending, PostPublishing):
         claimed after it, the batches in flight finish (nothing is left half-done) and the
         rest stays queued for the next drain. Each connection sends at least one batch per
         drain, so even a tiny budget makes progress. The scheduler's one thread needs this:
-        a drain as long as a big edition would hold back every poll, plan and reload."""
+        a drain as long as a big edition would hold back every poll, plan and reload.
+        Transactional emails and posts are claimed once in the first round whatever the
+        time (a big edition must not hold them back until it ends), later only before it."""
         seconds = None if budget is None else budget.total_seconds()
         deadline = None if seconds is None else time.monotonic() + seconds
         total = DispatchReport()
+        first = True
         while True:
-            report = self.dispatch_once(deadline)
+            report = self.dispatch_once(deadline, claim_late=first)
+            first = False
             total.add(report)
             if report.handled == 0 or self.stopping.is_set():
                 return total
@@ -102,14 +106,18 @@ class Dispatcher(TransactionalSending, EmailSending, PostPublishing):
                 )  # fmt: skip
                 return total
 
-    def dispatch_once(self, deadline: float | None = None) -> DispatchReport:
+    def dispatch_once(
+        self, deadline: float | None = None, claim_late: bool = True
+    ) -> DispatchReport:
         """One round: due transactional emails (a person waits for them), deliveries
         (until none is due, or past ``deadline``, a ``time.monotonic()`` value), then one
-        claim of posts, then editions that ended."""
+        claim of posts, then editions that ended. ``claim_late``: claim transactional
+        emails and posts even past ``deadline`` (else not: what is claimed is finished)."""
+        others = None if claim_late else deadline
         report = DispatchReport()
-        report.add(self.send_transactional())
+        report.add(self.send_transactional(others))
         report.add(self.send_deliveries(deadline))
-        report.add(self.publish_posts())
+        report.add(self.publish_posts(others))
         self.finish_editions()
         return report
 

@@ -5,6 +5,7 @@ waited out, only an answer to the post spends an attempt. (Part of ``Dispatcher`
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -34,9 +35,10 @@ class PostPublishing:
     _outages: dict[str, int]
     _decide: Callable[..., retry.Retry | retry.GiveUp]
 
-    def publish_posts(self) -> DispatchReport:
+    def publish_posts(self, deadline: float | None = None) -> DispatchReport:
+        """Publish one claim of due posts; none past ``deadline`` (``time.monotonic()``)."""
         report = DispatchReport()
-        if not self.channels:
+        if not self.channels or (deadline is not None and time.monotonic() >= deadline):
             return report
         with self.sessions() as session:
             now, lease = self.clock(), self.config.scheduler.lease

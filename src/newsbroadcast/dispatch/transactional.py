@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from email.utils import parseaddr
@@ -53,9 +54,12 @@ class TransactionalSending:
     _decide: Callable[..., retry.Retry | retry.GiveUp]
     _count: Callable[..., None]
 
-    def send_transactional(self) -> DispatchReport:
-        """Send the transactional emails due now (one claim of at most ``BATCH``)."""
+    def send_transactional(self, deadline: float | None = None) -> DispatchReport:
+        """Send the transactional emails due now (one claim of at most ``BATCH``); none
+        past ``deadline`` (``time.monotonic()``)."""
         report = DispatchReport()
+        if deadline is not None and time.monotonic() >= deadline:
+            return report
         with self.sessions() as session:
             ids = claim(
                 session, TransactionalEmail, self.clock(), self.config.scheduler.lease, BATCH

@@ -15,6 +15,7 @@ is imported only for a PostgreSQL session: a SQLite install does not have it.
 from __future__ import annotations
 
 import select
+import time
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -45,6 +46,9 @@ RECORD_SENT = (
 _POSTGRES = RECORD_SENT.compile(dialect=psycopg_dialect(paramstyle="numeric_dollar"))
 _PREPARED = b"newsbroadcast_record_sent"
 _ALREADY_PREPARED, _NOT_PREPARED = b"42P05", b"26000"
+# How long one record may wait for PostgreSQL. Generous (a busy server answers in far less),
+# but finite: a half-open connection must not hold the worker while its claims expire.
+RECORD_WAIT = 60.0
 
 
 class RecordError(Exception):
@@ -59,10 +63,14 @@ class SentRecorder:
     session stays usable as usual. ``close`` settles the last one (``contextlib.closing``).
     """
 
-    def __init__(self, session: Session, overlap: bool) -> None:
+    def __init__(self, session: Session, overlap: bool, within: float = RECORD_WAIT) -> None:
         """``overlap``: write asynchronously. Only for a PostgreSQL (psycopg) session in
-        autocommit, where each statement stands alone."""
+        autocommit, where each statement stands alone. ``within``: seconds each exchange
+        with the server may take before the record fails (``RecordError``)."""
         self._session = session
+        self._within = within
+        self._deadline = 0.0
+        self._dropped: RecordError | None = None  # the connection was given up on
         self._pgconn: Any = None
         self._pq: Any = None
         self._pending: list[bytes | None] | None = None
@@ -82,6 +90,8 @@ class SentRecorder:
             event.listen(connection, "before_cursor_execute", self._before_statement)
 
     def record(self, delivery_id: int, at: datetime, reply: str, message_id: str) -> None:
+        if self._dropped is not None:
+            raise self._dropped
         self.settle()
         params = {"b_id": delivery_id, "b_at": at, "b_reply": reply, "b_mid": message_id}
         if self._pgconn is None:
@@ -110,11 +120,13 @@ class SentRecorder:
             raise RecordError(f"recording a sent delivery failed: {_describe(error)}")
 
     def _send(self, values: list[bytes | None]) -> None:
+        self._deadline = time.monotonic() + self._within
         self._pgconn.send_query_prepared(_PREPARED, values)
         self._flush()
 
     def _prepare(self) -> None:
         """Prepare the statement on this connection unless it already is."""
+        self._deadline = time.monotonic() + self._within
         self._pgconn.send_prepare(_PREPARED, str(_POSTGRES).encode())
         self._flush()
         error = self._result()
@@ -124,7 +136,7 @@ class SentRecorder:
     def _flush(self) -> None:
         """Push out what libpq still holds (the connection is non-blocking)."""
         while self._pgconn.flush():
-            select.select([], [self._pgconn.socket], [])
+            self._wait(write=True)
 
     def _result(self) -> Any:
         """Read every result of the statement in flight; its error result, if any."""
@@ -133,13 +145,35 @@ class SentRecorder:
         while True:
             pgconn.consume_input()
             while pgconn.is_busy():
-                select.select([pgconn.socket], [], [])
+                self._wait(write=False)
                 pgconn.consume_input()
             result = pgconn.get_result()
             if result is None:  # all read: the connection is free for the next statement
                 return error
             if result.status == self._pq.ExecStatus.FATAL_ERROR:
                 error = result
+
+    def _wait(self, write: bool) -> None:
+        """Wait until the socket is ready, or fail the record at its deadline. The
+        statement is then still in flight, so the connection is of no further use: it is
+        invalidated (closed, never back in the pool; the session's next statement, if any,
+        gets a new one). The delivery stays claimed: once its lease ends it is sent again
+        (the duplicate this design allows for), unless the record did reach the server."""
+        left = self._deadline - time.monotonic()
+        socket = self._pgconn.socket
+        readers, writers = ([], [socket]) if write else ([socket], [])
+        if any(select.select(readers, writers, [], max(left, 0))):
+            return
+        if self._connection is not None:
+            event.remove(self._connection, "before_cursor_execute", self._before_statement)
+            self._connection.invalidate()
+            self._connection.rollback()  # else every later statement raises PendingRollback
+            self._connection = None
+        self._dropped = RecordError(
+            f"recording a sent delivery failed: no answer from PostgreSQL within "
+            f"{self._within:g}s; the connection is dropped and the delivery stays claimed"
+        )
+        raise self._dropped
 
     def _sqlstate(self, error: Any) -> bytes | None:
         return error.error_field(self._pq.DiagnosticField.SQLSTATE)

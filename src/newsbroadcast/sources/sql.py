@@ -45,7 +45,7 @@ from sqlalchemy import (
     type_coerce,
 )
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import NoSuchTableError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, NoSuchTableError, SQLAlchemyError
 from sqlalchemy.sql import sqltypes
 from sqlalchemy.types import NullType
 
@@ -86,12 +86,17 @@ def readonly_engine(url: str, base_dir: Path, timeout: float = 20) -> Engine:
 
         return engine
     if backend == "postgresql":
-        # libpq's connect_timeout: an unreachable server fails this poll instead of hanging it.
+        # libpq's connect_timeout: an unreachable server fails this poll instead of hanging it;
+        # statement_timeout: so does a query stuck behind the other application's lock (set in
+        # the session, not in ``options``, which would replace the URL's own).
         engine = create_engine(url, connect_args={"connect_timeout": max(1, int(timeout))})
-        statement = "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY"
+        statements = [
+            "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY",
+            f"SET statement_timeout = {max(1, int(timeout * 1000))}",
+        ]
     elif backend in ("mysql", "mariadb"):
-        engine = create_engine(url)
-        statement = "SET SESSION TRANSACTION READ ONLY"
+        engine = create_engine(url, connect_args=_mysql_timeouts(parsed.get_driver_name(), timeout))
+        statements = ["SET SESSION TRANSACTION READ ONLY"]
     else:
         raise ValueError(
             f"cannot make a {backend} connection read-only; supported: sqlite, postgresql, "
@@ -101,11 +106,23 @@ def readonly_engine(url: str, base_dir: Path, timeout: float = 20) -> Engine:
     @event.listens_for(engine, "connect")
     def _read_only(dbapi_conn: Any, _record: Any) -> None:
         cursor = dbapi_conn.cursor()
-        cursor.execute(statement)
+        for statement in statements:
+            cursor.execute(statement)
         cursor.close()
         dbapi_conn.commit()  # the setting outlives this first (implicit) transaction
 
     return engine
+
+
+def _mysql_timeouts(driver: str, timeout: float) -> dict[str, Any]:
+    """The driver's own socket timeouts, so a silent server or a query stuck behind a lock
+    fails this poll after ``timeout`` instead of hanging it (and the scheduler's thread)."""
+    seconds = max(1, int(timeout))
+    if driver in ("mysqldb", "pymysql", "mariadbconnector"):  # they take the same names
+        return {"connect_timeout": seconds, "read_timeout": seconds, "write_timeout": seconds}
+    if driver == "mysqlconnector":
+        return {"connection_timeout": seconds}
+    return {}
 
 
 def fetch_sql(source: SqlSource, base_dir: Path, cursor: str | None) -> FetchResult:
@@ -127,9 +144,7 @@ def fetch_sql(source: SqlSource, base_dir: Path, cursor: str | None) -> FetchRes
     except SourceError:
         raise
     except SQLAlchemyError as e:
-        raise SourceError(
-            source.name, f"database {_safe(source.url)}: {type(e).__name__}: {e}"
-        ) from e
+        raise SourceError(source.name, f"database {_safe(source.url)}: {_reason(e)}") from e
     finally:
         engine.dispose()
     return result
@@ -440,6 +455,13 @@ def _load_cursor(stored: str | None) -> Any:
         "str": str,
     }
     return readers[kind](value)
+
+
+def _reason(e: SQLAlchemyError) -> str:
+    """The driver's own words, on one line: SQLAlchemy's message adds the SQL and a link."""
+    cause: BaseException = e.orig if isinstance(e, DBAPIError) and e.orig is not None else e
+    lines = str(cause).strip().splitlines() or [""]
+    return f"{type(cause).__name__}: {lines[0]}"
 
 
 def _safe(url: str) -> str:
