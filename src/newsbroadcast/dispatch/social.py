@@ -33,6 +33,7 @@ class PostPublishing:
     clock: Callable[[], datetime]
     _outages: dict[str, int]
     _decide: Callable[..., retry.Retry | retry.GiveUp]
+    _outage_over: Callable[[str], None]
 
     def publish_posts(self) -> DispatchReport:
         report = DispatchReport()
@@ -94,7 +95,7 @@ class PostPublishing:
                     post.remote_id = published.remote_id
                     post.remote_url = published.remote_url
                     self._finish(session, post, SendStatus.sent)
-                    self._outages.pop(post.channel, None)
+                    self._outage_over(post.channel)
                     report.sent += 1
                     log.info(
                         "post %s sent on %s",

@@ -15,6 +15,7 @@ from typing import Any
 
 import jinja2
 from sqlalchemy import select, update
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from newsbroadcast.config.model import Config
@@ -25,7 +26,7 @@ from newsbroadcast.db.models import (
     TransactionalEmail,
 )
 from newsbroadcast.dispatch.report import DispatchReport
-from newsbroadcast.errors import DeliveryError, TransportDown
+from newsbroadcast.errors import DeliveryError, NewsBroadcastError, TransportDown
 from newsbroadcast.outbox import retry
 from newsbroadcast.outbox.claim import claim
 from newsbroadcast.outbox.ratelimit import SendRateLimiter
@@ -51,6 +52,8 @@ class TransactionalSending:
     stopping: threading.Event
     _outages: dict[str, int]
     _decide: Callable[..., retry.Retry | retry.GiveUp]
+    _outage_over: Callable[[str], None]
+    _build_wait: Callable[[str], timedelta]
     _count: Callable[..., None]
 
     def send_transactional(self) -> DispatchReport:
@@ -98,6 +101,7 @@ class TransactionalSending:
         ended: list[datetime],
     ) -> None:
         sender = parseaddr(self.config.site.sender)[1]
+        held_until: datetime | None = None  # when emails whose template failed try again
         for n, row in enumerate(rows):
             if self.stopping.is_set():
                 self._release_transactional(session, rows[n:], self.clock())
@@ -114,18 +118,30 @@ class TransactionalSending:
                 data = confirmation_message(
                     self.templates(), self.config, sub, now, row.expires_at, message_id
                 )
-            except jinja2.TemplateError as e:
-                # The template's fault, not the message's: this one fails, the rest goes on.
+            except DBAPIError:
+                raise  # the database's trouble, not the message's
+            except Exception as e:
+                # The template's fault (or the config's), not the message's: it waits for
+                # the fix, no attempt spent; its link's expiry still ends it. The rest goes on.
+                if held_until is None:  # one more failure in a row per batch, not per email
+                    held_until = self.clock() + self._build_wait("build:confirmation")
                 error = f"the confirmation template failed: {e}"
-                self._end(session, row, SendStatus.failed, error=error)
+                self._release_transactional(session, [row], held_until, error=error)
                 self._count(
-                    transport, report, "failed", error=f"transactional email {row.id}: {error}"
+                    transport, report, "retry", error=f"transactional email {row.id}: {error}"
                 )
-                log.error("transactional email %s: %s", row.id, error)
+                log.error(
+                    "transactional email %s waits until %s: %s", row.id, held_until, error,
+                    exc_info=None if isinstance(e, NewsBroadcastError) else e,
+                )  # fmt: skip
                 continue
+            envelope = Envelope(sender, sub.email, data, message_id)
+            # No transaction stays open while the server takes its time (on PostgreSQL an
+            # idle one holds back vacuum and a connection slot), as on the delivery path.
+            session.commit()
             try:
                 try:
-                    reply = transport.send(Envelope(sender, sub.email, data, message_id))
+                    reply = transport.send(envelope)
                 finally:
                     ended.append(self.clock())
             except DeliveryError as e:
@@ -144,7 +160,8 @@ class TransactionalSending:
                 row.message_id = message_id
                 self._end(session, row, SendStatus.sent)
                 self._count(transport, report, "sent")
-                self._outages.pop("email", None)
+                self._outage_over("email")
+                self._outage_over("build:confirmation")
                 log.info("%s email sent to subscriber %s", row.purpose, sub.id)
 
     def _not_wanted(
@@ -193,18 +210,27 @@ class TransactionalSending:
         session.commit()
 
     def _release_transactional(
-        self, session: Session, rows: list[TransactionalEmail], when: datetime
+        self,
+        session: Session,
+        rows: list[TransactionalEmail],
+        when: datetime,
+        error: str | None = None,
     ) -> None:
-        """Give claimed rows back, due at ``when``, without spending an attempt."""
+        """Give claimed rows back, due at ``when``, without spending an attempt
+        (``error``: why they wait, for `status`)."""
         if not rows:
             return
+        values: dict[str, Any] = {"status": SendStatus.queued, "lease_until": None,
+                                  "next_attempt_at": when}  # fmt: skip
+        if error is not None:
+            values["last_error"] = error
         session.execute(
             update(TransactionalEmail)
             .where(
                 TransactionalEmail.id.in_([r.id for r in rows]),
                 TransactionalEmail.status == SendStatus.sending,
             )
-            .values(status=SendStatus.queued, lease_until=None, next_attempt_at=when)
+            .values(**values)
             .execution_options(synchronize_session=False)
         )
         session.commit()
