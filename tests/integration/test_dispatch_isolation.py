@@ -21,14 +21,16 @@ from newsbroadcast.service import Service
 from newsbroadcast.subscribers.confirmation import queue_confirmation
 from newsbroadcast.subscribers.lifecycle import Preferences, SignupRequest, signup
 from tests.conftest import ROOT, postgres_schema
-from tests.integration.delivery_site import add_subscribers, plan_edition, write_site
-from tests.site import Clock
-from tests.smtp_sink import ReceivedMessage, SmtpSink
+from tests.integration.delivery_site import FEED, add_subscribers, plan_edition, write_site
+from tests.site import NEWSROOM_FEED, Clock, site_config, smtp_email
+from tests.smtp_sink import ReceivedMessage, SmtpSink, free_port
+from tests.webhook_receiver import WebhookReceiver
 
 # Raised by the template itself: not a jinja2.TemplateError, as anything a template calls may be.
 RAISES = "{{ 1 // 0 }}"
 # The template does not even compile.
 SYNTAX = "{% if %}"
+HOOK_SECRET = "hook-secret-0123456789"
 
 
 def _site(tmp_path: Path, engine: Engine, sink: SmtpSink) -> tuple[Service, Clock, Path]:
@@ -197,3 +199,34 @@ def test_a_template_fix_is_not_waited_on_longer_than_outage_wait_max(
         clock.now = row.next_attempt_at
     assert waits[1] > waits[0]
     assert max(waits) <= service.config.email.outage_wait_max
+
+
+def test_posts_go_out_when_the_email_side_cannot_even_start(
+    tmp_path: Path, engine: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    """SMTP set up with a login whose password's environment variable is unset: no email
+    can go out until a person fixes it, yet the posts of the same pass are published."""
+    (tmp_path / "feed.xml").write_text(FEED, encoding="utf-8")
+    with WebhookReceiver(HOOK_SECRET) as hook:
+        hook_channel = {"name": "hook", "type": "webhook", "url": hook.url,
+                        "secret": HOOK_SECRET, "backfill": 10}  # fmt: skip
+        config = site_config(
+            tmp_path, sources=[NEWSROOM_FEED], social=[hook_channel],
+            email=smtp_email(free_port(), smtp={"username": "newsroom", "password": ""}),
+        )  # fmt: skip
+        service = Service(config, engine=engine, clock=Clock(utcnow()))
+        plan_edition(service)  # also queues the posts of the stories it read
+        _queue_confirmation(service, "ada@example.org")
+
+        report = service.dispatch()  # does not raise
+
+        assert len(hook.state.accepted) == 2, report.errors
+    assert report.sent == 2
+    assert any(e.startswith("dispatch step deliveries:") for e in report.errors)
+    # The confirmation waits for the fix, unspent, instead of sitting out a lease.
+    (email,) = _confirmations(service)
+    assert (email.status, email.attempts) == (SendStatus.queued, 0)
+    assert "username and password" in (email.last_error or "")
+    # One line per round for the failed step, no traceback: the error says what to fix.
+    lines = [r for r in caplog.records if "dispatch step deliveries failed" in r.getMessage()]
+    assert lines and all(r.exc_info is None and "\n" not in r.getMessage() for r in lines)

@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 
 import jinja2
 from sqlalchemy import exists, update
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from newsbroadcast.channels.base import Channel
@@ -121,11 +121,12 @@ class Dispatcher(TransactionalSending, EmailSending, PostPublishing):
 
     def _step(self, name: str, step: Callable[[], DispatchReport]) -> DispatchReport:
         """``step()``, or an empty report naming the error when it fails (one log line;
-        a traceback only for what is not ours). A lost database is not one step's
-        failure: it goes up to the caller, which waits the outage out (db.watch)."""
+        a traceback only for what is not ours). The database's errors are not one step's
+        failure: they go up to the caller, which tells an outage (waited out, said once:
+        db.watch) from a bug."""
         try:
             return step()
-        except (OperationalError, InterfaceError):
+        except SQLAlchemyError:
             raise
         except Exception as e:
             expected = isinstance(e, NewsBroadcastError)

@@ -288,7 +288,7 @@ class EmailSending:
                 )
                 recipient = Recipient(row.subscriber_id, row.email, row.name)
                 data = prepared.message(recipient, message_id, self.clock())
-            except DBAPIError:
+            except SQLAlchemyError:
                 raise  # the database's trouble, not the message's
             except Exception as e:
                 # The message cannot be made (a template, the config): not the server's

@@ -15,7 +15,7 @@ from typing import Any
 
 import jinja2
 from sqlalchemy import select, update
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from newsbroadcast.config.model import Config
@@ -80,8 +80,9 @@ class TransactionalSending:
                 rows = rows[: grant.granted]
             ended: list[datetime] = []  # when each message that used a slot got its reply
             try:
-                if rows:
-                    with self.make_transport() as transport:
+                transport = self._open_transport(session, rows, report) if rows else None
+                if transport is not None:
+                    with transport:
                         self._send_transactional_rows(session, transport, rows, report, ended)
             finally:
                 self.limiter.release(grant.slots, ended)
@@ -91,6 +92,23 @@ class TransactionalSending:
                 report.sent, report.retried, report.failed, report.skipped,
             )  # fmt: skip
         return report
+
+    def _open_transport(
+        self, session: Session, rows: list[TransactionalEmail], report: DispatchReport
+    ) -> Transport | None:
+        """The transport, or None when it cannot even be set up (settings a person must
+        fix): then the claimed rows wait, unspent, instead of sitting out their lease."""
+        try:
+            return self.make_transport()
+        except TransportDown as e:
+            decision = self._decide("email", self.config.email, e, 0)
+            assert isinstance(decision, retry.Retry)  # an outage never gives up
+            self._release_transactional(
+                session, rows, decision.at, error=f"waiting for the server: {e}"
+            )
+            report.errors.append(f"transactional emails: {e}")
+            log.warning("%s; transactional emails wait until %s", e, decision.at)
+            return None
 
     def _send_transactional_rows(
         self,
@@ -118,7 +136,7 @@ class TransactionalSending:
                 data = confirmation_message(
                     self.templates(), self.config, sub, now, row.expires_at, message_id
                 )
-            except DBAPIError:
+            except SQLAlchemyError:
                 raise  # the database's trouble, not the message's
             except Exception as e:
                 # The template's fault (or the config's), not the message's: it waits for
