@@ -47,8 +47,10 @@ def write_site(
     smtp: dict[str, Any] | None = None,
     scheduler: dict[str, Any] | None = None,
     cron: str = "0 7 * * *",
+    templates: Path | None = None,
 ) -> Path:
-    """Write ``folder/config.yaml`` (and the feed) and return its path."""
+    """Write ``folder/config.yaml`` (and the feed) and return its path (``templates``: a
+    folder of the site's own instead of the project's)."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "feed.xml").write_text(FEED, encoding="utf-8")
     return write_site_yaml(
@@ -60,6 +62,7 @@ def write_site(
         email=smtp_email(smtp_port, smtp={"timeout": "5s", **(smtp or {})}, **(email or {})),
         digests=[{"name": "daily", "cron": cron, "timezone": "UTC", "catch_up": "1d"}],
         scheduler={"dispatch_every": "0.2s", "lease": "5m", **(scheduler or {})},
+        **({} if templates is None else {"templates": str(templates)}),
     )
 
 

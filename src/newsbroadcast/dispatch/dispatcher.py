@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 
 import jinja2
 from sqlalchemy import exists, update
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from newsbroadcast.channels.base import Channel
@@ -30,8 +31,9 @@ from newsbroadcast.dispatch.email import EmailSending
 from newsbroadcast.dispatch.report import DispatchReport
 from newsbroadcast.dispatch.social import PostPublishing
 from newsbroadcast.dispatch.transactional import TransactionalSending
-from newsbroadcast.errors import DeliveryError
+from newsbroadcast.errors import DeliveryError, NewsBroadcastError
 from newsbroadcast.outbox import retry
+from newsbroadcast.outbox.claim import backoff
 from newsbroadcast.outbox.ratelimit import SendRateLimiter
 from newsbroadcast.render.mime import PreparedEdition
 from newsbroadcast.render.templates import make_environment
@@ -67,8 +69,11 @@ class Dispatcher(TransactionalSending, EmailSending, PostPublishing):
         # (edition id, language) → rendered once per language variant
         self._prepared: dict[tuple[int, str], PreparedEdition] = {}
         self._prepared_lock = threading.Lock()
+        self._unrendered: set[str] = set()
         # Consecutive outages per transport or channel: how long to wait before the next try.
         self._outages: dict[str, int] = {}
+        # Delivery threads count outages on the same key at once.
+        self._outages_lock = threading.Lock()
         transport_name = config.email.transport
         self.limiter = SendRateLimiter(
             sessions, transport_name, config.email.rate_limit, clock, hold=config.scheduler.lease
@@ -115,11 +120,30 @@ class Dispatcher(TransactionalSending, EmailSending, PostPublishing):
         emails and posts even past ``deadline`` (else not: what is claimed is finished)."""
         others = None if claim_late else deadline
         report = DispatchReport()
-        report.add(self.send_transactional(others))
-        report.add(self.send_deliveries(deadline))
-        report.add(self.publish_posts(others))
-        self.finish_editions()
+        # Each step on its own: a failing one is logged and the others still run this pass.
+        report.add(self._step("transactional emails", lambda: self.send_transactional(others)))
+        report.add(self._step("deliveries", lambda: self.send_deliveries(deadline)))
+        report.add(self._step("posts", lambda: self.publish_posts(others)))
+        report.add(self._step("finishing editions", self._finish_editions_step))
         return report
+
+    def _step(self, name: str, step: Callable[[], DispatchReport]) -> DispatchReport:
+        """``step()``, or an empty report naming the error when it fails (one log line;
+        a traceback only for what is not ours). The database's errors are not one step's
+        failure: they go up to the caller, which tells an outage (waited out, said once:
+        db.watch) from a bug."""
+        try:
+            return step()
+        except SQLAlchemyError:
+            raise
+        except Exception as e:
+            expected = isinstance(e, NewsBroadcastError)
+            log.error("dispatch step %s failed: %s", name, e, exc_info=None if expected else e)
+            return DispatchReport(errors=[f"dispatch step {name}: {e}"])
+
+    def _finish_editions_step(self) -> DispatchReport:
+        self.finish_editions()
+        return DispatchReport()
 
     def forget_prepared(self) -> None:
         """Drop the editions rendered so far: each renders again, with the templates and
@@ -140,11 +164,27 @@ class Dispatcher(TransactionalSending, EmailSending, PostPublishing):
         """The one retry rule (outbox/retry.py) for a message on ``key`` (the email
         transport or a channel), counting one more outage in a row on ``key`` when the
         message did not cause the failure."""
-        outages = self._outages.get(key, 0)
-        decision = retry.decide(error, attempts, settings, self.clock(), outages)
-        if isinstance(decision, retry.Retry) and decision.outage:
-            self._outages[key] = outages + 1
+        with self._outages_lock:
+            outages = self._outages.get(key, 0)
+            decision = retry.decide(error, attempts, settings, self.clock(), outages)
+            if isinstance(decision, retry.Retry) and decision.outage:
+                self._outages[key] = outages + 1
         return decision
+
+    def _outage_over(self, key: str) -> None:
+        """A message went through on ``key``: the next outage waits from the start."""
+        with self._outages_lock:
+            self._outages.pop(key, None)
+
+    def _build_wait(self, key: str) -> timedelta:
+        """How long rows whose message cannot be built (a template to fix) wait before
+        the next try: ``email.retry_after``, doubling per failure in a row on ``key``, at
+        most ``email.outage_wait_max``. No attempt is spent: the message did nothing."""
+        with self._outages_lock:
+            failures = self._outages.get(key, 0) + 1
+            self._outages[key] = failures
+        email = self.config.email
+        return min(backoff(email.retry_after, failures), email.outage_wait_max)
 
     def finish_editions(self) -> None:
         """Mark editions whose every delivery has ended as done."""

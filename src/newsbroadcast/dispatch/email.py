@@ -14,7 +14,7 @@ from email.utils import parseaddr
 from typing import Any
 
 from sqlalchemy import Engine, case, exists, select, text, tuple_, update
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from newsbroadcast.config.model import Config
@@ -28,7 +28,12 @@ from newsbroadcast.db.models import (
     Suppression,
 )
 from newsbroadcast.dispatch.report import DispatchReport
-from newsbroadcast.errors import DeliveryError, PermanentSendError, TransportDown
+from newsbroadcast.errors import (
+    DeliveryError,
+    NewsBroadcastError,
+    PermanentSendError,
+    TransportDown,
+)
 from newsbroadcast.outbox import retry
 from newsbroadcast.outbox.autopause import note_refusal
 from newsbroadcast.outbox.claim import claim
@@ -38,6 +43,7 @@ from newsbroadcast.outbox.steering import edition_articles
 from newsbroadcast.render.mime import PreparedEdition, make_message_id
 from newsbroadcast.render.views import EditionView, Recipient, edition_view
 from newsbroadcast.runtime import metrics
+from newsbroadcast.runtime.failures import clear_failure, record_failure
 from newsbroadcast.subscribers.bounces import BounceKind, classify, reply_status
 from newsbroadcast.subscribers.lifecycle import record_bounce
 from newsbroadcast.subscribers.suppressions import email_hash
@@ -63,9 +69,12 @@ class EmailSending:
     stopping: threading.Event
     _prepared: dict[tuple[int, str], PreparedEdition]
     _prepared_lock: threading.Lock
+    _unrendered: set[str]  # digests with a render failure this dispatcher recorded
     _outages: dict[str, int]
     _postgres: bool
     _decide: Callable[..., retry.Retry | retry.GiveUp]
+    _outage_over: Callable[[str], None]
+    _build_wait: Callable[[str], timedelta]
 
     def send_deliveries(self, deadline: float | None = None) -> DispatchReport:
         """Send due deliveries until none is due (or ``stopping`` is set, or a batch ends
@@ -272,12 +281,24 @@ class EmailSending:
                 )  # fmt: skip
                 self._count(transport, report, "skipped")
                 continue
-            prepared = self._prepared_edition(session, row.edition_id, row.language)
-            message_id = make_message_id(self.config, prepared.digest, prepared.period, row.email)
-            recipient = Recipient(row.subscriber_id, row.email, row.name)
+            try:
+                prepared = self._prepared_edition(session, row.edition_id, row.language)
+                message_id = make_message_id(
+                    self.config, prepared.digest, prepared.period, row.email
+                )
+                recipient = Recipient(row.subscriber_id, row.email, row.name)
+                data = prepared.message(recipient, message_id, self.clock())
+            except SQLAlchemyError:
+                raise  # the database's trouble, not the message's
+            except Exception as e:
+                # The message cannot be made (a template, the config): not the server's
+                # refusal, and the rest of its variant would fail alike. They wait for the
+                # fix; the batch goes on.
+                rows[n - 1 :] = self._hold_unbuildable(session, rows[n - 1 :], e, transport, report)
+                n -= 1
+                continue
             started = time.perf_counter()
             try:
-                data = prepared.message(recipient, message_id, self.clock())
                 envelope = Envelope(sender, row.email, data, message_id)
                 try:
                     reply = transport.send(envelope, before_data=recorder.settle)
@@ -309,7 +330,7 @@ class EmailSending:
                 # the one message that was on the wire on this connection.
                 recorder.record(row.id, self.clock(), reply, message_id)
                 self._count(transport, report, "sent", started)
-                self._outages.pop("email", None)
+                self._outage_over("email")
         return True
 
     def _renew_lease(self, session: Session, rows: list[Any]) -> list[Any]:
@@ -478,7 +499,65 @@ class EmailSending:
                 edition = session.get_one(Edition, edition_id)
                 view = edition_view(edition, edition_articles(session, edition_id))
                 self._prepared[key] = self.prepare(view.digest, view, language)
+                self._rendered_again(view.digest, key)
             return self._prepared[key]
+
+    def _hold_unbuildable(
+        self,
+        session: Session,
+        rows: list[Any],
+        error: Exception,
+        transport: Transport,
+        report: DispatchReport,
+    ) -> list[Any]:
+        """``rows[0]``'s message could not be built: give it back, with every row of the
+        same edition and language variant in ``rows``, due after a capped backoff and with
+        no attempt spent, the reason in ``last_error`` and, for `status`, against its
+        digest. Returns the rest of ``rows``, to send."""
+        edition_id, language = rows[0].edition_id, rows[0].language
+        alike = [r for r in rows if (r.edition_id, r.language) == (edition_id, language)]
+        key = f"build:{edition_id}:{language}"
+        wait = self._build_wait(key)
+        reason = f"its message cannot be built: {error}"
+        self._release_deliveries(session, [r.id for r in alike], self.clock() + wait, reason)
+        for _ in alike:
+            self._count(transport, report, "retry")
+        report.errors.append(f"edition {edition_id} ({language}): {reason}")
+        expected = isinstance(error, NewsBroadcastError)
+        log.error(
+            "edition %s (%s): %d deliveries wait %ss: %s",
+            edition_id, language, len(alike), f"{wait.total_seconds():g}", reason,
+            exc_info=None if expected else error,
+            extra={"edition_id": edition_id, "language": language},
+        )  # fmt: skip
+        self._note_render_failure(edition_id, language, reason)
+        return [r for r in rows if (r.edition_id, r.language) != (edition_id, language)]
+
+    def _note_render_failure(self, edition_id: int, language: str, reason: str) -> None:
+        """Record the failure against the edition's digest (`status` shows it), in a
+        transaction of its own; the deliveries wait whether or not this can be written."""
+        try:
+            with self.sessions.begin() as session:
+                digest = session.get_one(Edition, edition_id).digest
+                error = f"edition {edition_id} ({language}): {reason}"
+                record_failure(session, "digest", digest, error, self.clock())
+            with self._prepared_lock:
+                self._unrendered.add(digest)
+        except SQLAlchemyError as e:
+            # Two threads recording at once, or the database went away: the next try records.
+            log.warning("could not record the failure of edition %s: %s", edition_id,
+                        e.__class__.__name__)  # fmt: skip
+
+    def _rendered_again(self, digest: str, key: tuple[int, str]) -> None:
+        """An edition of ``digest`` rendered: forget the render failure recorded for it
+        by this dispatcher (a planning failure is the planner's to clear). Called under
+        ``_prepared_lock``."""
+        self._outage_over(f"build:{key[0]}:{key[1]}")
+        if digest not in self._unrendered:
+            return
+        self._unrendered.discard(digest)
+        with contextlib.suppress(SQLAlchemyError), self.sessions.begin() as session:
+            clear_failure(session, "digest", digest)
 
     def _fail_permanently(self, session: Session, row: Any, error: DeliveryError) -> None:
         """The receiver refused this message for good; what that says about the address

@@ -34,6 +34,7 @@ class PostPublishing:
     clock: Callable[[], datetime]
     _outages: dict[str, int]
     _decide: Callable[..., retry.Retry | retry.GiveUp]
+    _outage_over: Callable[[str], None]
 
     def publish_posts(self, deadline: float | None = None) -> DispatchReport:
         """Publish one claim of due posts; none past ``deadline`` (``time.monotonic()``)."""
@@ -96,7 +97,7 @@ class PostPublishing:
                     post.remote_id = published.remote_id
                     post.remote_url = published.remote_url
                     self._finish(session, post, SendStatus.sent)
-                    self._outages.pop(post.channel, None)
+                    self._outage_over(post.channel)
                     report.sent += 1
                     log.info(
                         "post %s sent on %s",

@@ -16,6 +16,7 @@ from typing import Any
 
 import jinja2
 from sqlalchemy import select, update
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from newsbroadcast.config.model import Config
@@ -26,7 +27,7 @@ from newsbroadcast.db.models import (
     TransactionalEmail,
 )
 from newsbroadcast.dispatch.report import DispatchReport
-from newsbroadcast.errors import DeliveryError, TransportDown
+from newsbroadcast.errors import DeliveryError, NewsBroadcastError, TransportDown
 from newsbroadcast.outbox import retry
 from newsbroadcast.outbox.claim import claim
 from newsbroadcast.outbox.ratelimit import SendRateLimiter
@@ -52,6 +53,8 @@ class TransactionalSending:
     stopping: threading.Event
     _outages: dict[str, int]
     _decide: Callable[..., retry.Retry | retry.GiveUp]
+    _outage_over: Callable[[str], None]
+    _build_wait: Callable[[str], timedelta]
     _count: Callable[..., None]
 
     def send_transactional(self, deadline: float | None = None) -> DispatchReport:
@@ -81,8 +84,9 @@ class TransactionalSending:
                 rows = rows[: grant.granted]
             ended: list[datetime] = []  # when each message that used a slot got its reply
             try:
-                if rows:
-                    with self.make_transport() as transport:
+                transport = self._open_transport(session, rows, report) if rows else None
+                if transport is not None:
+                    with transport:
                         self._send_transactional_rows(session, transport, rows, report, ended)
             finally:
                 self.limiter.release(grant.slots, ended)
@@ -93,6 +97,23 @@ class TransactionalSending:
             )  # fmt: skip
         return report
 
+    def _open_transport(
+        self, session: Session, rows: list[TransactionalEmail], report: DispatchReport
+    ) -> Transport | None:
+        """The transport, or None when it cannot even be set up (settings a person must
+        fix): then the claimed rows wait, unspent, instead of sitting out their lease."""
+        try:
+            return self.make_transport()
+        except TransportDown as e:
+            decision = self._decide("email", self.config.email, e, 0)
+            assert isinstance(decision, retry.Retry)  # an outage never gives up
+            self._release_transactional(
+                session, rows, decision.at, error=f"waiting for the server: {e}"
+            )
+            report.errors.append(f"transactional emails: {e}")
+            log.warning("%s; transactional emails wait until %s", e, decision.at)
+            return None
+
     def _send_transactional_rows(
         self,
         session: Session,
@@ -102,6 +123,7 @@ class TransactionalSending:
         ended: list[datetime],
     ) -> None:
         sender = parseaddr(self.config.site.sender)[1]
+        held_until: datetime | None = None  # when emails whose template failed try again
         for n, row in enumerate(rows):
             if self.stopping.is_set():
                 self._release_transactional(session, rows[n:], self.clock())
@@ -118,18 +140,30 @@ class TransactionalSending:
                 data = confirmation_message(
                     self.templates(), self.config, sub, now, row.expires_at, message_id
                 )
-            except jinja2.TemplateError as e:
-                # The template's fault, not the message's: this one fails, the rest goes on.
+            except SQLAlchemyError:
+                raise  # the database's trouble, not the message's
+            except Exception as e:
+                # The template's fault (or the config's), not the message's: it waits for
+                # the fix, no attempt spent; its link's expiry still ends it. The rest goes on.
+                if held_until is None:  # one more failure in a row per batch, not per email
+                    held_until = self.clock() + self._build_wait("build:confirmation")
                 error = f"the confirmation template failed: {e}"
-                self._end(session, row, SendStatus.failed, error=error)
+                self._release_transactional(session, [row], held_until, error=error)
                 self._count(
-                    transport, report, "failed", error=f"transactional email {row.id}: {error}"
+                    transport, report, "retry", error=f"transactional email {row.id}: {error}"
                 )
-                log.error("transactional email %s: %s", row.id, error)
+                log.error(
+                    "transactional email %s waits until %s: %s", row.id, held_until, error,
+                    exc_info=None if isinstance(e, NewsBroadcastError) else e,
+                )  # fmt: skip
                 continue
+            envelope = Envelope(sender, sub.email, data, message_id)
+            # No transaction stays open while the server takes its time (on PostgreSQL an
+            # idle one holds back vacuum and a connection slot), as on the delivery path.
+            session.commit()
             try:
                 try:
-                    reply = transport.send(Envelope(sender, sub.email, data, message_id))
+                    reply = transport.send(envelope)
                 finally:
                     ended.append(self.clock())
             except DeliveryError as e:
@@ -148,7 +182,8 @@ class TransactionalSending:
                 row.message_id = message_id
                 self._end(session, row, SendStatus.sent)
                 self._count(transport, report, "sent")
-                self._outages.pop("email", None)
+                self._outage_over("email")
+                self._outage_over("build:confirmation")
                 log.info("%s email sent to subscriber %s", row.purpose, sub.id)
 
     def _not_wanted(
@@ -197,18 +232,27 @@ class TransactionalSending:
         session.commit()
 
     def _release_transactional(
-        self, session: Session, rows: list[TransactionalEmail], when: datetime
+        self,
+        session: Session,
+        rows: list[TransactionalEmail],
+        when: datetime,
+        error: str | None = None,
     ) -> None:
-        """Give claimed rows back, due at ``when``, without spending an attempt."""
+        """Give claimed rows back, due at ``when``, without spending an attempt
+        (``error``: why they wait, for `status`)."""
         if not rows:
             return
+        values: dict[str, Any] = {"status": SendStatus.queued, "lease_until": None,
+                                  "next_attempt_at": when}  # fmt: skip
+        if error is not None:
+            values["last_error"] = error
         session.execute(
             update(TransactionalEmail)
             .where(
                 TransactionalEmail.id.in_([r.id for r in rows]),
                 TransactionalEmail.status == SendStatus.sending,
             )
-            .values(status=SendStatus.queued, lease_until=None, next_attempt_at=when)
+            .values(**values)
             .execution_options(synchronize_session=False)
         )
         session.commit()
