@@ -50,8 +50,10 @@ def _logging_restored() -> Iterator[None]:
     finally:
         for handler in list(root.handlers):
             if handler not in handlers:
-                root.removeHandler(handler)
                 handler.close()
+        # As it was, in order: the CLI also removes a handler of its own left by an earlier
+        # call, which must come back.
+        root.handlers[:] = handlers
         root.setLevel(level)
         for name, old in named.items():
             logging.getLogger(name).setLevel(old)

@@ -14,7 +14,6 @@ import httpx
 import pytest
 from sqlalchemy import Engine, func, select
 
-from newsbroadcast.cli import main
 from newsbroadcast.db.models import SendStatus, TransactionalEmail
 from newsbroadcast.subscribers.confirmation import queue_confirmation
 from newsbroadcast.subscribers.lifecycle import (
@@ -24,6 +23,7 @@ from newsbroadcast.subscribers.lifecycle import (
     find_by_email,
     signup,
 )
+from tests.cli_runner import run_cli
 from tests.conftest import ROOT
 from tests.integration.delivery_site import service_for, write_site
 from tests.integration.test_web_endpoints import csrf_of, sign_up
@@ -154,8 +154,7 @@ def test_status_shows_confirmations_waiting_for_the_server(
         session.commit()
     report = service.dispatch()  # nobody listens on the port
     assert (report.sent, report.retried) == (0, 1)
-    assert main(["--config", str(config_path), "status"]) == 0
-    out = capsys.readouterr().out
+    out = run_cli(config_path, "status").stdout
     assert "confirmation emails: queued 1" in out
     assert "confirmation emails: queued 1\n  last queued: smtp: cannot connect to" in out
 

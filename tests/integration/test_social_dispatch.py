@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, select
 
-from newsbroadcast import cli
 from newsbroadcast.channels.x import LIMIT, weighted_length
 from newsbroadcast.config import load_config
 from newsbroadcast.db.models import Article, Post, SendStatus
 from newsbroadcast.service import Service
+from tests.cli_runner import run_cli
 from tests.mastodon_server import TOKEN, MastodonServer, to_html
 from tests.site import NEWSROOM_FEED, Clock, site_config, write_feed, write_site_yaml
 from tests.smtp_sink import free_port
@@ -245,8 +245,7 @@ def test_post_preview_prints_each_channels_text_and_length(
         service = Service(load_config(path))
         service.poll()
         service.close()
-        assert cli.main(["--config", str(path), "post", "preview"]) == 0
-    out = capsys.readouterr().out
+        out = run_cli(path, "post", "preview").stdout
     assert "article 1: Story 0: women officers in the border guard" in out
     assert "== x (x): " in out and "/280 fits ==" in out
     assert "== fedi (mastodon): " in out and "/500 fits ==" in out
@@ -325,7 +324,6 @@ def test_the_archive_and_a_date_from_the_future_are_noted_in_status(
     service = Service(load_config(path))
     service.poll()
     service.close()
-    assert cli.main(["--config", str(path), "status"]) == 0
-    out = capsys.readouterr().out
+    out = run_cli(path, "status").stdout
     assert "note: first read: 2 stories kept as the archive" in out
     assert "story-0': dated 2999-" in out and "taken as published when" in out

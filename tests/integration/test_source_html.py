@@ -11,11 +11,11 @@ import pytest
 from sqlalchemy import Engine, select
 
 from newsbroadcast.articles.ingest import poll_source
-from newsbroadcast.cli.commands import main
 from newsbroadcast.cli.common import EXIT_CONFIG
 from newsbroadcast.config.model import Config
 from newsbroadcast.db.engine import sessions
 from newsbroadcast.db.models import Article, SourceState
+from tests.cli_runner import run_cli
 from tests.integration.site_server import Site, serve
 from tests.integration.test_cli_sources import write_config
 from tests.site import site_config
@@ -299,9 +299,9 @@ def test_check_compiles_every_selector_and_names_its_line(
     path.write_text(text, encoding="utf-8")
     lines = text.splitlines()
 
-    assert main(["--config", str(path), "check"]) == EXIT_CONFIG
-
-    err = capsys.readouterr().err.splitlines()
+    ran = run_cli(path, "check", check=False)
+    assert ran.returncode == EXIT_CONFIG
+    err = ran.stderr.splitlines()
     title_line = next(n for n, line in enumerate(lines, 1) if "h3[[" in line)
     next_line = next(n for n, line in enumerate(lines, 1) if "a..next" in line)
     assert any(
