@@ -11,7 +11,6 @@ from datetime import timedelta
 from pathlib import Path
 
 import httpx
-import pytest
 from sqlalchemy import Engine, func, select
 
 from newsbroadcast.db.models import SendStatus, TransactionalEmail
@@ -141,9 +140,7 @@ def test_the_rate_limit_counts_confirmations(tmp_path: Path, database_url: str) 
         site.wait_for_mail("second@example.org", within=DEADLINE)
 
 
-def test_status_shows_confirmations_waiting_for_the_server(
-    tmp_path: Path, engine: Engine, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_status_shows_confirmations_waiting_for_the_server(tmp_path: Path, engine: Engine) -> None:
     config_path = write_site(tmp_path, engine.url.render_as_string(False), free_port())
     service = service_for(config_path, engine)
     with service.sessions() as session:

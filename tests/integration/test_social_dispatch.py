@@ -224,7 +224,7 @@ def test_the_pace_holds_across_dispatchers_and_keeps_to_its_hours(
 
 
 def test_post_preview_prints_each_channels_text_and_length(
-    tmp_path: Path, servers: tuple[XServer, MastodonServer], capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, servers: tuple[XServer, MastodonServer]
 ) -> None:
     xs, ms = servers
     write_feed(tmp_path / "feed.xml", 2, now=datetime.now(UTC))
@@ -278,7 +278,6 @@ def test_a_new_sites_archive_is_not_announced_whatever_its_dates(
     engine: Engine,
     tmp_path: Path,
     servers: tuple[XServer, MastodonServer],
-    capsys: pytest.CaptureFixture[str],
 ) -> None:
     clock = Clock(datetime.now(UTC))
     write_feed(tmp_path / "feed.xml", 40, now=clock(), dated=False)  # an archive without dates
@@ -304,7 +303,7 @@ def test_a_new_sites_archive_is_not_announced_whatever_its_dates(
 
 
 def test_the_archive_and_a_date_from_the_future_are_noted_in_status(
-    tmp_path: Path, servers: tuple[XServer, MastodonServer], capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, servers: tuple[XServer, MastodonServer]
 ) -> None:
     xs, ms = servers
     now = datetime.now(UTC)

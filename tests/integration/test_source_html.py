@@ -288,9 +288,7 @@ def test_a_bad_next_page_selector_is_reported_for_that_source(
     )
 
 
-def test_check_compiles_every_selector_and_names_its_line(
-    tmp_path: Path, site: Site, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_check_compiles_every_selector_and_names_its_line(tmp_path: Path, site: Site) -> None:
     path = write_config(tmp_path, site)
     text = path.read_text(encoding="utf-8")
     text = text.replace("title: .news-title", "title: 'h3[['").replace(
