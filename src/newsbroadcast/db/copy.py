@@ -26,7 +26,7 @@ from typing import Any
 
 from sqlalchemy import Engine, Integer, Table, func, select, text, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 
 from newsbroadcast import db
@@ -51,7 +51,9 @@ def open_target(url: str) -> Engine:
     try:
         return db.make_engine(url)
     except (ArgumentError, NoSuchModuleError, ValueError) as e:
-        raise InputError(f"--to {_safe(url)}: not a database URL SQLAlchemy can use: {e}") from e
+        raise InputError(
+            f"--to {db.safe_url(url)}: not a database URL SQLAlchemy can use: {e}"
+        ) from e
 
 
 def copy_database(
@@ -69,11 +71,11 @@ def copy_database(
     if batch < 1:
         raise InputError(f"--batch must be at least 1, not {batch}")
     if _same_database(source, target):
-        raise InputError(f"--to {_safe(target.url)} is the database being copied")
+        raise InputError(f"--to {db.safe_url(target.url)} is the database being copied")
     try:
         db.upgrade(target)
     except DBAPIError as e:
-        raise CopyError(f"cannot prepare {_safe(target.url)}: {_reason(e)}") from e
+        raise CopyError(f"cannot prepare {db.safe_url(target.url)}: {db.driver_reason(e)}") from e
     report = []
     for table in Base.metadata.sorted_tables:
         report.append(_copy_table(source, target, table, batch, on_batch))
@@ -81,7 +83,9 @@ def copy_database(
         if db.is_postgres(target):
             _move_sequences(target)
     except DBAPIError as e:
-        raise CopyError(f"moving {_safe(target.url)}'s id sequences: {_reason(e)}") from e
+        raise CopyError(
+            f"moving {db.safe_url(target.url)}'s id sequences: {db.driver_reason(e)}"
+        ) from e
     _check_counts(source, target, report)
     return report
 
@@ -109,7 +113,7 @@ def _copy_table(
             after = _count(out, table)
     except DBAPIError as e:
         raise CopyError(
-            f"copying table {table.name}: {_reason(e)}; run the command again to continue"
+            f"copying table {table.name}: {db.driver_reason(e)}; run the command again to continue"
         ) from e
     log.info("table %s: %d rows, %d copied now", table.name, total, after - before)
     return TableCopied(table.name, total, after - before)
@@ -190,14 +194,3 @@ def _same_database(a: Engine, b: Engine) -> bool:
         return e.url.render_as_string(hide_password=False)
 
     return where(a) == where(b)
-
-
-def _safe(url: Any) -> str:
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return "(the given URL)"
-
-
-def _reason(e: DBAPIError) -> str:
-    return str(e.orig).strip().splitlines()[0] if e.orig is not None else str(e)

@@ -14,7 +14,7 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 from sqlalchemy import Connection, CursorResult, Engine, Result, create_engine, event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from newsbroadcast.errors import ConfigError, Problem
@@ -177,3 +177,18 @@ def watch(engine: Engine) -> DatabaseWatch:
         if found is None:
             found = _watches[engine] = DatabaseWatch(engine)
         return found
+
+
+def safe_url(url: object) -> str:
+    """A database URL without its password, for messages and logs."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)  # type: ignore[arg-type]
+    except (ArgumentError, TypeError, ValueError):
+        return "(unparsable URL)"
+
+
+def driver_reason(e: SQLAlchemyError) -> str:
+    """The driver's own words, on one line: SQLAlchemy's message adds the SQL and a link."""
+    cause: BaseException = e.orig if isinstance(e, DBAPIError) and e.orig is not None else e
+    lines = str(cause).strip().splitlines() or [""]
+    return f"{type(cause).__name__}: {lines[0]}"

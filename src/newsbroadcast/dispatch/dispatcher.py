@@ -36,7 +36,6 @@ from newsbroadcast.outbox import retry
 from newsbroadcast.outbox.claim import backoff
 from newsbroadcast.outbox.ratelimit import SendRateLimiter
 from newsbroadcast.render.mime import PreparedEdition
-from newsbroadcast.render.templates import make_environment
 from newsbroadcast.render.views import EditionView
 from newsbroadcast.transports.base import Transport
 
@@ -53,19 +52,18 @@ class Dispatcher(TransactionalSending, EmailSending, PostPublishing):
         transport: Callable[[], Transport],
         channels: dict[str, Channel],
         prepare: Callable[[str, EditionView, str], PreparedEdition],
+        templates: Callable[[], jinja2.Environment],
         clock: Callable[[], datetime] = utcnow,
-        templates: Callable[[], jinja2.Environment] | None = None,
     ) -> None:
-        """``templates``: the templates transactional emails are rendered with, when they
-        are sent (by default, those under the configured folder)."""
+        """``templates``: the templates transactional emails are rendered with, read when
+        they are sent (the service's, which a reload replaces)."""
         self.config = config
         self.sessions = sessions
         self.make_transport = transport
         self.channels = channels
         self.prepare = prepare
         self.clock = clock
-        self.templates = templates or self._own_templates
-        self._templates: jinja2.Environment | None = None
+        self.templates = templates
         # (edition id, language) → rendered once per language variant
         self._prepared: dict[tuple[int, str], PreparedEdition] = {}
         self._prepared_lock = threading.Lock()
@@ -152,11 +150,6 @@ class Dispatcher(TransactionalSending, EmailSending, PostPublishing):
             self._prepared.clear()
 
     # -- shared by both sides -------------------------------------------------------------------
-
-    def _own_templates(self) -> jinja2.Environment:
-        if self._templates is None:
-            self._templates = make_environment(self.config.path(self.config.templates))
-        return self._templates
 
     def _decide(
         self, key: str, settings: retry.RetrySettings, error: DeliveryError, attempts: int

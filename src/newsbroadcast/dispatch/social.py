@@ -19,7 +19,7 @@ from newsbroadcast.db.models import Article, Post, SendStatus
 from newsbroadcast.dispatch.report import DispatchReport
 from newsbroadcast.errors import DeliveryError, PermanentSendError
 from newsbroadcast.outbox import retry
-from newsbroadcast.outbox.claim import claim
+from newsbroadcast.outbox.claim import claim, finish
 from newsbroadcast.outbox.pacing import take_slot
 
 log = logging.getLogger("newsbroadcast.dispatch")
@@ -96,7 +96,7 @@ class PostPublishing:
                 else:
                     post.remote_id = published.remote_id
                     post.remote_url = published.remote_url
-                    self._finish(session, post, SendStatus.sent)
+                    finish(session, post, SendStatus.sent, self.clock())
                     self._outage_over(post.channel)
                     report.sent += 1
                     log.info(
@@ -116,16 +116,6 @@ class PostPublishing:
             )
         return report
 
-    def _finish(
-        self, session: Session, row: Post, status: SendStatus, error: str | None = None
-    ) -> None:
-        row.status = status
-        row.lease_until = None
-        row.last_error = error
-        if status == SendStatus.sent:
-            row.sent_at = self.clock()
-        session.commit()
-
     def _retry_later(self, session: Session, row: Post, error: DeliveryError) -> bool:
         """Write the one retry rule's decision (outbox/retry.py) to ``row``, by its
         channel's retry settings: queued again (True) or failed (False)."""
@@ -135,7 +125,7 @@ class PostPublishing:
         decision = self._decide(row.channel, settings, error, row.attempts)
         row.attempts = decision.attempts
         if isinstance(decision, retry.GiveUp):
-            self._finish(session, row, SendStatus.failed, error=decision.reason)
+            finish(session, row, SendStatus.failed, self.clock(), error=decision.reason)
             return False
         row.status = SendStatus.queued
         row.lease_until = None

@@ -29,7 +29,7 @@ from newsbroadcast.db.models import (
 from newsbroadcast.dispatch.report import DispatchReport
 from newsbroadcast.errors import DeliveryError, NewsBroadcastError, TransportDown
 from newsbroadcast.outbox import retry
-from newsbroadcast.outbox.claim import claim
+from newsbroadcast.outbox.claim import claim, finish
 from newsbroadcast.outbox.ratelimit import SendRateLimiter
 from newsbroadcast.subscribers.confirmation import confirmation_message, confirmation_message_id
 from newsbroadcast.subscribers.suppressions import is_suppressed
@@ -132,7 +132,7 @@ class TransactionalSending:
             now = self.clock()
             why_not = self._not_wanted(session, sub, row, now)
             if why_not is not None or sub is None:
-                self._end(session, row, SendStatus.skipped, error=why_not)
+                finish(session, row, SendStatus.skipped, self.clock(), error=why_not)
                 self._count(transport, report, "skipped")
                 continue
             message_id = confirmation_message_id(self.config, row.key)
@@ -180,7 +180,7 @@ class TransactionalSending:
             else:
                 row.smtp_reply = reply
                 row.message_id = message_id
-                self._end(session, row, SendStatus.sent)
+                finish(session, row, SendStatus.sent, self.clock())
                 self._count(transport, report, "sent")
                 self._outage_over("email")
                 self._outage_over("build:confirmation")
@@ -212,7 +212,7 @@ class TransactionalSending:
         if retry.caused_by_message(error) or isinstance(decision, retry.GiveUp):
             row.refused_at = self.clock()
         if isinstance(decision, retry.GiveUp):
-            self._end(session, row, SendStatus.failed, error=decision.reason)
+            finish(session, row, SendStatus.failed, self.clock(), error=decision.reason)
             return "failed"
         row.status = SendStatus.queued
         row.next_attempt_at = decision.at
@@ -220,16 +220,6 @@ class TransactionalSending:
         row.last_error = str(error)
         session.commit()
         return "retry"
-
-    def _end(
-        self, session: Session, row: TransactionalEmail, status: SendStatus, error: Any = None
-    ) -> None:
-        row.status = status
-        row.lease_until = None
-        row.last_error = error
-        if status == SendStatus.sent:
-            row.sent_at = self.clock()
-        session.commit()
 
     def _release_transactional(
         self,

@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import ARRAY, Integer, any_, cast, func, select, update
 from sqlalchemy.orm import Session
 
-from newsbroadcast.db.models import Delivery, Post, SendStatus, TransactionalEmail
+from newsbroadcast.db.models import Delivery, OutboxRow, Post, SendStatus, TransactionalEmail
 
 MAX_BACKOFF = timedelta(hours=6)
 
@@ -77,3 +77,15 @@ def claim(
         )  # fmt: skip
     session.commit()
     return sorted(ids)
+
+
+def finish(
+    session: Session, row: OutboxRow, status: SendStatus, now: datetime, error: str | None = None
+) -> None:
+    """End ``row``'s claim with ``status`` (``sent`` also stamps ``now``), and commit."""
+    row.status = status
+    row.lease_until = None
+    row.last_error = error
+    if status == SendStatus.sent:
+        row.sent_at = now
+    session.commit()

@@ -45,11 +45,12 @@ from sqlalchemy import (
     type_coerce,
 )
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError, NoSuchTableError, SQLAlchemyError
+from sqlalchemy.exc import NoSuchTableError, SQLAlchemyError
 from sqlalchemy.sql import sqltypes
 from sqlalchemy.types import NullType
 
 from newsbroadcast.config.model import SqlSource
+from newsbroadcast.db.engine import driver_reason, safe_url
 from newsbroadcast.errors import SourceError
 from newsbroadcast.sources.base import ArticleDraft, FetchResult
 from newsbroadcast.sources.dates import as_utc, parse_date
@@ -135,7 +136,7 @@ def fetch_sql(source: SqlSource, base_dir: Path, cursor: str | None) -> FetchRes
     try:
         engine = readonly_engine(source.url, base_dir, source.timeout.total_seconds())
     except (ValueError, SQLAlchemyError) as e:
-        raise SourceError(source.name, f"database {_safe(source.url)}: {e}") from e
+        raise SourceError(source.name, f"database {safe_url(source.url)}: {e}") from e
     try:
         with engine.connect() as conn:
             table = _table(source, conn)
@@ -144,7 +145,9 @@ def fetch_sql(source: SqlSource, base_dir: Path, cursor: str | None) -> FetchRes
     except SourceError:
         raise
     except SQLAlchemyError as e:
-        raise SourceError(source.name, f"database {_safe(source.url)}: {_reason(e)}") from e
+        raise SourceError(
+            source.name, f"database {safe_url(source.url)}: {driver_reason(e)}"
+        ) from e
     finally:
         engine.dispose()
     return result
@@ -349,7 +352,7 @@ def _table(source: SqlSource, conn: Any) -> Table:
         )
         raise SourceError(
             source.name,
-            f"no table or view {source.table!r} in {_safe(source.url)} "
+            f"no table or view {source.table!r} in {safe_url(source.url)} "
             f"(there are: {', '.join(sorted(names)) or 'none'})",
         ) from e
     wanted = {k: v for k, v in source.columns.model_dump().items() if v}
@@ -455,18 +458,3 @@ def _load_cursor(stored: str | None) -> Any:
         "str": str,
     }
     return readers[kind](value)
-
-
-def _reason(e: SQLAlchemyError) -> str:
-    """The driver's own words, on one line: SQLAlchemy's message adds the SQL and a link."""
-    cause: BaseException = e.orig if isinstance(e, DBAPIError) and e.orig is not None else e
-    lines = str(cause).strip().splitlines() or [""]
-    return f"{type(cause).__name__}: {lines[0]}"
-
-
-def _safe(url: str) -> str:
-    """The URL without its password, for messages and logs."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:
-        return "(unparsable URL)"
