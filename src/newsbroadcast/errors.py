@@ -7,6 +7,8 @@
      ├── InputError             a record given by a person is wrong (CSV row, CLI argument)
      │    └── SuppressedAddress   the address is on the suppression list
      ├── MailboxError           the bounce/unsubscribe mailbox could not be read
+     ├── FeedbackRejected       a provider's bounce/complaint webhook is not trusted or not
+     │                          readable (carries the HTTP status to answer with)
      ├── RenderError            a template could not make this post or edition
      │    └── PostTooLong         not even a shortened title fits the channel's limit
      ├── CopyError              `db copy` could not finish (run it again to continue)
@@ -73,6 +75,19 @@ class SuppressedAddress(InputError):
 
 class MailboxError(NewsBroadcastError):
     """The mailbox of bounces and unsubscribe requests could not be opened or read."""
+
+
+class FeedbackRejected(NewsBroadcastError):
+    """A bounce or complaint webhook was refused: a wrong signature or credential, a stale
+    or replayed request, an untrusted certificate, a payload that is not the provider's
+    format. ``status`` is the HTTP status to answer with, ``code`` one word for machines,
+    the message what a person needs to fix it. Nothing of the request was recorded."""
+
+    def __init__(self, status: int, code: str, detail: str) -> None:
+        self.status = status
+        self.code = code
+        self.detail = detail
+        super().__init__(f"{code}: {detail}")
 
 
 class RenderError(NewsBroadcastError):

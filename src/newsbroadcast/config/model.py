@@ -6,6 +6,8 @@ config file and defaults to ``..``: ``config/newsbroadcast.yaml`` sits in the si
 
 from __future__ import annotations
 
+import base64
+import binascii
 import os
 import re
 from datetime import timedelta
@@ -14,6 +16,8 @@ from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from apscheduler.triggers.cron import CronTrigger
+from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePublicKey
+from cryptography.hazmat.primitives.serialization import load_der_public_key
 from email_validator import EmailNotValidError, validate_email
 from pydantic import (
     BaseModel,
@@ -466,6 +470,82 @@ class Mailbox(Model):
     soft_bounce_limit: int = Field(5, ge=1)
 
 
+TopicArn = Annotated[str, Field(pattern=r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:\S+$")]
+
+
+class SesWebhook(Model):
+    """Amazon SES notifications through an SNS topic (``POST /webhooks/ses``)."""
+
+    # Only notifications from these topics are taken (AWS: reject unexpected TopicArns).
+    topic_arns: list[TopicArn] = Field(min_length=1)
+    # Visit the SubscribeURL of a (signed) SubscriptionConfirmation for one of topic_arns.
+    confirm_subscriptions: bool = True
+
+
+class PostmarkWebhook(Model):
+    """Postmark's Bounce and SpamComplaint webhooks (``POST /webhooks/postmark``). Postmark
+    signs nothing: set the webhook URL with basic auth (``https://user:pass@host/...``),
+    or with ``?token=...``, or both."""
+
+    username: str | None = None
+    password: str | None = Field(None, min_length=16)
+    token: str | None = Field(None, min_length=16)
+
+    @model_validator(mode="after")
+    def _some_secret(self) -> PostmarkWebhook:
+        if (self.username is None) != (self.password is None):
+            raise ValueError("username and password go together")
+        if self.password is None and self.token is None:
+            raise ValueError("set username and password (basic auth) or token, or both")
+        return self
+
+
+class MailgunWebhook(Model):
+    """Mailgun webhooks (``POST /webhooks/mailgun``), events failed and complained."""
+
+    signing_key: str = Field(min_length=16)  # "HTTP webhook signing key" in Mailgun
+    max_age: Duration = timedelta(minutes=10)  # older (or replayed) signatures are refused
+
+
+class SendgridWebhook(Model):
+    """SendGrid's Signed Event Webhook (``POST /webhooks/sendgrid``)."""
+
+    public_key: str  # the verification key SendGrid shows (base64 DER)
+    max_age: Duration = timedelta(minutes=10)
+
+    @field_validator("public_key")
+    @classmethod
+    def _an_ecdsa_key(cls, value: str) -> str:
+        # Checked here so `config check` finds a key pasted wrong, not the first webhook.
+        try:
+            key = load_der_public_key(base64.b64decode(value.strip(), validate=True))
+        except (ValueError, binascii.Error):
+            raise ValueError("not a base64 DER public key (copy it from SendGrid)") from None
+        if not isinstance(key, EllipticCurvePublicKey):
+            raise ValueError("not an elliptic-curve (ECDSA) public key")
+        return value.strip()
+
+
+class GenericWebhook(Model):
+    """``POST /webhooks/bounce`` with ``Authorization: Bearer <token>`` (or ``?token=``)."""
+
+    token: str = Field(min_length=16)
+
+
+class Webhooks(Model):
+    ses: SesWebhook | None = None
+    postmark: PostmarkWebhook | None = None
+    mailgun: MailgunWebhook | None = None
+    sendgrid: SendgridWebhook | None = None
+    generic: GenericWebhook | None = None
+
+
+class Bounces(Model):
+    """Bounces and complaints reported by email providers."""
+
+    webhooks: Webhooks = Webhooks()
+
+
 class Scheduler(Model):
     dispatch_every: Duration = timedelta(seconds=5)
     lease: Duration = timedelta(minutes=5)  # a claim not finished by then is taken again
@@ -497,6 +577,7 @@ class Config(Model):
     web: Web = Web()
     mailbox: Mailbox | None = None
     api: Api = Api()
+    bounces: Bounces = Bounces()
 
     # Set by load_config: where the file was, for resolving relative paths.
     config_file: Path | None = Field(None, exclude=True)

@@ -377,3 +377,17 @@ class DigestLock(Base):
 
     digest: Mapped[str] = mapped_column(String(200), primary_key=True)
     touched_at: Mapped[datetime | None]
+
+
+class FeedbackReceipt(Base):
+    """A bounce or complaint a provider's webhook reported, or a Mailgun token, already
+    handled: a provider's retry of the same event (or a replayed request) finds its key
+    here and changes nothing. ``key`` is a SHA-256 of the provider, its event id and the
+    address (or of the token), so no address is kept in the clear."""
+
+    __tablename__ = "feedback_receipts"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    provider: Mapped[str] = mapped_column(String(16))
+    kind: Mapped[str] = mapped_column(String(16))  # hard | soft | complaint | token
+    received_at: Mapped[datetime] = mapped_column(index=True)

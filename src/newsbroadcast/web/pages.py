@@ -43,7 +43,7 @@ from newsbroadcast.subscribers.lifecycle import (
     signup,
     unsubscribe,
 )
-from newsbroadcast.web import api
+from newsbroadcast.web import api, feedback
 from newsbroadcast.web.archive import atom_feed, edition_context, list_editions
 from newsbroadcast.web.security import (
     CSRF_FIELD,
@@ -139,6 +139,8 @@ def create_app(
         Route("/metrics", _metrics, methods=["GET"]),
         # Articles pushed by the newsroom's CMS (bearer token, see `api.tokens`).
         *api.routes(config, db.sessions(engine), clock),
+        # Bounces and complaints from email providers (see `bounces.webhooks`).
+        *feedback.routes(config, db.sessions(engine), clock),
     ]
     metrics.watch_queue(db.sessions(engine))
 
