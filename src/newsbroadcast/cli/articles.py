@@ -72,8 +72,8 @@ def cmd_post_preview(args: argparse.Namespace) -> int:
     for p in previews:
         verdict = "fits" if p.fits else "TOO LONG"
         print(f"\n== {p.channel} ({p.kind}): {p.length}/{p.limit} {verdict} ==")
-        print(p.problem or p.text)
-        if p.payload is not None:
-            print("-- would send:")
+        if p.payload is None:
+            print(p.problem or p.text)
+        else:  # the text is in the payload, as the network gets it
             print("\n".join(payload_lines(p.payload)))
     return EXIT_OK if all(p.fits for p in previews) else EXIT_FAILED

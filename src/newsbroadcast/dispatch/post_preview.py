@@ -122,8 +122,19 @@ def payload_lines(payload: Payload) -> list[str]:
     """``payload`` for a terminal: the request, its body as YAML, then what else sending
     would do."""
     body = yaml.dump(
-        payload.body, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=10_000
+        _type_first(payload.body), Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=10_000
     )
-    lines = [payload.request, *("  " + line for line in body.rstrip("\n").splitlines())]
+    lines = [payload.request, *(f"  {line}".rstrip() for line in body.rstrip("\n").splitlines())]
     lines += [f"+ {note}" for note in payload.notes]
     return lines
+
+
+def _type_first(value: Any) -> Any:
+    """``value`` with each object's ``$type`` (AT Protocol's) first: a person reads what a
+    thing is before its fields. The JSON form keeps the order as sent."""
+    if isinstance(value, dict):
+        keys = sorted(value, key=lambda k: k != "$type")
+        return {k: _type_first(value[k]) for k in keys}
+    if isinstance(value, list):
+        return [_type_first(v) for v in value]
+    return value
