@@ -5,6 +5,9 @@ parsed the way Telegram documents it: only its tags (b, i, u, s, a, code, pre, �
 tag closed in order, ``<``, ``>`` and ``&`` outside tags and entities refused, only the
 named entities ``&lt; &gt; &amp; &quot;``; the visible text must be 1–4096 UTF-16 units.
 A refused message gets Telegram's 400 "Bad Request: can't parse entities: …".
+``getMe`` and ``getChat`` answer as Telegram does for the bot and the chats in ``chats``
+(400 "Bad Request: chat not found" for others); a token that is not the bot's gets 401
+"Unauthorized", as from Telegram for a revoked or mistyped token.
 ``rate_limit_next`` answers 429 with ``parameters.retry_after``; ``drop_next`` posts the
 message and hangs up without answering (an outcome the client cannot know).
 """
@@ -104,6 +107,33 @@ class BotApi:
     # The server's own hold, shared so that tests can arm it here (tg.state.hold); the
     # state is only touched under the server's lock, so it needs none of its own.
     hold: AnswerHold = field(default_factory=AnswerHold)
+    username: str = "newsroom_test_bot"
+    # The chats the bot is a member of, by @username or id: what getChat finds.
+    chats: dict[str, dict[str, Any]] = field(
+        default_factory=lambda: {
+            "@newsroomtest": {
+                "id": -1001234567890,
+                "type": "channel",
+                "title": "Newsroom test",
+                "username": "newsroomtest",
+            }
+        }
+    )
+
+    def get_me(self) -> dict[str, Any]:
+        bot_id = int(self.token.split(":", 1)[0])
+        user = {"id": bot_id, "is_bot": True, "first_name": "Newsroom", "username": self.username}
+        return {"ok": True, "result": user}
+
+    def get_chat(self, data: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        chat = self.chats.get(str(data.get("chat_id")))
+        if chat is None:
+            return 400, {
+                "ok": False,
+                "error_code": 400,
+                "description": "Bad Request: chat not found",
+            }
+        return 200, {"ok": True, "result": chat}
 
     def send_message(self, data: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         text = data.get("text")
@@ -162,8 +192,15 @@ class TelegramBotApi(LoopbackApi):
     def route(self, request: ApiRequest) -> ApiResponse:
         api = self.state
         api.requests += 1
-        if request.path != f"/bot{api.token}/sendMessage":
+        prefix, _, method = request.path.rpartition("/")
+        if not prefix.startswith("/bot") or method not in ("sendMessage", "getMe", "getChat"):
             return self._answer(404, {"ok": False, "error_code": 404, "description": "Not Found"})
+        if prefix != f"/bot{api.token}":
+            return self._answer(
+                401, {"ok": False, "error_code": 401, "description": "Unauthorized"}
+            )
+        if method == "getMe":
+            return self._answer(200, api.get_me())
         if api.rate_limit_next > 0:
             api.rate_limit_next -= 1
             return self._answer(
@@ -177,6 +214,8 @@ class TelegramBotApi(LoopbackApi):
             )
         if "json" not in request.headers.get("content-type", ""):
             return self._answer(400, {"ok": False, "error_code": 400, "description": "no JSON"})
+        if method == "getChat":
+            return self._answer(*api.get_chat(request.json()))
         status, answer = api.send_message(request.json())
         response = self._answer(status, answer)
         response.accepted = status == 200

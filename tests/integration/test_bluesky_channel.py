@@ -241,3 +241,59 @@ def test_300_graphemes_of_combined_characters_are_accepted(pds: BlueskyPds, tmp_
     text = "e\u0301" * 290 + " 👩🏽‍✈️🇷🇼"  # 600 code points, 292 graphemes
     channel(pds, tmp_path).publish(post(1, text=text))
     assert json.dumps(list(pds.state.records.values())[0]["text"]) == json.dumps(text)
+
+
+def test_preview_shows_the_record_publish_writes_without_logging_in_or_uploading(
+    pds: BlueskyPds, tmp_path: Path
+) -> None:
+    image = f"{pds.url}/img/small.png"
+    shown = channel(pds, tmp_path).preview(post(7, image=image))
+    assert pds.state.calls.get(CREATE, 0) == pds.state.calls.get(UPLOAD, 0) == 0
+    assert not (tmp_path / "var" / "bluesky-bsky.session").exists()
+    assert [(u.url, u.size, u.content_type) for u in shown.uploads] == [
+        (image, len(PNG), "image/png")
+    ]
+    assert f"thumbnail: {image}, {len(PNG):,} bytes (image/png) would be uploaded" in "\n".join(
+        shown.notes
+    )
+    external = shown.body["embed"]["external"]
+    assert "thumb" not in external  # only an upload makes the blob it names
+    assert shown.body["langs"] == ["en"]
+    ranges = [(f["index"]["byteStart"], f["index"]["byteEnd"]) for f in shown.body["facets"]]
+    assert ranges == [(30, 66), (67, 80), (81, 87)]  # bytes: 'é', 'è' are 2, the flag is 8
+    assert "facet link: bytes 30-66 = 'https://newsroom.example.org/story-7'" in shown.notes
+    assert "facet tag: bytes 67-80 = '#BorderGuards'" in shown.notes
+
+    channel(pds, tmp_path).publish(post(7, image=image))
+    (stored,) = pds.state.records.values()
+    # The same record but for what only sending makes: the time and the uploaded blob.
+    sent = {k: v for k, v in stored.items() if k != "createdAt"}
+    sent["embed"] = {**stored["embed"], "external": dict(stored["embed"]["external"])}
+    assert sent["embed"]["external"].pop("thumb")["size"] == len(PNG)
+    assert sent == {k: v for k, v in shown.body.items() if k != "createdAt"}
+
+
+def test_preview_says_when_an_image_would_be_left_out(pds: BlueskyPds, tmp_path: Path) -> None:
+    image = f"{pds.url}/img/huge.jpg"
+    shown = channel(pds, tmp_path).preview(post(8, image=image))
+    assert shown.uploads == ()
+    assert any(n.startswith(f"thumbnail: {image} left out") for n in shown.notes)
+
+
+def test_check_creates_a_session_and_names_the_account_without_keeping_it(
+    pds: BlueskyPds, tmp_path: Path
+) -> None:
+    detail = channel(pds, tmp_path).check()
+    assert detail == f"session for @newsroom.test (did:plc:newsroom0000000000000000) on {pds.url}"
+    assert pds.state.calls == {CREATE: 1}  # no profile, no post
+    assert not (tmp_path / "var" / "bluesky-bsky.session").exists()
+
+
+def test_check_with_a_wrong_app_password_names_the_channel_and_the_refusal(
+    pds: BlueskyPds, tmp_path: Path
+) -> None:
+    with pytest.raises(TransportConfigError) as refused:
+        channel(pds, tmp_path, password="wrong").check()
+    message = str(refused.value)
+    assert "channel 'bsky'" in message and "'newsroom.test'" in message
+    assert "401 AuthenticationRequired: Invalid identifier or password" in message

@@ -135,3 +135,26 @@ def test_check_names_the_account_and_the_limit(server: MastodonServer) -> None:
     with pytest.raises(TransportConfigError):
         MastodonChannel("fedi", api_base_url=server.url, access_token="wrong").check()
     assert server.statuses == []
+
+
+def test_preview_is_the_status_form_publish_posts(server: MastodonServer) -> None:
+    fedi = channel_for(server, visibility="unlisted", language="rw", spoiler_text="Politics")
+    shown = fedi.preview(POST)
+    assert server.statuses == []  # a preview posts nothing
+    assert shown.body == {
+        "status": POST.text,
+        "visibility": "unlisted",
+        "language": "rw",
+        "spoiler_text": "Politics",
+    }
+    assert f"Idempotency-Key: {idempotency_key(POST)}" in shown.notes
+    fedi.publish(POST)
+    (status,) = server.statuses
+    received = {k: status["text" if k == "status" else k] for k in shown.body}
+    assert received == shown.body
+
+
+def test_preview_leaves_out_what_mastodon_py_leaves_out(server: MastodonServer) -> None:
+    shown = channel_for(server).preview(POST)
+    assert shown.body == {"status": POST.text, "visibility": "public"}
+    assert "language: not sent (the account's default applies)" in shown.notes

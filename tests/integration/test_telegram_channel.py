@@ -131,3 +131,36 @@ def test_resend_unconfirmed_prefers_a_duplicate_to_a_loss(tg: TelegramBotApi) ->
         ch.publish(post("Hello"))
     ch.publish(retried(post("Hello")))
     assert len(tg.state.messages) == 2
+
+
+def test_preview_is_the_sendmessage_body_publish_sends(tg: TelegramBotApi) -> None:
+    tg_post = post("Tom & Jerry <3 https://newsroom.example.org/a?x=1&y=2")
+    shown = channel(tg).preview(tg_post)
+    assert tg.state.requests == 0  # a preview sends nothing
+    channel(tg).publish(tg_post)
+    (message,) = tg.state.messages
+    assert shown.body == message["request"]
+    assert shown.body["parse_mode"] == "HTML" and "&amp;" in shown.body["text"]
+    assert "<token>" in shown.request and TOKEN not in shown.request
+
+
+def test_check_names_the_bot_and_the_chat_and_sends_nothing(tg: TelegramBotApi) -> None:
+    detail = channel(tg).check()
+    assert detail == "bot @newsroom_test_bot; chat @newsroomtest: channel 'Newsroom test'"
+    assert tg.state.messages == []
+
+
+def test_check_with_a_wrong_token_names_the_channel_and_telegrams_answer(
+    tg: TelegramBotApi,
+) -> None:
+    with pytest.raises(TransportConfigError) as refused:
+        channel(tg, token="999:wrong").check()
+    assert "channel 'tg'" in str(refused.value)
+    assert "401 Unauthorized" in str(refused.value) and "@BotFather" in str(refused.value)
+
+
+def test_check_of_a_chat_the_bot_is_not_in_says_so(tg: TelegramBotApi) -> None:
+    with pytest.raises(TransportConfigError) as refused:
+        channel(tg, chat_id="@elsewhere").check()
+    assert "the chat @elsewhere" in str(refused.value)
+    assert "chat not found" in str(refused.value) and "administrator" in str(refused.value)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 
 def story_identity(site: str, source: str, guid: str) -> str:
@@ -66,3 +66,30 @@ class Channel(Protocol):
     def measure(self, text: str) -> int: ...
 
     def publish(self, post: OutgoingPost) -> Published: ...
+
+
+@dataclass(frozen=True)
+class Upload:
+    """Something ``publish`` would send ahead of the post (a link card's thumbnail)."""
+
+    url: str  # where it is fetched from
+    size: int  # bytes
+    content_type: str
+
+
+@dataclass(frozen=True)
+class Payload:
+    """What ``publish`` would send for a post, built by the same code, without sending:
+    ``request`` names the call, ``body`` is its JSON-able body as the network gets it,
+    ``uploads`` what would go first, ``notes`` what else sending does (headers, keys)."""
+
+    request: str
+    body: dict[str, Any]
+    uploads: tuple[Upload, ...] = ()
+    notes: tuple[str, ...] = ()
+
+
+class Previewing(Protocol):
+    """A channel that can show its payload for a post (``post preview``)."""
+
+    def preview(self, post: OutgoingPost) -> Payload: ...

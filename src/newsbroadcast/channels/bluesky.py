@@ -31,15 +31,17 @@ from atproto_client.exceptions import (
     LoginRequiredError,
     NetworkError,
     RateLimitExceededError,
+    RequestErrorBase,
     RequestException,
     UnauthorizedError,
 )
 from atproto_client.models.common import XrpcError
+from atproto_client.models.utils import get_model_as_dict
 from atproto_client.request import Request
 from atproto_core.exceptions import AtProtocolError
 
 from newsbroadcast.channels import richtext
-from newsbroadcast.channels.base import OutgoingPost, Published
+from newsbroadcast.channels.base import OutgoingPost, Payload, Published, Upload
 from newsbroadcast.errors import (
     DeliveryError,
     PermanentSendError,
@@ -114,10 +116,50 @@ def facets(text: str) -> list[models.AppBskyRichtextFacet.Main]:
     ]
 
 
+def card(
+    post: OutgoingPost, thumb: models.BlobRef | None = None
+) -> models.AppBskyEmbedExternal.Main:
+    """The article's link card (``app.bsky.embed.external``): its link, title and summary
+    as text, and ``thumb`` (an uploaded blob) when there is one."""
+    assert post.url is not None
+    description = shorten(html_to_text(post.summary or ""), MAX_CARD_DESCRIPTION)
+    external = models.AppBskyEmbedExternal.External(
+        uri=post.url, title=post.title, description=description, thumb=thumb
+    )
+    return models.AppBskyEmbedExternal.Main(external=external)
+
+
+def post_record(
+    post: OutgoingPost,
+    language: str,
+    embed: models.AppBskyEmbedExternal.Main | None,
+    created_at: datetime,
+) -> models.AppBskyFeedPost.Record:
+    """The ``app.bsky.feed.post`` record for ``post``: what ``publish`` writes and
+    ``preview`` shows, from this one function so the two cannot drift apart."""
+    return models.AppBskyFeedPost.Record(
+        text=post.text,
+        created_at=created_at.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        facets=facets(post.text) or None,
+        embed=embed,
+        langs=[language],
+    )
+
+
 def _xrpc_error(error: BaseException) -> str | None:
     response = getattr(error, "response", None)
     content = getattr(response, "content", None)
     return content.error if isinstance(content, XrpcError) else None
+
+
+def _refusal(error: RequestErrorBase) -> str:
+    """'401 AuthenticationRequired: Invalid identifier or password', from the answer."""
+    response = error.response
+    content = getattr(response, "content", None)
+    status = getattr(response, "status_code", "?")
+    if isinstance(content, XrpcError):
+        return f"{status} {content.error}: {content.message}"
+    return f"{status} {error}"
 
 
 def _is_token_error(error: BaseException) -> bool:
@@ -206,13 +248,8 @@ class BlueskyChannel:
             raise PermanentSendError(
                 f"record key {rkey} already holds another post ({existing.uri}); not overwriting it"
             )
-        record = models.AppBskyFeedPost.Record(
-            text=post.text,
-            created_at=datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-            facets=facets(post.text) or None,
-            embed=self._card(client, post) if self.link_card and post.url else None,
-            langs=[self.language],
-        )
+        embed = self._card(client, post) if self.link_card and post.url else None
+        record = post_record(post, self.language, embed, datetime.now(UTC))
         data = models.ComAtprotoRepoPutRecord.Data(
             repo=self._did(client), collection=POST_COLLECTION, rkey=rkey, record=record
         )
@@ -243,8 +280,6 @@ class BlueskyChannel:
     # -- link card ----------------------------------------------------------------------------
 
     def _card(self, client: Client, post: OutgoingPost) -> models.AppBskyEmbedExternal.Main:
-        assert post.url is not None
-        description = shorten(html_to_text(post.summary or ""), MAX_CARD_DESCRIPTION)
         thumb = None
         image = self._thumbnail(post.image) if post.image else None
         if image is not None:
@@ -256,10 +291,46 @@ class BlueskyChannel:
                 "uploading the thumbnail",
             )
             thumb = uploaded.blob
-        external = models.AppBskyEmbedExternal.External(
-            uri=post.url, title=post.title, description=description, thumb=thumb
+        return card(post, thumb)
+
+    def preview(self, post: OutgoingPost) -> Payload:
+        """The record ``publish`` would write, without logging in or uploading: the card's
+        thumbnail is fetched (to tell its size) but not uploaded, so the record shows no
+        ``thumb``; ``uploads`` says what would be uploaded first."""
+        uploads: list[Upload] = []
+        notes = [f"record key {record_key(post)} (putRecord: a retry rewrites, never repeats)"]
+        embed = None
+        if self.link_card and post.url:
+            embed = card(post)
+            image = self._thumbnail(post.image) if post.image else None
+            if post.image is None:
+                notes.append("thumbnail: none (the article has no image)")
+            elif image is None:
+                notes.append(
+                    f"thumbnail: {post.image} left out (not fetched, not an image, or over "
+                    f"{MAX_THUMB_BYTES:,} bytes)"
+                )
+            else:
+                uploads.append(Upload(post.image, len(image[0]), image[1]))
+                notes.append(
+                    f"thumbnail: {post.image}, {len(image[0]):,} bytes ({image[1]}) would be "
+                    "uploaded (com.atproto.repo.uploadBlob) and set as the card's thumb"
+                )
+        elif not self.link_card:
+            notes.append("link card: off (link_card: false)")
+        record = post_record(post, self.language, embed, datetime.now(UTC))
+        data = post.text.encode("utf-8")
+        for facet in record.facets or []:
+            start, end = facet.index.byte_start, facet.index.byte_end
+            kinds = ", ".join(f.py_type.rsplit("#", 1)[-1] for f in facet.features)
+            covered = data[start:end].decode("utf-8", errors="replace")
+            notes.append(f"facet {kinds}: bytes {start}-{end} = {covered!r}")
+        return Payload(
+            f"com.atproto.repo.putRecord {POST_COLLECTION} on {self.service}",
+            get_model_as_dict(record),
+            tuple(uploads),
+            tuple(notes),
         )
-        return models.AppBskyEmbedExternal.Main(external=external)
 
     def _thumbnail(self, url: str) -> tuple[bytes, str] | None:
         """The image's bytes and type, or None (the card goes without a thumbnail) when it
@@ -317,6 +388,35 @@ class BlueskyChannel:
                 "(set them in the environment)"
             )
         client.login(self.handle, self.app_password, fetch_bsky_profile=False)
+
+    def check(self) -> str:
+        """Whose handle and app password these are: one ``createSession`` with them (not
+        the stored session, which would prove nothing about them); posts nothing and keeps
+        no session. createSession is rate-limited (30 per 5 minutes): for a person's
+        ``check --connect``, not for every run."""
+        if not self.handle or not self.app_password:
+            raise TransportConfigError(
+                f"channel {self.name!r}: the Bluesky handle or app password is empty "
+                "(set them in the environment)"
+            )
+        client = Client(base_url=self.service, request=Request(timeout=self.timeout))
+        data = models.ComAtprotoServerCreateSession.Data(
+            identifier=self.handle, password=self.app_password
+        )
+        try:
+            session = client.com.atproto.server.create_session(data)
+        except httpx.HTTPError as e:
+            raise TransientSendError(f"Bluesky at {self.service} did not answer: {e!r}") from e
+        except (UnauthorizedError, BadRequestError) as e:
+            # 401 AuthenticationRequired (a wrong password) or 400 (an unknown handle).
+            raise TransportConfigError(
+                f"channel {self.name!r}: {self.service} refused the handle {self.handle!r} "
+                f"and its app password ({_refusal(e)})"
+            ) from e
+        except AtProtocolError as e:
+            raise _delivery_error(e, "creating a session") from e
+        state = "" if session.active is not False else f", account {session.status or 'inactive'}"
+        return f"session for @{session.handle} ({session.did}) on {self.service}{state}"
 
     def _on_session_change(self, event: SessionEvent, session: Session) -> None:
         if event in (SessionEvent.CREATE, SessionEvent.REFRESH):
@@ -385,4 +485,4 @@ class BlueskyChannel:
         os.replace(tmp, self.session_file)
 
 
-__all__ = ["BlueskyChannel", "facets", "measure", "record_key"]
+__all__ = ["BlueskyChannel", "card", "facets", "measure", "post_record", "record_key"]

@@ -11,8 +11,9 @@ import json
 import os
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
-from newsbroadcast.channels.base import OutgoingPost, Published
+from newsbroadcast.channels.base import OutgoingPost, Payload, Published
 from newsbroadcast.errors import TransientSendError
 
 
@@ -26,23 +27,12 @@ class FileChannel:
         return len(text)
 
     def publish(self, post: OutgoingPost) -> Published:
-        remote_id = f"{self.name}-{post.key.hex()[:24]}"
+        remote_id = self._remote_id(post)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             if self._already_written(remote_id):
                 return Published(remote_id)
-            line = json.dumps(
-                {
-                    "id": remote_id,
-                    "post_id": post.post_id,
-                    "article_id": post.article_id,
-                    "channel": post.channel,
-                    "text": post.text,
-                    "url": post.url,
-                    "written_at": datetime.now(UTC).isoformat(),
-                },
-                ensure_ascii=False,
-            )
+            line = json.dumps(self.line(post), ensure_ascii=False)
             with self.path.open("a", encoding="utf-8") as f:
                 f.write(line + "\n")
                 f.flush()
@@ -50,6 +40,24 @@ class FileChannel:
         except OSError as e:
             raise TransientSendError(f"cannot write {self.path}: {e.strerror or e}") from e
         return Published(remote_id)
+
+    def line(self, post: OutgoingPost) -> dict[str, Any]:
+        """The JSON line ``publish`` appends for ``post`` (and ``preview`` shows)."""
+        return {
+            "id": self._remote_id(post),
+            "post_id": post.post_id,
+            "article_id": post.article_id,
+            "channel": post.channel,
+            "text": post.text,
+            "url": post.url,
+            "written_at": datetime.now(UTC).isoformat(),
+        }
+
+    def _remote_id(self, post: OutgoingPost) -> str:
+        return f"{self.name}-{post.key.hex()[:24]}"
+
+    def preview(self, post: OutgoingPost) -> Payload:
+        return Payload(f"append to {self.path}", self.line(post))
 
     def _already_written(self, remote_id: str) -> bool:
         if not self.path.exists():

@@ -33,7 +33,7 @@ from mastodon import (
 )
 from twitter_text.extract_urls import extract_urls_with_indices
 
-from newsbroadcast.channels.base import OutgoingPost, Published
+from newsbroadcast.channels.base import OutgoingPost, Payload, Published
 from newsbroadcast.errors import (
     PermanentSendError,
     RateLimited,
@@ -144,11 +144,7 @@ class MastodonChannel:
                     log.info("post %s on %s: found already posted", post.post_id, self.name)
                     return found
             status = self.api.status_post(
-                post.text,
-                idempotency_key=idempotency_key(post),
-                visibility=self.visibility,
-                language=self.language,
-                spoiler_text=self.spoiler_text,
+                **self.status_form(post), idempotency_key=idempotency_key(post)
             )
         except MastodonRatelimitError as e:
             raise RateLimited(
@@ -177,6 +173,27 @@ class MastodonChannel:
         except MastodonError as e:
             raise TransientSendError(f"Mastodon: {e}") from e
         return Published(str(status["id"]), status.get("url"))
+
+    def status_form(self, post: OutgoingPost) -> dict[str, Any]:
+        """The status's form fields (Mastodon.py's ``status_post`` arguments, named as on
+        the wire): what ``publish`` posts and ``preview`` shows. An unset field is left out,
+        as Mastodon.py leaves it out of the request."""
+        form = {
+            "status": post.text,
+            "visibility": self.visibility,
+            "language": self.language,
+            "spoiler_text": self.spoiler_text,
+        }
+        return {k: v for k, v in form.items() if v is not None}
+
+    def preview(self, post: OutgoingPost) -> Payload:
+        notes = [f"Idempotency-Key: {idempotency_key(post)}"]
+        if self.language is None:
+            notes.append("language: not sent (the account's default applies)")
+        if self.spoiler_text:
+            notes.append(f"content warning: {self.spoiler_text!r} (counts against the limit)")
+        request = f"POST {self.api.api_base_url}/api/v1/statuses"
+        return Payload(request, self.status_form(post), (), tuple(notes))
 
     def _find_status(self, post: OutgoingPost) -> Published | None:
         """The account's recent status that announces ``post``'s article, if any."""

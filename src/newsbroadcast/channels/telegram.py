@@ -23,7 +23,7 @@ from typing import Any
 import httpx
 
 from newsbroadcast.channels import richtext
-from newsbroadcast.channels.base import OutgoingPost, Published
+from newsbroadcast.channels.base import OutgoingPost, Payload, Published
 from newsbroadcast.errors import (
     PermanentSendError,
     RateLimited,
@@ -116,19 +116,8 @@ class TelegramChannel:
                 "have been posted and Telegram cannot confirm it: not sent again; check the "
                 "channel (resend_unconfirmed: true prefers a duplicate to a loss)"
             )
-        payload: dict[str, Any] = {
-            "chat_id": self.chat_id,
-            "text": to_html(post.text),
-            "parse_mode": "HTML",
-            "disable_notification": self.silent,
-            "link_preview_options": (
-                {"is_disabled": False, "url": post.url}
-                if self.link_preview and post.url
-                else {"is_disabled": not self.link_preview}
-            ),
-        }
         try:
-            response = self._http.post(self._endpoint, json=payload)
+            response = self._http.post(self._endpoint, json=self.message(post))
         except (httpx.ConnectError, httpx.ConnectTimeout) as e:
             # The request never left: the dispatcher forgets this attempt.
             raise TransientSendError(f"Telegram unreachable: {e!r}", unsent=True) from e
@@ -141,6 +130,63 @@ class TelegramChannel:
         except TransientSendError as e:
             e.unsent = True  # Telegram answered with a refusal: nothing was posted
             raise
+
+    def message(self, post: OutgoingPost) -> dict[str, Any]:
+        """The ``sendMessage`` body for ``post``: what ``publish`` sends and ``preview``
+        shows."""
+        return {
+            "chat_id": self.chat_id,
+            "text": to_html(post.text),
+            "parse_mode": "HTML",
+            "disable_notification": self.silent,
+            "link_preview_options": (
+                {"is_disabled": False, "url": post.url}
+                if self.link_preview and post.url
+                else {"is_disabled": not self.link_preview}
+            ),
+        }
+
+    def preview(self, post: OutgoingPost) -> Payload:
+        return Payload("POST /bot<token>/sendMessage", self.message(post))
+
+    def check(self) -> str:
+        """Which bot the token is (``getMe``) and whether it sees the chat (``getChat``);
+        sends nothing."""
+        if not self._token:
+            raise TransportConfigError(
+                f"channel {self.name!r}: the Telegram bot token is empty "
+                "(set it in the environment)"
+            )
+        bot = self._ask("getMe", {}, "the bot token")
+        chat = self._ask("getChat", {"chat_id": self.chat_id}, f"the chat {self.chat_id}")
+        title = chat.get("title") or chat.get("username") or chat.get("id")
+        return f"bot @{bot.get('username')}; chat {self.chat_id}: {chat.get('type')} {title!r}"
+
+    def _ask(self, method: str, body: dict[str, Any], what: str) -> dict[str, Any]:
+        """One Bot API call's ``result``; a refusal is a TransportConfigError naming
+        ``what`` was refused and the channel."""
+        url = self._endpoint.rsplit("/", 1)[0] + "/" + method
+        try:
+            response = self._http.post(url, json=body)
+        except httpx.HTTPError as e:
+            raise TransientSendError(f"Telegram unreachable: {e!r}") from e
+        try:
+            answer = response.json()
+        except ValueError:
+            answer = {}
+        if response.status_code == 200 and answer.get("ok"):
+            return dict(answer.get("result") or {})
+        description = answer.get("description") or response.reason_phrase
+        if response.status_code == 429 or response.status_code >= 500:
+            raise TransientSendError(f"Telegram answered {response.status_code}: {description}")
+        hint = {
+            "getMe": "check the token from @BotFather",
+            "getChat": "check chat_id, and add the bot to the channel as an administrator",
+        }[method]
+        raise TransportConfigError(
+            f"channel {self.name!r}: Telegram refused {what} ({response.status_code} "
+            f"{description}): {hint}"
+        )
 
     def _outcome(self, response: httpx.Response) -> Published:
         try:

@@ -27,7 +27,7 @@ from typing import Any, Literal
 import httpx
 
 from newsbroadcast.channels import richtext
-from newsbroadcast.channels.base import OutgoingPost, Published
+from newsbroadcast.channels.base import OutgoingPost, Payload, Published
 from newsbroadcast.errors import (
     PermanentSendError,
     RateLimited,
@@ -132,6 +132,15 @@ class WebhookChannel:
 
     def measure(self, text: str) -> int:
         return len(text)
+
+    def preview(self, post: OutgoingPost) -> Payload:
+        signed = f"{SIGNATURE_HEADER}: sha256 HMAC of the body"
+        notes = [
+            f"Idempotency-Key: {idempotency_key(post)}",
+            signed if self.secret else "unsigned (no secret set)",
+        ]
+        body = payload(post, self.shape, int(self.clock()))
+        return Payload(f"POST {self.url} ({self.shape})", body, (), tuple(notes))
 
     def publish(self, post: OutgoingPost) -> Published:
         sent_at = int(self.clock())

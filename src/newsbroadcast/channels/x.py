@@ -20,7 +20,7 @@ import requests
 import tweepy
 from twitter_text import parse_tweet
 
-from newsbroadcast.channels.base import OutgoingPost, Published
+from newsbroadcast.channels.base import OutgoingPost, Payload, Published
 from newsbroadcast.errors import (
     PermanentSendError,
     RateLimited,
@@ -95,9 +95,12 @@ class XChannel:
             raise TransientSendError(f"cannot check the credentials with X: {e}") from e
         return f"credentials of @{me.data['username']}"
 
+    def preview(self, post: OutgoingPost) -> Payload:
+        return Payload("POST /2/tweets", tweet(post))
+
     def publish(self, post: OutgoingPost) -> Published:
         try:
-            response = self.client.create_tweet(text=post.text, user_auth=True)
+            response = self.client.create_tweet(**tweet(post), user_auth=True)
         except tweepy.TooManyRequests as e:
             raise RateLimited(
                 f"X rate limit reached on {self.name}",
@@ -130,6 +133,12 @@ class XChannel:
         data: dict[str, Any] = response.data or {}
         tweet_id = str(data["id"])
         return Published(tweet_id, f"https://x.com/i/web/status/{tweet_id}")
+
+
+def tweet(post: OutgoingPost) -> dict[str, Any]:
+    """The ``POST /2/tweets`` body (``create_tweet``'s arguments): the stored text, as is,
+    so that a retry is refused as a duplicate when an earlier attempt went through."""
+    return {"text": post.text}
 
 
 def _is_duplicate(e: tweepy.HTTPException) -> bool:

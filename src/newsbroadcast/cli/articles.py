@@ -51,7 +51,7 @@ def cmd_api_hash_token(args: argparse.Namespace) -> int:
 
 
 def cmd_post_preview(args: argparse.Namespace) -> int:
-    from newsbroadcast.dispatch.post_preview import preview_posts
+    from newsbroadcast.dispatch.post_preview import payload_lines, preview_posts
     from newsbroadcast.service import Service
 
     service = Service(site_config(args))
@@ -59,9 +59,21 @@ def cmd_post_preview(args: argparse.Namespace) -> int:
         article, previews = preview_posts(service, args.article_id)
     finally:
         service.close()
+    if args.json:
+        import json
+
+        shown = {
+            "article": {"id": article.id, "title": article.title, "url": article.url},
+            "posts": [p.as_json() for p in previews],
+        }
+        print(json.dumps(shown, ensure_ascii=False, indent=2, default=str))
+        return EXIT_OK if all(p.fits for p in previews) else EXIT_FAILED
     print(f"article {article.id}: {article.title}")
     for p in previews:
-        verdict = "fits" if not p.problem and p.length <= p.limit else "TOO LONG"
+        verdict = "fits" if p.fits else "TOO LONG"
         print(f"\n== {p.channel} ({p.kind}): {p.length}/{p.limit} {verdict} ==")
-        print(p.problem or p.text)
-    return EXIT_OK if all(not p.problem for p in previews) else EXIT_FAILED
+        if p.payload is None:
+            print(p.problem or p.text)
+        else:  # the text is in the payload, as the network gets it
+            print("\n".join(payload_lines(p.payload)))
+    return EXIT_OK if all(p.fits for p in previews) else EXIT_FAILED

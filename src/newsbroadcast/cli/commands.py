@@ -168,6 +168,9 @@ def _parser() -> argparse.ArgumentParser:
     postsub = post.add_subparsers(dest="post_command", required=True, metavar="ACTION")
     preview = postsub.add_parser("preview", help="what each channel would post (posts nothing)")
     preview.add_argument("article_id", type=int, nargs="?", metavar="ARTICLE_ID")
+    preview.add_argument(
+        "--json", action="store_true", help="each network's payload as JSON, for machines"
+    )
     preview.set_defaults(handler=cmd_post_preview)
     return p
 

@@ -97,9 +97,22 @@ def cmd_status(args: argparse.Namespace) -> int:
                 print(f"    … and {len(problems) - 5} more (see the log)")
             for note in (s.notes or "").splitlines()[:5]:
                 print(f"    note: {note}")
+        _print_channels(session, config)
         _print_failures(session, config)
     engine.dispose()
     return EXIT_OK
+
+
+def _print_channels(session: Session, config: Config) -> None:
+    """Each channel's waiting posts and when the next goes out, by its pace."""
+    from newsbroadcast.outbox.pacing import outlook
+
+    if not config.social:
+        return
+    print("channels:")
+    now = utcnow()
+    for channel in outlook(session, config.social, now):
+        print(f"  {channel.line(now)}")
 
 
 def _print_failures(session: Session, config: Config) -> None:
