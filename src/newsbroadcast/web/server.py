@@ -83,6 +83,9 @@ class ServeConfig(uvicorn.Config):
             proxy_headers=False,
             # An int in uvicorn's signature; any positive number of seconds works.
             timeout_keep_alive=max(1, math.ceil(options.keepalive_timeout)),
+            # A worker importing the app on a busy machine can take more than uvicorn's 5 s
+            # to answer its supervisor's first ping; it would be killed and started again.
+            timeout_worker_healthcheck=30,
             **kwargs,
         )
         self.timeout_keep_alive = options.keepalive_timeout  # type: ignore[assignment]
