@@ -246,8 +246,10 @@ def test_the_web_app_serves_prometheus_metrics(tmp_path: Path) -> None:
         tmp_path,
         templates=str(ROOT / "templates"),
         database={"url": f"sqlite:///{tmp_path / 'web.db'}"},
+        web={"metrics_token": "scrape-token-0123456789"},  # not public without one
     )
-    page = TestClient(create_app(config)).get("/metrics")
+    auth = {"Authorization": "Bearer scrape-token-0123456789"}
+    page = TestClient(create_app(config)).get("/metrics", headers=auth)
     assert page.status_code == 200
     assert page.headers["content-type"].startswith("text/plain")
     assert 'newsbroadcast_queue_depth{kind="delivery",status="queued"} 0.0' in page.text

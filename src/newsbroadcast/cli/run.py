@@ -1,15 +1,17 @@
-"""`run`, `worker` and `edition pause|resume|cancel`: running the sends and steering
-them. Thin: parse, call, print.
+"""`run`, `worker`, `serve` and `edition pause|resume|cancel`: running the sends, the web
+app, and steering them. Thin: parse, call, print.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from typing import Any
 
 from newsbroadcast import db
 from newsbroadcast.cli.common import EXIT_FAILED, EXIT_OK, open_engine, site_config
-from newsbroadcast.config.model import config_path
+from newsbroadcast.config.model import CONFIG_ENV, config_path
 from newsbroadcast.db.models import utcnow
 
 
@@ -102,3 +104,72 @@ def cmd_edition(args: argparse.Namespace) -> int:
     finally:
         engine.dispose()
     return EXIT_OK
+
+
+def register_serve(commands: Any) -> None:
+    """Add `serve` to the `newsbroadcast` parser; flags left out take the web: section's."""
+    serve = commands.add_parser("serve", help="the subscriber web app (sign-up, preferences, …)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, help="processes (default: web.workers)")
+    serve.add_argument(
+        "--header-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="close a connection whose request headers are not in by then (web.header_timeout)",
+    )
+    serve.add_argument(
+        "--keepalive-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="close a connection idle this long between requests (web.keepalive_timeout)",
+    )
+    serve.add_argument(
+        "--max-connections", type=int, help="open connections per worker (web.max_connections)"
+    )
+    serve.add_argument(
+        "--metrics-port", type=int, help="serve /metrics on this port (web.metrics_port)"
+    )
+    serve.add_argument("--metrics-addr", help="address for the metrics port (web.metrics_addr)")
+    serve.set_defaults(handler=cmd_serve)
+
+
+# Each worker process of `serve --workers N` builds its app from the config file.
+APP_FACTORY = "newsbroadcast.web.server:app_from_environment"
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from newsbroadcast.runtime import metrics
+    from newsbroadcast.web import create_app
+    from newsbroadcast.web.server import ServeOptions, serve
+
+    config = site_config(args)
+    options = ServeOptions.from_web(
+        config.web,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        header_timeout=args.header_timeout,
+        keepalive_timeout=args.keepalive_timeout,
+        max_connections=args.max_connections,
+    )
+    engine = open_engine(config)  # migrated here once, before any worker starts
+    metrics_port = args.metrics_port if args.metrics_port is not None else config.web.metrics_port
+    stop_metrics = None
+    try:
+        if metrics_port is not None:
+            # The queue depth comes from the database, so one metrics server for all the
+            # workers tells the same as each would.
+            metrics.watch_queue(db.sessions(engine))
+            addr = args.metrics_addr or config.web.metrics_addr
+            stop_metrics = metrics.serve(metrics_port, addr).stop
+        if options.workers > 1:
+            os.environ[CONFIG_ENV] = str(config_path(args.config).resolve())
+            serve(APP_FACTORY, options)
+        else:
+            serve(create_app(config, engine=engine), options)
+        return EXIT_OK
+    finally:
+        if stop_metrics is not None:
+            stop_metrics()
+        engine.dispose()

@@ -1,5 +1,6 @@
-"""The subscribers' commands: `serve` (their web app), `mailbox process` (their replies),
-`subscribers add|import|list|export|data|remove|suppress|erase`. Thin: parse, call, print."""
+"""The subscribers' commands: `serve` (their web app; cli/run.py has it), `mailbox process`
+(their replies), `subscribers add|import|list|export|data|remove|suppress|erase`. Thin:
+parse, call, print."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import Any
 from sqlalchemy import select
 
 from newsbroadcast import db
+from newsbroadcast.cli import run
 from newsbroadcast.cli.common import EXIT_FAILED, EXIT_OK, open_engine, site_config
 from newsbroadcast.db.models import Subscriber, SubscriberStatus, utcnow
 from newsbroadcast.errors import InputError
@@ -22,10 +24,7 @@ __all__ = ["register"]
 def register(commands: Any, subscriber_actions: Any) -> None:
     """Add the commands to the `newsbroadcast` parser (``commands``) and to its
     `subscribers` group (``subscriber_actions``)."""
-    serve = commands.add_parser("serve", help="the subscriber web app (sign-up, preferences, …)")
-    serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    serve.add_argument("--port", type=int, default=8000)
-    serve.set_defaults(handler=cmd_serve)
+    run.register_serve(commands)
 
     mbox = commands.add_parser("mailbox", help="unsubscribe requests and bounces")
     msub = mbox.add_subparsers(dest="mailbox_command", required=True, metavar="ACTION")
@@ -74,17 +73,6 @@ def _subscriber(session: Any, address: str) -> Subscriber:
     if sub is None:
         raise InputError(f"no subscriber with the address {address!r}")
     return sub
-
-
-def cmd_serve(args: argparse.Namespace) -> int:
-    from newsbroadcast.web import create_app, serve
-
-    config, engine = _open(args)
-    try:
-        serve(create_app(config, engine=engine), args.host, args.port)
-    finally:
-        engine.dispose()
-    return 0
 
 
 def cmd_mailbox_process(args: argparse.Namespace) -> int:

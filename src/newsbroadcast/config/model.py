@@ -24,6 +24,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    IPvAnyNetwork,
     ValidationError,
     WithJsonSchema,
     field_validator,
@@ -455,9 +456,45 @@ class Web(Model):
     # Sign-ups accepted from one client (IP address) per window.
     signups_per_client: int = Field(5, ge=1)
     signup_window: Duration = timedelta(hours=1)
-    # Behind a reverse proxy, the client is the first X-Forwarded-For address; only trust it
-    # when the proxy sets it.
-    trust_forwarded_for: bool = False
+    # Reverse proxies (addresses or CIDR networks) whose X-Forwarded-For and
+    # X-Forwarded-Proto are believed. Only when the connection comes from one of them; the
+    # client is then the rightmost X-Forwarded-For entry that is not one of them (a client
+    # can write the entries to the left, not the one its proxy appends). Empty: the socket's.
+    trusted_proxies: list[IPvAnyNetwork] = []
+    # `serve` in production: processes, and how long a connection may take to send a
+    # request's headers (slow clients hold a connection each) or stay idle between requests.
+    workers: int = Field(1, ge=1, le=64)
+    header_timeout: Duration = timedelta(seconds=10)
+    keepalive_timeout: Duration = timedelta(seconds=5)
+    # Open connections per worker; more are closed at once (with a 503).
+    max_connections: int = Field(1000, ge=1)
+    # /metrics is not on the subscribers' port unless a bearer token is set
+    # (${METRICS_TOKEN}); `serve` can serve it on a port of its own instead.
+    metrics_port: int | None = Field(None, ge=0, le=65535)
+    metrics_addr: str = "127.0.0.1"
+    metrics_token: str | None = Field(None, repr=False, min_length=16)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _replaced_settings(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "trust_forwarded_for" in data:
+            raise ValueError(
+                "web.trust_forwarded_for was replaced by web.trusted_proxies: list the "
+                "addresses of your reverse proxies instead, e.g. trusted_proxies: [127.0.0.1]"
+            )
+        return data
+
+    @field_validator("metrics_token", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: str | None) -> str | None:
+        return value or None  # "${METRICS_TOKEN:-}" left empty: no /metrics on this port
+
+    @field_validator("header_timeout", "keepalive_timeout")
+    @classmethod
+    def _some_time(cls, timeout: timedelta) -> timedelta:
+        if timeout <= timedelta(0):
+            raise ValueError("must be more than 0 (e.g. 10s)")
+        return timeout
 
 
 class Mailbox(Model):

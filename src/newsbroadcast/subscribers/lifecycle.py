@@ -7,6 +7,7 @@ app, the mailbox reader and the CLI share one set of rules.
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -34,6 +35,7 @@ __all__ = [
     "Preferences",
     "SignupRequest",
     "client_allowed",
+    "client_retry_after",
     "confirm",
     "erase",
     "export_data",
@@ -94,7 +96,7 @@ def client_allowed(session: Session, config: Config, client: str, now: datetime)
     Kept in the database so it holds across processes; the client is stored hashed.
     """
     window = config.web.signup_window
-    key = hashlib.sha256(f"{config.site.secret}:{client}".encode()).hexdigest()
+    key = _client_key(config, client)
     session.execute(delete(SignupAttempt).where(SignupAttempt.created_at <= now - window))
     recent = session.scalar(
         select(func.count())
@@ -106,6 +108,25 @@ def client_allowed(session: Session, config: Config, client: str, now: datetime)
     session.add(SignupAttempt(client=key, created_at=now))
     session.flush()
     return True
+
+
+def _client_key(config: Config, client: str) -> str:
+    return hashlib.sha256(f"{config.site.secret}:{client}".encode()).hexdigest()
+
+
+def client_retry_after(session: Session, config: Config, client: str, now: datetime) -> int:
+    """Whole seconds (at least 1) until ``client`` may sign up again: when its oldest
+    sign-up still counted leaves the window (for a 429's Retry-After)."""
+    oldest = session.scalar(
+        select(func.min(SignupAttempt.created_at)).where(
+            SignupAttempt.client == _client_key(config, client),
+            SignupAttempt.created_at > now - config.web.signup_window,
+        )
+    )
+    if oldest is None:
+        return 1
+    wait = (oldest + config.web.signup_window - now).total_seconds()
+    return max(1, math.ceil(wait))
 
 
 def signup(

@@ -12,7 +12,7 @@ from typing import Any
 from xml.etree import ElementTree as ET
 
 import jinja2
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from newsbroadcast.config.model import Config, Digest
@@ -21,7 +21,15 @@ from newsbroadcast.outbox.steering import edition_articles
 from newsbroadcast.render.email import template_context
 from newsbroadcast.render.views import edition_view
 
-__all__ = ["ArchivedEdition", "atom_feed", "edition_context", "list_editions"]
+__all__ = [
+    "ArchiveVersion",
+    "ArchivedEdition",
+    "archive_version",
+    "atom_feed",
+    "edition_context",
+    "largest_id",
+    "list_editions",
+]
 
 ATOM = "http://www.w3.org/2005/Atom"
 PUBLIC = (EditionStatus.sending, EditionStatus.done)
@@ -33,6 +41,33 @@ class ArchivedEdition:
     digest: str
     subject: str
     created_at: datetime
+
+
+@dataclass(frozen=True)
+class ArchiveVersion:
+    """What the public archive holds, in one cheap aggregate: how many editions, the
+    newest, and the sum of their ids (a pause and a resume at once still change it)."""
+
+    count: int
+    newest: int
+    id_sum: int
+
+
+def archive_version(session: Session) -> ArchiveVersion:
+    row = session.execute(
+        select(func.count(), func.max(Edition.id), func.sum(Edition.id)).where(
+            Edition.status.in_(PUBLIC)
+        )
+    ).one()
+    return ArchiveVersion(int(row[0]), int(row[1] or 0), int(row[2] or 0))
+
+
+def largest_id(dialect: str) -> int:
+    """The largest edition id the database can hold: a number above it is no edition, and
+    must not reach the database, which refuses it (PostgreSQL: integer out of range;
+    SQLite's driver: Python int too large to convert)."""
+    # editions.id is INTEGER: 32 bits on PostgreSQL, 64 on SQLite.
+    return 2**63 - 1 if dialect == "sqlite" else 2**31 - 1
 
 
 def list_editions(

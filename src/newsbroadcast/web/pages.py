@@ -8,7 +8,7 @@ redirect goes to a path built here.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any, TypedDict
 
@@ -36,6 +36,7 @@ from newsbroadcast.subscribers.lifecycle import (
     Preferences,
     SignupRequest,
     client_allowed,
+    client_retry_after,
     confirm,
     get_preferences,
     languages,
@@ -44,13 +45,24 @@ from newsbroadcast.subscribers.lifecycle import (
     unsubscribe,
 )
 from newsbroadcast.web import api, feedback
-from newsbroadcast.web.archive import atom_feed, edition_context, list_editions
+from newsbroadcast.web.archive import (
+    ArchiveVersion,
+    archive_version,
+    atom_feed,
+    edition_context,
+    largest_id,
+    list_editions,
+)
+from newsbroadcast.web.cache import PageCache, etag_matches
 from newsbroadcast.web.security import (
     CSRF_FIELD,
     SecurityHeaders,
+    bearer_ok,
     client_address,
     csrf_field,
     csrf_ok,
+    proxy_middleware,
+    security_headers,
     set_cookies,
 )
 
@@ -78,6 +90,9 @@ class _Site:
         self.clock = clock
         self.env = env
         self.css = (config.path(config.templates) / "web" / "site.css").read_bytes()
+        self.https = config.site.public_url.startswith("https://")
+        self.largest_id = largest_id(engine.dialect.name)
+        self.cache = PageCache()
 
     def page(
         self,
@@ -95,7 +110,7 @@ class _Site:
         if private:
             # Pages reached through a personal token must not be kept by shared caches.
             response.headers["cache-control"] = "no-store"
-        set_cookies(request, response, cookies)
+        set_cookies(request, response, cookies, self.https)
         return response
 
     def verify(self, purpose: str, token: str) -> int:
@@ -106,6 +121,10 @@ class _Site:
         # Expired links are 410 Gone; tampered, foreign or damaged ones 400.
         code = 410 if error.reason == "expired" else 400
         return self.page(request, "bad_link.html.j2", code, private=True, message=str(error))
+
+    def archive_version(self) -> ArchiveVersion:
+        with self.sessions() as session:
+            return archive_version(session)
 
     def preferences_url(self, subscriber_id: int) -> str:
         return "/preferences/" + tokens.sign(self.config.site.secret, PREFERENCES, subscriber_id)
@@ -136,7 +155,7 @@ def create_app(
         Route("/archive/{edition_id:int}", _edition(site), methods=["GET"]),
         Route("/static/site.css", _css(site), methods=["GET"]),
         Route("/healthz", lambda _r: PlainTextResponse("ok"), methods=["GET"]),
-        Route("/metrics", _metrics, methods=["GET"]),
+        *_metrics_routes(config),
         # Articles pushed by the newsroom's CMS (bearer token, see `api.tokens`).
         *api.routes(config, db.sessions(engine), clock),
         # Bounces and complaints from email providers (see `bounces.webhooks`).
@@ -148,10 +167,26 @@ def create_app(
         code = exc.status_code if isinstance(exc, HTTPException) else 500
         return site.page(request, "message.html.j2", code, title="Not found", text="")
 
+    async def server_error(request: Request, exc: Exception) -> Response:
+        # Starlette answers a crash outside the middleware stack, so this response gets
+        # the security headers here, not from SecurityHeaders.
+        text = "Something went wrong on our side. Please try again in a while."
+        try:
+            response: Response = site.page(
+                request, "message.html.j2", 500, title="Server error", text=text
+            )
+        except Exception:  # the page itself may be what fails; the answer must not
+            response = PlainTextResponse(text, status_code=500)
+        response.headers.update(security_headers(site.https))
+        return response
+
     app = Starlette(
         routes=routes,
-        middleware=[Middleware(SecurityHeaders)],
-        exception_handlers={404: not_found, 405: not_found},
+        middleware=[
+            Middleware(SecurityHeaders, https=site.https),
+            *proxy_middleware(config.web.trusted_proxies),
+        ],
+        exception_handlers={404: not_found, 405: not_found, 500: server_error},
     )
     # `/x/` → `/x` redirects are not wanted: no redirect the client can steer.
     app.router.redirect_slashes = False
@@ -162,10 +197,25 @@ def create_app(
 Handler = Callable[[Request], Any]
 
 
-async def _metrics(_request: Request) -> Response:
-    """Prometheus metrics; the queue-depth query runs off the event loop."""
-    body, content_type = await run_in_threadpool(metrics.latest)
-    return Response(body, headers={"Content-Type": content_type})
+def _metrics_routes(config: Config) -> list[Route]:
+    # Not public on the subscribers' port: only for a scraper with web.metrics_token.
+    # Otherwise `serve` answers it on web.metrics_port alone (or `worker --metrics-port`).
+    token = config.web.metrics_token
+    return [] if token is None else [Route("/metrics", _metrics(token), methods=["GET"])]
+
+
+def _metrics(token: str) -> Handler:
+    async def handler(request: Request) -> Response:
+        """Prometheus metrics for a scraper with the token; the queue-depth query runs off
+        the event loop."""
+        if not bearer_ok(request, token):
+            return PlainTextResponse(
+                "a bearer token is needed", 401, headers={"www-authenticate": "Bearer"}
+            )
+        body, content_type = await run_in_threadpool(metrics.latest)
+        return Response(body, headers={"Content-Type": content_type})
+
+    return handler
 
 
 def _choices(form: FormData, config: Config) -> Preferences:
@@ -207,13 +257,17 @@ def _signup_post(site: _Site) -> Handler:
         if not csrf_ok(request, str(form.get(CSRF_FIELD) or ""), config.site.secret):
             return site.page(request, "message.html.j2", 403, **_csrf_message())
         prefs = _choices(form, config)
-        client = client_address(request, config.web.trust_forwarded_for)
+        client = client_address(request)
         email = str(form.get("email") or "")
 
+        retry_after = 0
+
         def work() -> tuple[str, Subscriber | None]:
+            nonlocal retry_after
             now = site.clock()
             with site.sessions() as session:
                 if not client_allowed(session, config, client, now):
+                    retry_after = client_retry_after(session, config, client, now)
                     session.commit()
                     return "limited", None
                 try:
@@ -229,13 +283,15 @@ def _signup_post(site: _Site) -> Handler:
 
         outcome, sub = await run_in_threadpool(work)
         if outcome == "limited":
-            return site.page(
+            limited = site.page(
                 request,
                 "message.html.j2",
                 429,
                 title="Too many sign-ups",
                 text="Too many sign-ups came from your network. Please try again later.",
             )
+            limited.headers["retry-after"] = str(retry_after)  # seconds until a slot frees
+            return limited
         if outcome == "invalid":
             return site.page(
                 request,
@@ -273,7 +329,7 @@ def _confirm(site: _Site) -> Handler:
             subscriber_id = site.verify(CONFIRM, token)
         except tokens.InvalidToken as e:
             return site.bad_link(request, e)
-        if request.method == "GET":
+        if request.method in ("GET", "HEAD"):
             # A GET only shows the button: mail scanners open links, people press buttons.
             return site.page(request, "confirm.html.j2", private=True, token=token)
         form = await request.form(max_fields=10)
@@ -375,7 +431,7 @@ def _unsubscribe(site: _Site) -> Handler:
             subscriber_id = site.verify(UNSUBSCRIBE, token)
         except tokens.InvalidToken as e:
             return site.bad_link(request, e)
-        if request.method == "GET":
+        if request.method in ("GET", "HEAD"):  # scanners open links; only a POST acts
             return site.page(request, "unsubscribe.html.j2", private=True, token=token)
         # RFC 8058: the receiver POSTs List-Unsubscribe=One-Click, without cookies, so no
         # CSRF token can be asked for. None is needed: the signed token itself is the
@@ -409,23 +465,53 @@ def _unsubscribe(site: _Site) -> Handler:
 
 
 ARCHIVE_PAGE = 50  # editions per archive page
+PUBLIC_CACHE = "public, no-cache"  # shared caches may keep it, but ask each time (304)
+
+
+async def _public(
+    site: _Site, request: Request, build: Callable[[], Awaitable[Response | None]]
+) -> Response:
+    """A public archive page, rendered once per archive version: 304 when the client has
+    it, the kept copy when there is one, else ``build()`` (None: 404)."""
+    version: ArchiveVersion = await run_in_threadpool(site.archive_version)
+    key = f"{request.url.path}?{request.url.query}"
+    etag = site.cache.etag(version, key)
+    headers = {"etag": etag, "cache-control": PUBLIC_CACHE}
+    if etag_matches(request.headers.get("if-none-match"), etag):
+        return Response(status_code=304, headers=headers)
+    page = site.cache.get(version, key)
+    if page is None:
+        built = await build()
+        if built is None:
+            raise HTTPException(404)
+        # Kept without its cookies: the page is the same for everyone.
+        page = site.cache.put(version, key, bytes(built.body), built.media_type or "text/html")
+    return Response(page.body, media_type=page.media_type, headers=headers)
 
 
 def _archive(site: _Site) -> Handler:
     async def handler(request: Request) -> Response:
         before_arg = request.query_params.get("before")
-        if before_arg is not None and not before_arg.isdigit():
+        # isascii: str.isdigit() also accepts digits such as "²" that int() refuses.
+        if before_arg is not None and not (before_arg.isascii() and before_arg.isdigit()):
             raise HTTPException(400, "before= takes an edition number")
         before = int(before_arg) if before_arg is not None else None
+        if before is not None and before > site.largest_id:
+            raise HTTPException(404)  # no such edition, and a number the database refuses
 
-        def work() -> Any:
-            with site.sessions() as session:
-                # One more than a page tells whether an older page exists.
-                return list_editions(session, ARCHIVE_PAGE + 1, before)
+        async def build() -> Response:
+            def work() -> Any:
+                with site.sessions() as session:
+                    # One more than a page tells whether an older page exists.
+                    return list_editions(session, ARCHIVE_PAGE + 1, before)
 
-        editions = await run_in_threadpool(work)
-        older = editions[ARCHIVE_PAGE - 1].id if len(editions) > ARCHIVE_PAGE else None
-        return site.page(request, "archive.html.j2", editions=editions[:ARCHIVE_PAGE], older=older)
+            editions = await run_in_threadpool(work)
+            older = editions[ARCHIVE_PAGE - 1].id if len(editions) > ARCHIVE_PAGE else None
+            return site.page(
+                request, "archive.html.j2", editions=editions[:ARCHIVE_PAGE], older=older
+            )
+
+        return await _public(site, request, build)
 
     return handler
 
@@ -433,27 +519,33 @@ def _archive(site: _Site) -> Handler:
 def _edition(site: _Site) -> Handler:
     async def handler(request: Request) -> Response:
         edition_id = request.path_params["edition_id"]
-
-        def work() -> dict[str, Any] | None:
-            with site.sessions() as session:
-                return edition_context(session, site.env, site.config, edition_id)
-
-        context = await run_in_threadpool(work)
-        if context is None:
+        if edition_id > site.largest_id:
             raise HTTPException(404)
-        return site.page(request, "edition.html.j2", **context)
+
+        async def build() -> Response | None:
+            def work() -> dict[str, Any] | None:
+                with site.sessions() as session:
+                    return edition_context(session, site.env, site.config, edition_id)
+
+            context = await run_in_threadpool(work)
+            return None if context is None else site.page(request, "edition.html.j2", **context)
+
+        return await _public(site, request, build)
 
     return handler
 
 
 def _atom(site: _Site) -> Handler:
     async def handler(request: Request) -> Response:
-        def work() -> bytes:
-            with site.sessions() as session:
-                return atom_feed(session, site.env, site.config)
+        async def build() -> Response:
+            def work() -> bytes:
+                with site.sessions() as session:
+                    return atom_feed(session, site.env, site.config)
 
-        body = await run_in_threadpool(work)
-        return Response(body, media_type="application/atom+xml; charset=utf-8")
+            body = await run_in_threadpool(work)
+            return Response(body, media_type="application/atom+xml; charset=utf-8")
+
+        return await _public(site, request, build)
 
     return handler
 

@@ -1,4 +1,5 @@
-"""What every response and form of the web app carries: security headers and CSRF tokens.
+"""What every response and form of the web app carries: security headers and CSRF tokens;
+who the client is behind a reverse proxy.
 
 CSRF uses a signed double submit: a random cookie, and in each form an HMAC of it under the
 site secret. A page on another site can make a browser send the cookie, but cannot read it
@@ -10,12 +11,26 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from collections.abc import Sequence
+from ipaddress import IPv4Network, IPv6Network
 
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
-__all__ = ["CSRF_COOKIE", "SecurityHeaders", "client_address", "csrf_field", "csrf_ok"]
+__all__ = [
+    "CSRF_COOKIE",
+    "SecurityHeaders",
+    "bearer_ok",
+    "proxy_middleware",
+    "client_address",
+    "csrf_field",
+    "csrf_ok",
+    "security_headers",
+    "set_cookies",
+]
 
 CSRF_COOKIE = "nb_csrf"
 CSRF_FIELD = "csrf"
@@ -36,11 +51,23 @@ HEADERS = {
 }
 
 
-class SecurityHeaders:
-    """ASGI middleware adding ``HEADERS`` to every HTTP response that lacks them."""
+# Browsers keep to https for a year once they saw this over https. Not includeSubDomains:
+# the newsroom's other hosts are not ours to promise for.
+HSTS = "max-age=31536000"
 
-    def __init__(self, app: ASGIApp) -> None:
+
+def security_headers(https: bool) -> dict[str, str]:
+    """The headers every response carries; HSTS too when the site is served over https."""
+    return {**HEADERS, "strict-transport-security": HSTS} if https else dict(HEADERS)
+
+
+class SecurityHeaders:
+    """ASGI middleware adding ``security_headers(https)`` to every HTTP response that
+    lacks them."""
+
+    def __init__(self, app: ASGIApp, https: bool = False) -> None:
         self.app = app
+        self.headers = security_headers(https)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -51,7 +78,7 @@ class SecurityHeaders:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
                 present = {k.lower() for k, _ in headers}
-                for name, value in HEADERS.items():
+                for name, value in self.headers.items():
                     if name.encode() not in present:
                         headers.append((name.encode(), value.encode()))
                 message = {**message, "headers": headers}
@@ -81,23 +108,41 @@ def csrf_ok(request: Request, submitted: str | None, secret: str) -> bool:
     return hmac.compare_digest(submitted, _mac(secret, value))
 
 
-def set_cookies(request: Request, response: Response, cookies: dict[str, str]) -> None:
+def set_cookies(request: Request, response: Response, cookies: dict[str, str], https: bool) -> None:
+    """Set ``cookies``; ``Secure`` when the site is https (``site.public_url``) even if the
+    hop from the proxy is plain http."""
     for name, value in cookies.items():
         response.set_cookie(
             name,
             value,
             httponly=True,
             samesite="lax",
-            secure=request.url.scheme == "https",
+            secure=https or request.url.scheme == "https",
             path="/",
         )
 
 
-def client_address(request: Request, trust_forwarded_for: bool) -> str:
-    """The client's IP address, for the sign-up rate limit."""
-    if trust_forwarded_for:
-        forwarded = request.headers.get("x-forwarded-for", "")
-        first = forwarded.split(",")[0].strip()
-        if first:
-            return first
+def proxy_middleware(trusted: Sequence[IPv4Network | IPv6Network]) -> list[Middleware]:
+    """Middleware making the app see the client and scheme a trusted reverse proxy reports.
+
+    Only a connection from one of ``trusted`` has its X-Forwarded-For / X-Forwarded-Proto
+    read; the client is the rightmost X-Forwarded-For entry that is not a trusted proxy,
+    since each proxy appends the address it saw and only the entries left of that can be
+    written by the client. uvicorn's middleware does exactly this walk.
+    """
+    if not trusted:
+        return []
+    return [Middleware(ProxyHeadersMiddleware, trusted_hosts=[str(net) for net in trusted])]
+
+
+def client_address(request: Request) -> str:
+    """The client's IP address, for the sign-up rate limit (see ``behind_proxies``)."""
     return request.client.host if request.client else "unknown"
+
+
+def bearer_ok(request: Request, token: str) -> bool:
+    """Whether the request carries ``Authorization: Bearer <token>``."""
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(
+        given.strip().encode(), token.encode()
+    )
