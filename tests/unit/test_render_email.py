@@ -25,7 +25,7 @@ from newsbroadcast.render.mime import PreparedEdition, make_message_id, recipien
 from newsbroadcast.render.templates import make_environment
 from newsbroadcast.render.views import EditionView, Recipient, StoryView
 from newsbroadcast.subscribers import tokens
-from tests.site import SECRET, TEMPLATES, make_config
+from tests.site import DAILY, SECRET, TEMPLATES, make_config
 
 NOW = datetime(2026, 3, 2, 5, 0, tzinfo=UTC)
 PUBLISHED = datetime(2026, 3, 1, 9, 30, tzinfo=UTC)
@@ -106,7 +106,8 @@ def test_multipart_alternative_with_text_then_html_in_utf8_quoted_printable() ->
 
 def test_every_line_ends_with_crlf_and_none_is_too_long() -> None:
     huge = "<p>" + "Officers " * 600 + "x" * 5000 + "</p>"
-    data = send(prepare(None, story(summary=huge), story(title="T" * 5000)))
+    whole = make_config(digests=[{**DAILY, "excerpt": 0}])  # the summary in full
+    data = send(prepare(whole, story(summary=huge), story(title="T" * 5000)))
     assert b"\r\n" in data
     assert b"\n" not in data.replace(b"\r\n", b"")
     assert b"\r" not in data.replace(b"\r\n", b"")
