@@ -507,6 +507,9 @@ def test_excerpt_setting_sets_the_length_and_zero_keeps_the_whole_summary() -> N
     assert len(html_to_text(summary_div(html))) <= 50
     _, html = readable(send(prepare(whole, story(summary=long))))
     assert html_to_text(summary_div(html)) == html_to_text(long)
+    # Without a link to the full story there is no rest to read: it is shown whole.
+    _, html = readable(send(prepare(short, story(summary=long, url=None))))
+    assert html_to_text(summary_div(html)) == html_to_text(long)
 
 
 def test_the_picture_is_the_declared_one_never_an_img_of_the_summary() -> None:
@@ -518,15 +521,10 @@ def test_the_picture_is_the_declared_one_never_an_img_of_the_summary() -> None:
     assert img["alt"] == "Rwanda's first women border officers graduate"
     assert (img["width"], img["height"]) == ("544", "306")
     assert "height: auto" in (img["style"] or "")
-    # Without a declared picture there is none, whatever the summary holds.
-    _, html = readable(send(prepare(None, story(summary=summary))))
-    assert [tag for tag, _ in _elements(html) if tag == "img"] == []
-
-
-@pytest.mark.parametrize("image", ["x", "/images/a.jpg", "data:image/png;base64,AAAA"])
-def test_a_picture_that_is_not_an_http_url_is_left_out(image: str) -> None:
-    _, html = readable(send(prepare(None, story(image=image))))
-    assert [tag for tag, _ in _elements(html) if tag == "img"] == []
+    # Without a declared http(s) picture there is none, whatever the summary holds.
+    for image in (None, "x", "/images/a.jpg", "data:image/png;base64,AAAA"):
+        _, html = readable(send(prepare(None, story(summary=summary, image=image))))
+        assert [tag for tag, _ in _elements(html) if tag == "img"] == []
 
 
 def test_the_text_part_keeps_blank_lines_between_its_pieces() -> None:

@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
-
 from newsbroadcast.config.model import FeedSource
 from newsbroadcast.sources.base import ArticleDraft
 from newsbroadcast.sources.feed import fetch_feed
@@ -29,6 +27,13 @@ def item(inner: str) -> str:
     return rss(body).replace('<rss version="2.0">', f'<rss version="2.0" {MEDIA}>')
 
 
+DECLARED = [
+    ('<media:content url="https://cdn.example.org/full.jpg" medium="image"/>', "full.jpg"),
+    ('<media:thumbnail url="https://cdn.example.org/thumb.jpg"/>', "thumb.jpg"),
+    ('<enclosure url="https://cdn.example.org/enc.jpg" type="image/jpeg" length="1"/>', "enc.jpg"),
+]
+
+
 def test_an_img_in_the_summary_is_not_the_storys_picture(tmp_path: Path) -> None:
     story = only_story(tmp_path, item(SUMMARY + "</description>"))
     assert story.image is None
@@ -37,24 +42,10 @@ def test_an_img_in_the_summary_is_not_the_storys_picture(tmp_path: Path) -> None
         "<rss ", '<rss xmlns:content="http://purl.org/rss/1.0/modules/content/" '
     )
     assert only_story(tmp_path, encoded).image is None
-
-
-@pytest.mark.parametrize(
-    ("declared", "expected"),
-    [
-        ('<media:content url="https://cdn.example.org/full.jpg" medium="image"/>', "full.jpg"),
-        ('<media:thumbnail url="https://cdn.example.org/thumb.jpg"/>', "thumb.jpg"),
-        (
-            '<enclosure url="https://cdn.example.org/enc.jpg" type="image/jpeg" length="1"/>',
-            "enc.jpg",
-        ),
-    ],
-)
-def test_the_declared_picture_is_taken_even_beside_an_img(
-    tmp_path: Path, declared: str, expected: str
-) -> None:
-    story = only_story(tmp_path, item(SUMMARY + "</description>" + declared))
-    assert story.image == f"https://cdn.example.org/{expected}"
+    # What the feed declares is the picture, beside the same <img>.
+    for declared, expected in DECLARED:
+        story = only_story(tmp_path, item(SUMMARY + "</description>" + declared))
+        assert story.image == f"https://cdn.example.org/{expected}"
 
 
 def test_a_full_size_picture_wins_over_a_thumbnail(tmp_path: Path) -> None:

@@ -51,8 +51,9 @@ class ArticleView:
     """A story as templates see it: ``summary_html`` is sanitised, URLs are http(s) or None.
 
     ``excerpt_html`` is the summary shortened to the digest's ``excerpt`` (whole when it is
-    0), every tag closed and loose text in ``<p>``; ``excerpt_text`` is the same as text
-    paragraphs separated by blank lines. ``image_alt`` describes ``image`` (the title)."""
+    0, and for a story without a link), every tag closed and loose text in ``<p>``;
+    ``excerpt_text`` is the same as text paragraphs separated by blank lines. ``image_alt``
+    describes ``image`` (the title)."""
 
     title: str
     url: str | None
@@ -177,7 +178,8 @@ def _article_view(story: StoryView, site_url: str, excerpt: int) -> ArticleView:
     url = _web_url(story.url)
     summary = sanitize_html(story.summary or "", base_url=url or site_url)
     # Cut from sanitised HTML and sanitised again: whatever the cut, only safe markup leaves.
-    short = sanitize_html(excerpt_html(summary, excerpt))
+    # A story without a link has no "Read more" to the rest: it is shown whole.
+    short = sanitize_html(excerpt_html(summary, excerpt if url else 0))
     title = one_line(story.title)
     return ArticleView(
         title=title,
