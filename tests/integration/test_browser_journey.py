@@ -13,6 +13,8 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterator
+from datetime import datetime, timedelta
+from email.utils import format_datetime
 from pathlib import Path
 
 import pytest
@@ -24,6 +26,7 @@ from newsbroadcast.subscribers.lifecycle import find_by_email, get_preferences
 from newsbroadcast.subscribers.registry import add_subscriber
 from tests.conftest import ROOT
 from tests.integration.test_web_endpoints import TITLE, write_story
+from tests.site import rss
 from tests.web_site import RunningSite, confirm_link, running_site
 
 ARTIFACTS = ROOT / "test-artifacts" / "browser-journey"
@@ -174,3 +177,143 @@ def _status(site: RunningSite, address: str) -> str | None:
     with site.sessions() as session:
         sub = session.scalar(select(Subscriber).where(Subscriber.email == address))
         return None if sub is None else str(sub.status)
+
+
+# --- the digest as readers see it (issue #16) -------------------------------------------------
+
+
+DIGEST_ARTIFACTS = ROOT / "test-artifacts" / "digest"
+PICTURE = "/pictures/graduation.png"
+UNDATED = "A note from the desk, without a date"
+
+
+def _png(width: int, height: int) -> bytes:
+    """A real PNG (a blue-to-sand gradient), so the browser has a picture to lay out."""
+    import struct
+    import zlib
+
+    rows = b"".join(
+        b"\0" + bytes((40 + y * 180 // height, 70 + y * 120 // height, 120)) * width
+        for y in range(height)
+    )
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(rows))
+        + chunk(b"IEND", b"")
+    )
+
+
+def _digest_feed(folder: Path, picture_url: str, now: datetime) -> None:
+    long = "Forty officers completed twelve weeks of training at the academy. " * 80
+    items = [
+        # A declared picture (media:content) beside an <img> in the summary.
+        (
+            "Rwanda's first women border officers graduate",
+            f'<media:content url="{picture_url}" medium="image" width="1200" height="630"/>',
+            f"<p>{long}</p><p><img src=x onerror=alert(1)></p>",
+            now - timedelta(hours=1),
+        ),
+        # Only an <img> in its summary: no picture at all.
+        (
+            "Kyrgyz border guards train for winter posts",
+            "",
+            "<p>For the first time, women officers joined the course.</p><img src=x>",
+            now - timedelta(hours=2),
+        ),
+        (UNDATED, "", "Loose text without any paragraph markup, then a link.", None),
+    ]
+    xml = "".join(
+        f"<item><title>{title}</title><link>https://newsroom.example.org/{i}</link>"
+        f"<guid>digest-{i}</guid>{extra}"
+        + (f"<pubDate>{format_datetime(published)}</pubDate>" if published else "")
+        + f"<description><![CDATA[{summary}]]></description></item>"
+        for i, (title, extra, summary, published) in enumerate(items)
+    )
+    media = 'xmlns:media="http://search.yahoo.com/mrss/"'
+    (folder / "feed.xml").write_text(
+        rss(xml).replace('<rss version="2.0">', f'<rss version="2.0" {media}>'), encoding="utf-8"
+    )
+
+
+def test_the_digest_at_phone_and_desktop_width_light_and_dark(
+    browser: object, tmp_path: Path
+) -> None:
+    """The digest a subscriber got, opened in Chromium at 375 and 1200 px, light and dark:
+    every picture loads (no broken image from a summary's <img>), nothing is wider than a
+    phone, and the screenshots are kept under test-artifacts/digest/ to look at."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.remote.webdriver import WebDriver
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from tests.integration.site_server import serve
+
+    driver: WebDriver = browser  # type: ignore[assignment]
+    DIGEST_ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    pages: dict[str, bytes] = {}
+    overrides = {
+        PICTURE: lambda _: (200, {"Content-Type": "image/png"}, _png(1200, 630)),
+        "/digest.html": lambda _: (200, {"Content-Type": "text/html"}, pages["digest"]),
+    }
+    with (
+        serve(tmp_path, overrides) as pictures,
+        running_site(tmp_path, f"sqlite:///{tmp_path / 'digest.db'}") as site,
+    ):
+        _digest_feed(tmp_path, pictures.url(PICTURE), site.clock.now)
+        with site.sessions() as session:
+            add_subscriber(session, "reader@example.org", site.clock(), name="Ama")
+            session.commit()
+        service = Service(site.config, engine=site.engine, clock=site.clock)
+        service.poll()
+        assert service.plan_digest(site.config.digest("daily"), force=True) is not None
+        service.dispatch()
+        service.close()
+        (message,) = site.wait_for_mail("reader@example.org")
+        html = message.get_body(("html",))
+        assert html is not None
+        pages["digest"] = html.get_content().encode()
+
+        for width in (375, 1200):
+            for scheme in ("light", "dark"):
+                driver.execute_cdp_cmd(
+                    "Emulation.setEmulatedMedia",
+                    {"features": [{"name": "prefers-color-scheme", "value": scheme}]},
+                )
+                metrics = {"width": width, "height": 900, "deviceScaleFactor": 1}
+                driver.execute_cdp_cmd(
+                    "Emulation.setDeviceMetricsOverride", {**metrics, "mobile": width < 600}
+                )
+                driver.get(pictures.url("/digest.html"))
+                # Loading is over once every picture is complete (loaded or failed).
+                WebDriverWait(driver, 30).until(
+                    lambda d: d.execute_script("return [...document.images].every(i => i.complete)")
+                )
+                height = driver.execute_script("return document.documentElement.scrollHeight")
+                driver.execute_cdp_cmd(
+                    "Emulation.setDeviceMetricsOverride",
+                    {**metrics, "height": height, "mobile": width < 600},
+                )
+                driver.save_screenshot(str(DIGEST_ARTIFACTS / f"digest-{width}-{scheme}.png"))
+
+                pictures_shown = driver.execute_script(
+                    "return [...document.images].map(i => [i.src, i.naturalWidth, i.width])"
+                )
+                assert [(src, loaded > 0) for src, loaded, _ in pictures_shown] == [
+                    (pictures.url(PICTURE), True)
+                ]
+                assert all(shown <= min(width, 544) for _, _, shown in pictures_shown)
+                wide = driver.execute_script("return document.documentElement.scrollWidth")
+                assert wide <= width, f"{wide} px wide at {width} px"
+                assert len(driver.find_elements(By.TAG_NAME, "h1")) == 1
+                titles = [e.text for e in driver.find_elements(By.CSS_SELECTOR, ".story-title")]
+                assert titles[-1] == UNDATED
+                card = driver.execute_script(
+                    "return getComputedStyle(document.querySelector('.card')).backgroundColor"
+                )
+                assert card == ("rgb(26, 36, 51)" if scheme == "dark" else "rgb(255, 255, 255)")

@@ -18,14 +18,14 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from newsbroadcast.config.model import Config
+from newsbroadcast.config.model import Config, load_config
 from newsbroadcast.errors import ConfigError, PermanentSendError
 from newsbroadcast.render.email import prepare_edition
 from newsbroadcast.render.mime import PreparedEdition, make_message_id, recipient_links
-from newsbroadcast.render.templates import make_environment
+from newsbroadcast.render.templates import html_to_text, make_environment
 from newsbroadcast.render.views import EditionView, Recipient, StoryView
 from newsbroadcast.subscribers import tokens
-from tests.site import SECRET, TEMPLATES, make_config
+from tests.site import DAILY, SECRET, TEMPLATES, make_config
 
 NOW = datetime(2026, 3, 2, 5, 0, tzinfo=UTC)
 PUBLISHED = datetime(2026, 3, 1, 9, 30, tzinfo=UTC)
@@ -106,7 +106,8 @@ def test_multipart_alternative_with_text_then_html_in_utf8_quoted_printable() ->
 
 def test_every_line_ends_with_crlf_and_none_is_too_long() -> None:
     huge = "<p>" + "Officers " * 600 + "x" * 5000 + "</p>"
-    data = send(prepare(None, story(summary=huge), story(title="T" * 5000)))
+    whole = make_config(digests=[{**DAILY, "excerpt": 0}])  # the summary in full
+    data = send(prepare(whole, story(summary=huge), story(title="T" * 5000)))
     assert b"\r\n" in data
     assert b"\n" not in data.replace(b"\r\n", b"")
     assert b"\r" not in data.replace(b"\r\n", b"")
@@ -467,3 +468,156 @@ def test_a_missing_dkim_key_is_a_config_error(tmp_path: Path) -> None:
     )
     with pytest.raises(ConfigError, match="private_key_file"):
         prepare(config)
+
+
+# --- what readers see (issue #16) -----------------------------------------------------------
+
+
+SAMPLE_CONFIG = Path(__file__).resolve().parents[2] / "config" / "newsbroadcast.yaml"
+FLAG = "🇷🇼"
+
+
+def readable(data: bytes) -> tuple[str, str]:
+    """The text and HTML parts with plain newlines."""
+    text, html = parts(data)
+    return text.replace("\r\n", "\n"), html.replace("\r\n", "\n")
+
+
+def summary_div(html: str) -> str:
+    found = re.search(r'<div class="summary"[^>]*>(.*?)</div>', html, re.S)
+    assert found, "no summary"
+    return found.group(1)
+
+
+def test_a_long_summary_goes_out_as_an_excerpt_in_both_parts_then_read_more() -> None:
+    long = "<p>" + "Forty officers completed twelve weeks of training. " * 100 + "</p>"
+    text, html = readable(send(prepare(None, story(summary=long))))
+    shown = html_to_text(summary_div(html))
+    assert 200 <= len(shown) <= 300 and shown.endswith("training.")
+    assert text.count("Forty officers") == html.count("Forty officers") == shown.count("Forty")
+    assert re.search(r"training\.\n\nRead more: https://newsroom", text)
+    assert html.index("</div>", html.index('class="summary"')) < html.index('class="read-more"')
+
+
+def test_excerpt_setting_sets_the_length_and_zero_keeps_the_whole_summary() -> None:
+    long = "<p>" + "Officers trained hard. " * 100 + "</p>"
+    short = make_config(digests=[{**DAILY, "excerpt": 50}])
+    whole = make_config(digests=[{**DAILY, "excerpt": 0}])
+    _, html = readable(send(prepare(short, story(summary=long))))
+    assert len(html_to_text(summary_div(html))) <= 50
+    _, html = readable(send(prepare(whole, story(summary=long))))
+    assert html_to_text(summary_div(html)) == html_to_text(long)
+    # Without a link to the full story there is no rest to read: it is shown whole.
+    _, html = readable(send(prepare(short, story(summary=long, url=None))))
+    assert html_to_text(summary_div(html)) == html_to_text(long)
+
+
+def test_the_picture_is_the_declared_one_never_an_img_of_the_summary() -> None:
+    declared = "https://newsroom.example.org/images/graduation.jpg"
+    summary = '<p>Officers <img src=x onerror="alert(1)"> graduated.</p>'
+    _, html = readable(send(prepare(None, story(summary=summary, image=declared))))
+    (img,) = [dict(attrs) for tag, attrs in _elements(html) if tag == "img"]
+    assert img["src"] == declared
+    assert img["alt"] == "Rwanda's first women border officers graduate"
+    assert (img["width"], img["height"]) == ("544", "306")
+    assert "height: auto" in (img["style"] or "")
+    # Without a declared http(s) picture there is none, whatever the summary holds.
+    for image in (None, "x", "/images/a.jpg", "data:image/png;base64,AAAA"):
+        _, html = readable(send(prepare(None, story(summary=summary, image=image))))
+        assert [tag for tag, _ in _elements(html) if tag == "img"] == []
+
+
+def test_the_text_part_keeps_blank_lines_between_its_pieces() -> None:
+    plain = story(title="Plain", summary="No paragraph markup here.")
+    marked = story(title="Marked", summary="<p>One.</p><p>Two.</p>")
+    for name in ("Jane", None):
+        text, _ = readable(send(prepare(None, plain, marked), name=name))
+        assert re.search(r"from Women in Uniform\.\n\n1\. Plain\n", text)
+        assert "\n\nNo paragraph markup here.\n\nRead more: " in text
+        assert "\n\nOne.\n\nTwo.\n\nRead more: " in text
+        assert re.search(r"\(https://newsroom\.example\.org\)\.\n\nUnsubscribe: ", text)
+        assert "\n\n\n" not in text
+
+
+def test_read_more_follows_a_paragraph_whatever_the_summary_looked_like() -> None:
+    for summary in ("Loose text.", "<p>A paragraph.</p>", "Text <em>then</em><p>more</p>"):
+        _, html = readable(send(prepare(None, story(summary=summary))))
+        inner = summary_div(html)
+        assert inner.startswith("<p") and inner.endswith("</p>"), inner
+
+
+def test_the_footer_is_the_sites_own() -> None:
+    _, html = readable(send(prepare()))
+    assert "women serving in police" not in html  # the sample site's words, not every site's
+    site = {
+        "description": "Stories from the border posts.",
+        "postal_address": "Women in Uniform newsroom\n  P.O. Box 12, Kigali\nRwanda\n",
+    }
+    config = make_config(site=site)
+    text, html = readable(send(prepare(config), config=config))
+    footer = html[html.index('class="footer"') :]
+    assert "Stories from the border posts." in footer
+    assert "Women in Uniform newsroom, P.O. Box 12, Kigali, Rwanda" in footer
+    tail = text[text.rindex("-" * 72) :]
+    assert "Stories from the border posts." in tail
+    assert tail.rstrip().endswith("Women in Uniform newsroom\nP.O. Box 12, Kigali\nRwanda")
+
+
+def test_a_stored_edition_links_to_its_archive_page() -> None:
+    text, html = readable(send(prepare()))
+    link = "https://news.example.org/archive/12"
+    assert f'href="{link}"' in html and f"View this digest in your browser: {link}" in text
+    # A trial render (check, the planner's subject) has no page to link to.
+    config = make_config()
+    unstored = EditionView(0, "daily", PERIOD, NOW, [story()])
+    env = make_environment(TEMPLATES)
+    text, html = readable(send(prepare_edition(env, config, config.digests[0], unstored)))
+    assert "/archive/" not in html and "in your browser" not in text
+
+
+def test_the_html_part_has_one_h1() -> None:
+    _, html = readable(send(prepare(None, story(), story(title="Second"))))
+    assert [tag for tag, _ in _elements(html)].count("h1") == 1
+    assert re.search(r"<h1[^>]*>.*Women in Uniform</a></h1>", html)
+
+
+def test_a_long_subject_is_cut_between_grapheme_clusters() -> None:
+    for lead in ("", "x", "xy"):  # every parity: a cut inside a flag would show somewhere
+        subject = parse(send(prepare(None, story(title=lead + FLAG * 200))))["Subject"]
+        assert len(subject) <= 255 and subject.endswith("…")
+        tail = subject.removeprefix("Women in Uniform daily: " + lead).removesuffix("…")
+        assert tail == FLAG * (len(tail) // 2)
+
+
+def sample_config() -> Config:
+    return load_config(SAMPLE_CONFIG, env={"NEWSBROADCAST_SECRET": SECRET})
+
+
+@pytest.mark.parametrize(
+    ("language", "one", "three"),
+    [
+        ("en", "weekly: 1 story", "weekly: 3 stories"),
+        ("fr", "weekly: 1 article", "weekly: 3 articles"),
+    ],
+)
+def test_the_sample_weekly_subject_says_1_story(language: str, one: str, three: str) -> None:
+    config = sample_config()
+    weekly = config.digest("weekly")
+    env = make_environment(TEMPLATES)
+    for count, expected in ((1, one), (3, three)):
+        view = EditionView(12, "weekly", PERIOD, NOW, [story()] * count)
+        subject = prepare_edition(env, config, weekly, view, language).subject
+        assert subject == f"Women in Uniform {expected}"
+
+
+def test_the_default_subject_says_1_new_story() -> None:
+    config = make_config(digests=[DAILY])  # no subject of its own
+    env = make_environment(TEMPLATES)
+    one = EditionView(12, "daily", PERIOD, NOW, [story()])
+    two = EditionView(12, "daily", PERIOD, NOW, [story(), story()])
+    assert prepare_edition(env, config, config.digests[0], one).subject == (
+        "Women in Uniform: 1 new story"
+    )
+    assert prepare_edition(env, config, config.digests[0], two, "fr").subject == (
+        "Women in Uniform: 2 nouveaux articles"
+    )

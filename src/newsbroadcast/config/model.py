@@ -108,6 +108,10 @@ class Site(Model):
     # Secrets used before a rotation: links already sent and signed with them still verify.
     previous_secrets: list[str] = []
     language: str = "en"
+    # In every digest's footer: what the site is about, and the sender's postal address
+    # (the US CAN-SPAM Act asks commercial email for a valid physical postal address).
+    description: str | None = None
+    postal_address: str | None = None
 
     @property
     def secrets(self) -> list[str]:
@@ -302,9 +306,15 @@ class Digest(Model):
     name: Name
     cron: str
     timezone: TimeZone = "UTC"
-    subject: str = "{{ site.name }}: {{ edition.articles|length }} new stories"
+    subject: str = (
+        "{{ site.name }}: {% trans count=edition.articles|length %}{{ count }} new story"
+        "{% pluralize %}{{ count }} new stories{% endtrans %}"
+    )
     template: str = "digest"  # templates/email/<template>.html.j2 and .txt.j2
     max_items: int = Field(20, ge=1, le=500)
+    # Each story's summary is shortened to about this many characters (at a sentence's or
+    # word's end) before its "Read more" link; 0 shows it whole.
+    excerpt: int = Field(300, ge=0)
     # A send time missed while the service was down is made up only this late, never later.
     catch_up: Duration = timedelta(hours=1)
     tags: list[str] = []  # only articles with one of these tags; empty = all

@@ -53,6 +53,13 @@ LATE_COMMIT_LOOKBACK = timedelta(minutes=15)
 # --- pure decisions -------------------------------------------------------------------------
 
 
+def reading_order(stories: list[Article]) -> list[Article]:
+    """``stories`` (newest first) as readers get them: the dated ones newest first, then
+    those without a date. An undated story's only time is when we first saw it, which says
+    nothing of how new it is: it must not lead the edition (nor name its subject)."""
+    return sorted(stories, key=lambda a: a.published_at is None)  # stable: keeps the rest
+
+
 # --- editions -------------------------------------------------------------------------------
 
 
@@ -209,7 +216,9 @@ def edition_stories(session: Session, digest: Digest, now: datetime) -> list[Art
         for a in session.scalars(q)
         if matches_tags(a.tags, digest.tags) and not _cut(a, cut_below)
     ]
-    return sorted(candidates, key=recency, reverse=True)[: digest.max_items]
+    # Which stories make the edition is decided by recency (as `_cut_lines` assumes);
+    # only their order changes.
+    return reading_order(sorted(candidates, key=recency, reverse=True)[: digest.max_items])
 
 
 def _cut_lines(

@@ -24,6 +24,7 @@ from markupsafe import Markup
 from newsbroadcast.config.model import Config, Digest
 from newsbroadcast.errors import ConfigError, Problem
 from newsbroadcast.render import i18n
+from newsbroadcast.render.excerpt import excerpt_html, html_paragraphs, shorten
 from newsbroadcast.render.mime import SLOTS, Body, PreparedEdition, one_line
 from newsbroadcast.render.templates import html_to_text, sanitize_html
 from newsbroadcast.render.views import EditionView, StoryView
@@ -38,11 +39,21 @@ __all__ = [
 # so a runaway article title cannot make a header line too long to send.
 MAX_SUBJECT = 255
 MAX_PREHEADER = 140
+# A story's picture is shown this size at most (the story column's width) and keeps its own
+# shape (height: auto in the CSS); the attributes let a client reserve the room before it
+# loads, at the 16:9 most news pictures have.
+IMAGE_WIDTH = 544
+IMAGE_HEIGHT = 306
 
 
 @dataclass(frozen=True)
 class ArticleView:
-    """A story as templates see it: ``summary_html`` is sanitised, URLs are http(s) or None."""
+    """A story as templates see it: ``summary_html`` is sanitised, URLs are http(s) or None.
+
+    ``excerpt_html`` is the summary shortened to the digest's ``excerpt`` (whole when it is
+    0, and for a story without a link), every tag closed and loose text in ``<p>``;
+    ``excerpt_text`` is the same as text paragraphs separated by blank lines. ``image_alt``
+    describes ``image`` (the title)."""
 
     title: str
     url: str | None
@@ -52,6 +63,11 @@ class ArticleView:
     image: str | None
     author: str | None
     tags: tuple[str, ...]
+    excerpt_html: Markup
+    excerpt_text: str
+    image_alt: str
+    image_width: int = IMAGE_WIDTH
+    image_height: int = IMAGE_HEIGHT
 
 
 def template_context(
@@ -63,15 +79,23 @@ def template_context(
 ) -> dict[str, Any]:
     """What the digest templates see, except the per-recipient values (``subscriber``,
     ``unsubscribe_url``, ``preferences_url``): ``site``, ``digest``, ``edition`` (with its
-    ``articles``), ``subject`` and ``preheader``. Raises ConfigError for a bad subject."""
-    articles = [_article_view(story, config.site.url) for story in edition.stories]
-    site = {"name": config.site.name, "url": config.site.url, "language": config.site.language}
+    ``articles`` and, for a stored edition, its archive page's ``archive_url``), ``subject``
+    and ``preheader``. Raises ConfigError for a bad subject."""
+    articles = [_article_view(story, config.site.url, digest.excerpt) for story in edition.stories]
+    site = {
+        "name": config.site.name,
+        "url": config.site.url,
+        "language": config.site.language,
+        "description": config.site.description,
+        "postal_address": config.site.postal_address,
+    }
     edition_context = {
         "id": edition.id,
         "digest": edition.digest,
         "period": edition.period,
         "created_at": edition.created_at,
         "articles": articles,
+        "archive_url": _archive_url(config, edition),
     }
     context: dict[str, Any] = {
         "site": site,
@@ -150,11 +174,15 @@ def _prepare(
     )
 
 
-def _article_view(story: StoryView, site_url: str) -> ArticleView:
+def _article_view(story: StoryView, site_url: str, excerpt: int) -> ArticleView:
     url = _web_url(story.url)
     summary = sanitize_html(story.summary or "", base_url=url or site_url)
+    # Cut from sanitised HTML and sanitised again: whatever the cut, only safe markup leaves.
+    # A story without a link has no "Read more" to the rest: it is shown whole.
+    short = sanitize_html(excerpt_html(summary, excerpt if url else 0))
+    title = one_line(story.title)
     return ArticleView(
-        title=one_line(story.title),
+        title=title,
         url=url,
         summary_html=Markup(summary),
         summary_text=html_to_text(summary),
@@ -162,7 +190,18 @@ def _article_view(story: StoryView, site_url: str) -> ArticleView:
         image=_web_url(story.image),
         author=one_line(story.author or "") or None,
         tags=story.tags,
+        excerpt_html=Markup(short),
+        excerpt_text="\n\n".join(html_paragraphs(short)),
+        image_alt=title,
     )
+
+
+def _archive_url(config: Config, edition: EditionView) -> str | None:
+    # Only a stored edition has an archive page (web/archive: /archive/<edition id>); the
+    # trial renders of `check` and of the planner's subject use id 0.
+    if edition.id <= 0:
+        return None
+    return f"{config.site.public_url.rstrip('/')}/archive/{edition.id}"
 
 
 def _web_url(url: str | None) -> str | None:
@@ -181,15 +220,13 @@ def _render_subject(env: jinja2.Environment, digest: Digest, context: dict[str, 
         subject = env.from_string(source).render(context)
     except jinja2.TemplateError as e:
         raise ConfigError([Problem(where, None, f"the subject template fails: {e}")]) from e
-    subject = one_line(subject)
-    if len(subject) > MAX_SUBJECT:
-        subject = subject[: MAX_SUBJECT - 1].rstrip() + "…"
+    # Code points, as a header's length goes; cut between grapheme clusters, never in a flag.
+    subject = shorten(one_line(subject), MAX_SUBJECT, code_points=True)
     return subject or str(context["site"]["name"])
 
 
 def _preheader(articles: list[ArticleView]) -> str:
-    text = " · ".join(a.title for a in articles[:3])
-    return text if len(text) <= MAX_PREHEADER else text[: MAX_PREHEADER - 1].rstrip() + "…"
+    return shorten(" · ".join(a.title for a in articles[:3]), MAX_PREHEADER)
 
 
 def _render(env: jinja2.Environment, name: str, context: dict[str, Any]) -> str:

@@ -323,7 +323,7 @@ def _draft_from_entry(
         url=url,
         summary=summary,
         body=body,
-        image=_entry_image(entry, site, body or summary),
+        image=_entry_image(entry, site),
         author=_names(entry.get("authors"))
         or _one_line(entry.get("author") or "")
         or feed_authors
@@ -364,8 +364,12 @@ def _as_html(detail: Mapping[str, Any], value: str) -> str:
     return _text_to_html(value) if detail.get("type") == "text/plain" else value
 
 
-def _entry_image(entry: Mapping[str, Any], base: str | None, markup: str) -> str | None:
-    candidates: list[str | None] = [t.get("url") for t in entry.get("media_thumbnail") or []]
+def _entry_image(entry: Mapping[str, Any], base: str | None) -> str | None:
+    """The picture the feed declares for the entry: media:content (an image), an image
+    enclosure, media:thumbnail, itunes:image; the first that is an http(s) URL. Never an
+    <img> of the story's HTML: that may be an icon, a tracking pixel or a broken
+    `<img src=x onerror=…>`, and it is not what the newsroom chose to show."""
+    candidates: list[str | None] = []
     for media in entry.get("media_content") or []:
         kind = media.get("medium") or media.get("type") or ""
         if (
@@ -380,11 +384,11 @@ def _entry_image(entry: Mapping[str, Any], base: str | None, markup: str) -> str
             or (not link.get("type") and _IMAGE_EXT.search(link.get("href") or ""))
         ):
             candidates.append(link.get("href"))
+    # A thumbnail is often small: only when no full-size picture is declared.
+    candidates += [t.get("url") for t in entry.get("media_thumbnail") or []]
     itunes = entry.get("image")
     if isinstance(itunes, Mapping):
         candidates.append(itunes.get("href") or itunes.get("url"))
-    if markup:  # last resort: the first picture in the story itself
-        candidates.extend(_scan_html(markup).images)
     return next((u for u in (_absolute(c, base) for c in candidates) if u), None)
 
 
@@ -461,7 +465,6 @@ def _draft_from_item(
         for a in _list(item.get("attachments"))
         if isinstance(a, dict) and _str(a.get("mime_type")).startswith("image/")
     ]
-    images += _scan_html(body).images if body else []
     return ArticleDraft(
         guid=guid or url or _hash_guid(title, date_text),
         title=title,
@@ -594,14 +597,13 @@ def _from_text(text: str) -> datetime | None:
 
 
 class _HtmlScan(HTMLParser):
-    """Text, pictures and advertised feeds of a piece of HTML, however broken."""
+    """Text and advertised feeds of a piece of HTML, however broken."""
 
     _BREAKS = {"p", "br", "div", "li", "h1", "h2", "h3", "h4", "h5", "h6", "tr", "blockquote"}
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
         self.parts: list[str] = []
-        self.images: list[str] = []
         self.feeds: list[str] = []
         self._hidden = 0  # inside <script>/<style>: not text
 
@@ -613,8 +615,6 @@ class _HtmlScan(HTMLParser):
         attr = {k: v or "" for k, v in attrs}
         if tag in ("script", "style"):
             self._hidden += 1
-        elif tag == "img" and attr.get("src"):
-            self.images.append(attr["src"])
         elif (
             tag == "link"
             and "alternate" in attr.get("rel", "").lower().split()

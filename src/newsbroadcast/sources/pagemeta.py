@@ -95,7 +95,10 @@ def page_metadata(doc: lxml.html.HtmlElement, base_url: str) -> PageMeta:
         or meta.get("twitter:description")
         or meta.get("description")
     )
-    image = _ld_image(ld.get("image")) or meta.get("og:image") or meta.get("twitter:image")
+    # The first declared picture that is an http(s) URL: a junk JSON-LD value must not hide
+    # a good og:image.
+    images = (_ld_image(ld.get("image")), meta.get("og:image"), meta.get("twitter:image"))
+    image = next((u for u in (absolute_url(i, base_url) for i in images) if u), None)
     published = _text(ld.get("datePublished")) or meta.get("article:published_time")
     keywords = ld.get("keywords")
     if isinstance(keywords, str):
@@ -108,7 +111,7 @@ def page_metadata(doc: lxml.html.HtmlElement, base_url: str) -> PageMeta:
     return PageMeta(
         title=" ".join(title.split()) if title else None,
         description=description,
-        image=absolute_url(image, base_url),
+        image=image,
         published_at=_date(published),
         author=_ld_author(ld.get("author")) or meta.get("author") or None,
         canonical_url=absolute_url(canonical or meta.get("og:url"), base_url),
