@@ -203,17 +203,20 @@ def test_bounces_and_the_older_mailbox_section_cannot_both_be_set() -> None:
     assert old is not None and old.mailbox.kind == "maildir" and old.soft_bounce_limit == 2
 
 
+IMAP = {"kind": "imap", "host": "h", "user": "u", "password_env": "P"}
+
+
 @pytest.mark.parametrize(
     ("mailbox", "says"),
     [
-        ({"kind": "imap", "host": "h", "user": "u", "password_env": "P", "processed": "x"}, "processed"),
-        ({"kind": "imap", "host": "h", "user": "u", "password_env": "P", "tls": "none"}, "tls"),
-        ({"kind": "imap", "host": "h", "user": "u", "password_env": "$P"}, "password_env"),
-        ({"kind": "imap", "host": "h", "user": "u", "password_env": "P", "folder": "Réponses"}, "ASCII"),
-        ({"kind": "pop3", "host": "h", "user": "u", "password_env": "P", "processed": "flag"}, "delete"),
+        ({**IMAP, "processed": "x"}, "processed"),
+        ({**IMAP, "tls": "none"}, "tls"),
+        ({**IMAP, "password_env": "$P"}, "password_env"),
+        ({**IMAP, "folder": "Réponses"}, "ASCII"),
+        ({**IMAP, "kind": "pop3", "processed": "flag"}, "delete"),
         ({"kind": "exchange"}, "kind"),
     ],
-)  # fmt: skip
+)
 def test_a_mailbox_that_cannot_work_is_refused(mailbox: dict[str, Any], says: str) -> None:
     with pytest.raises(ValidationError, match=says):
         make_config(bounces={"mailbox": mailbox})
