@@ -1,14 +1,15 @@
 """A real IMAP and POP3 server on loopback for tests: Debian's Dovecot, run as its own instance.
 
-    with Dovecot.start(tmp_dir, ca) as server:
-        server.append(raw_message)              # into INBOX, over IMAP
-        settings = server.imap(processed="flag")  # a bounces.mailbox config for it
+    with Dovecot.start(ca) as server:
+        server.new_user()                          # an empty account of its own per test
+        server.append(raw_message)                 # into its INBOX, over IMAP
+        mailbox = server.mailbox("imap", processed="flag")  # a bounces.mailbox mapping
         ...
         assert server.folder("Processed") == [...]
 
 The instance has its own configuration, state and log in a private folder, listens on free
 ports above 1024 (IMAP with STARTTLS, IMAPS, POP3 with STARTTLS, POP3S), serves one user from a
-passwd file, and presents a certificate from the test's ``trustme`` CA. ``install_dovecot()``
+passwd file (accounts added while it runs), and presents a certificate from the test's ``trustme`` CA. ``install_dovecot()``
 installs the Debian packages with apt-get when they are missing, as ``.ci/run`` does; a test
 is skipped (with the reason) only where that is impossible.
 """
@@ -33,8 +34,8 @@ import trustme
 from tests.smtp_sink import free_port
 
 DOVECOT = "/usr/sbin/dovecot"
-USER = "bounces"
 PASSWORD = "mailbox-test-password"
+ACCOUNTS = 50
 PACKAGES = ("dovecot-imapd", "dovecot-pop3d")
 
 
@@ -71,7 +72,8 @@ class Dovecot:
         cert = ca.issue_cert("localhost", "127.0.0.1")
         cert.cert_chain_pems[0].write_to_path(str(base / "cert.pem"))
         cert.private_key_pem.write_to_path(str(base / "key.pem"))
-        self.maildir = base / "home" / USER / "Maildir"
+        self.user = "bounces"
+        self._users = 0
         self._write_config()
 
     @classmethod
@@ -105,7 +107,7 @@ class Dovecot:
             "host": self.host,
             "port": port,
             "tls": "tls",
-            "user": USER,
+            "user": self.user,
             "password_env": "NB_TEST_MAILBOX_PASSWORD",
             "ca_file": str(self.ca_file),
             "timeout": "20s",
@@ -119,7 +121,7 @@ class Dovecot:
     def client(self) -> imaplib.IMAP4_SSL:
         context = ssl.create_default_context(cafile=str(self.ca_file))
         conn = imaplib.IMAP4_SSL(self.host, self.imaps_port, ssl_context=context, timeout=20)
-        conn.login(USER, PASSWORD)
+        conn.login(self.user, PASSWORD)
         return conn
 
     def append(self, *messages: bytes, folder: str = "INBOX") -> None:
@@ -151,6 +153,16 @@ class Dovecot:
         finally:
             conn.logout()
 
+    def new_user(self) -> str:
+        """The next empty account, used from now on, so tests sharing one server never see
+        each other's mail. All are in the passwd file from the start: Dovecot notices a
+        changed file by its modification time, too coarse for a file changed every test."""
+        if self._users >= ACCOUNTS:
+            raise RuntimeError(f"only {ACCOUNTS} accounts: start another server")
+        self._users += 1
+        self.user = f"bounces{self._users}"
+        return self.user
+
     def stop(self) -> None:
         subprocess.run(
             [DOVECOT, "-c", str(self.base / "dovecot.conf"), "stop"],
@@ -171,12 +183,16 @@ class Dovecot:
         root = os.geteuid() == 0
         # Dovecot never gives mail to uid 0: as root, the mail belongs to an unprivileged user.
         mail_user = pwd.getpwnam("dovenull" if root else pwd.getpwuid(os.geteuid()).pw_name)
-        home = base / "home" / USER
-        home.mkdir(parents=True)
-        if root:
-            for p in (base / "home", home):
-                os.chown(p, mail_user.pw_uid, mail_user.pw_gid)
-        (base / "passwd").write_text(f"{USER}:{{PLAIN}}{PASSWORD}::::::\n", encoding="ascii")
+        (base / "home").mkdir()
+        lines = []
+        for n in range(1, ACCOUNTS + 1):
+            home = base / "home" / f"bounces{n}"
+            home.mkdir()
+            if root:
+                os.chown(home, mail_user.pw_uid, mail_user.pw_gid)
+            lines.append(f"bounces{n}:{{PLAIN}}{PASSWORD}::::::\n")
+        (base / "passwd").write_text("".join(lines), encoding="ascii")
+        self.new_user()
         own = "" if root else self._unprivileged_settings(mail_user.pw_name)
         (base / "dovecot.conf").write_text(
             f"""\
@@ -192,6 +208,7 @@ ssl_key = <{base}/key.pem
 ssl_min_protocol = TLSv1.2
 disable_plaintext_auth = yes
 auth_mechanisms = plain login
+auth_failure_delay = 0
 mail_location = maildir:~/Maildir
 first_valid_uid = 1
 passdb {{
@@ -200,7 +217,7 @@ passdb {{
 }}
 userdb {{
   driver = static
-  args = uid={mail_user.pw_uid} gid={mail_user.pw_gid} home={home}
+  args = uid={mail_user.pw_uid} gid={mail_user.pw_gid} home={base}/home/%u
 }}
 namespace inbox {{
   inbox = yes
