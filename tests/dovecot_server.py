@@ -8,9 +8,10 @@
         assert server.folder("Processed") == [...]
 
 The instance has its own configuration, state and log in a private folder, listens on free
-ports above 1024 (IMAP with STARTTLS, IMAPS, POP3 with STARTTLS, POP3S), serves one user from a
-passwd file (accounts added while it runs), and presents a certificate from the test's ``trustme`` CA. ``install_dovecot()``
-installs the Debian packages with apt-get when they are missing, as ``.ci/run`` does; a test
+ports above 1024 (IMAP with STARTTLS, IMAPS, POP3 with STARTTLS, POP3S), serves accounts from
+a passwd file (``new_user()`` gives a test an empty one), and presents a certificate from the
+test's ``trustme`` CA. ``install_dovecot()`` installs the Debian packages with apt-get when
+they are missing, as ``.ci/run`` does; a test
 is skipped (with the reason) only where that is impossible.
 """
 
