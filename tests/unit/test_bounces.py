@@ -1,4 +1,5 @@
-"""DSN parsing on real-world shaped bounces (Postfix, Exim, Gmail) and mailto unsubscribes."""
+"""DSN parsing on real-world shaped bounces (Postfix, Exim, Gmail), abuse reports (ARF) and
+mailto unsubscribes."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pytest
 from newsbroadcast.subscribers.bounces import (
     BounceKind,
     classify,
+    parse_arf,
     parse_dsn,
     reply_status,
     unsubscribe_token,
@@ -108,3 +110,40 @@ def test_dsns_go_through_the_same_classifier() -> None:
         assert bounce.kind == kind
     (delayed,) = parse_dsn(load("postfix_delayed.eml"))
     assert delayed.kind == BounceKind.soft
+
+
+# --- abuse reports (ARF, RFC 5965) ----------------------------------------------------------
+
+
+def test_an_arf_report_names_the_complaint_and_our_message() -> None:
+    complaint = parse_arf(load("arf_complaint.eml"))
+    assert complaint is not None and complaint.is_complaint
+    assert complaint.feedback_type == "abuse"
+    assert complaint.recipients == ("annoyed@example.org",)
+    assert complaint.message_id == "5f1c0e6b2a9d4c3e8f7a6b5c4d3e2f10@newsroom.example.org"
+    assert complaint.mail_from == "digest@newsroom.example.org"
+
+
+def test_a_redacted_arf_report_still_names_our_message() -> None:
+    template = (BOUNCES / "arf_redacted.template").read_text(encoding="utf-8")
+    raw = template.format(mail_from="bounces+dabc@newsroom.example.org", mid="m1@example.org")
+    complaint = parse_arf(email.message_from_string(raw, policy=email.policy.default))
+    assert complaint is not None
+    assert complaint.recipients == ()  # "[redacted]" is no address
+    assert (complaint.message_id, complaint.mail_from) == (
+        "m1@example.org",
+        "bounces+dabc@newsroom.example.org",
+    )
+
+
+def test_not_every_report_is_a_complaint() -> None:
+    assert parse_arf(load("postfix_hard.eml")) is None  # a DSN
+    assert parse_arf(load("autoreply.eml")) is None
+    not_spam = (
+        (BOUNCES / "arf_complaint.eml")
+        .read_bytes()
+        .replace(b"Feedback-Type: abuse", b"Feedback-Type: not-spam")
+    )
+    message = email.message_from_bytes(not_spam, policy=email.policy.default)
+    complaint = parse_arf(message)
+    assert complaint is not None and not complaint.is_complaint

@@ -288,6 +288,8 @@ def test_title_with_cr_lf_does_not_inject_headers() -> None:
             "List-Id",
             "List-Unsubscribe",
             "List-Unsubscribe-Post",
+            "Precedence",
+            "Auto-Submitted",
             "MIME-Version",
             "Content-Type",
         ]

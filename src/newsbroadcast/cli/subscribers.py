@@ -79,8 +79,8 @@ def cmd_mailbox_process(args: argparse.Namespace) -> int:
     from newsbroadcast.subscribers.mailbox import process_mailbox
 
     config, engine = _open(args)
-    if config.mailbox is None:
-        raise InputError("there is no mailbox: section in the configuration")
+    if config.bounce_settings is None:
+        raise InputError("no mailbox is configured (bounces.mailbox)")
     try:
         report = process_mailbox(config, db.sessions(engine), utcnow)
     finally:
@@ -88,8 +88,9 @@ def cmd_mailbox_process(args: argparse.Namespace) -> int:
     for problem in report.problems:
         print(problem, file=sys.stderr)
     print(
-        f"read {report.read}: unsubscribed {report.unsubscribed}, hard bounces "
-        f"{report.hard_bounces}, soft bounces {report.soft_bounces}, ignored {report.ignored}"
+        f"read {report.read}: unsubscribed {report.unsubscribed}, complaints "
+        f"{report.complaints}, hard bounces {report.hard_bounces}, soft bounces "
+        f"{report.soft_bounces}, ignored {report.ignored}, unreadable {report.unreadable}"
     )
     return 0
 

@@ -10,6 +10,7 @@ import base64
 import binascii
 import os
 import re
+import string
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -86,8 +87,21 @@ def _address(value: str) -> str:
     return value.strip()
 
 
+def _bare_address(value: str) -> str:
+    """Accepts 'a@b.org' only: an envelope address has no display name."""
+    value = value.strip()
+    if "<" in value or " " in value:
+        raise ValueError(f"{value!r}: write the bare address (bounces@example.org), no name")
+    return _address(value)
+
+
 TimeZone = Annotated[str, BeforeValidator(_timezone)]
 Address = Annotated[str, BeforeValidator(_address)]
+BareAddress = Annotated[str, BeforeValidator(_bare_address)]
+# A VERP token (subscribers/verp.py) is 35 characters after the "+"; an address's local part
+# may have 64 (RFC 5321 4.5.3.1.1).
+VERP_LOCAL_MAX = 64 - 1 - 35
+FEEDBACK_ID_FIELDS = ("digest", "kind", "site")
 
 
 class Model(BaseModel):
@@ -294,12 +308,54 @@ class Email(Model):
     batch_size: int = Field(200, ge=1)
     rate_limit: RateLimit = RateLimit()
     auto_pause: AutoPause | None = AutoPause()  # null turns it off
+    # The envelope sender (MAIL FROM), where bounces go; default: site.from's address.
+    return_path: BareAddress | None = None
+    # Each message's own return path, return_path's local part + "+" + a signed token that
+    # names the message (VERP): a bounce names its delivery even when its report does not.
+    verp: bool = False
+    # Google's Feedback-ID (fields joined by ":", the last one the sender's id). Placeholders:
+    # {digest} (the digest's name; "confirm" for confirmations), {kind} (digest or
+    # confirmation) and {site} (site.list_id). E.g. "{digest}:{kind}:{site}".
+    feedback_id: str | None = None
 
     @model_validator(mode="after")
     def _smtp_needs_settings(self) -> Email:
         if self.transport == "smtp" and self.smtp is None:
             raise ValueError("transport is smtp but there is no smtp: section")
         return self
+
+    @model_validator(mode="after")
+    def _verp_needs_return_path(self) -> Email:
+        if self.verp and self.return_path is None:
+            raise ValueError("verp is on but there is no return_path (e.g. bounces@example.org)")
+        if self.verp and self.return_path is not None:
+            local = self.return_path.rpartition("@")[0]
+            if "+" in local or len(local) > VERP_LOCAL_MAX:
+                raise ValueError(
+                    f"return_path {self.return_path!r}: with verp its local part must have no "
+                    f"'+' and at most {VERP_LOCAL_MAX} characters (the token takes the rest of "
+                    "the 64 an address may have)"
+                )
+        return self
+
+    @field_validator("feedback_id")
+    @classmethod
+    def _known_placeholders(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            fields = {f for _, f, _, _ in string.Formatter().parse(value) if f is not None}
+        except ValueError as e:
+            raise ValueError(f"{value!r}: {e} (write placeholders as {{digest}})") from e
+        unknown = fields - set(FEEDBACK_ID_FIELDS)
+        if unknown:
+            raise ValueError(
+                f"unknown placeholder {{{sorted(unknown)[0]}}} in {value!r} "
+                f"(known: {', '.join('{' + f + '}' for f in FEEDBACK_ID_FIELDS)})"
+            )
+        if not value.isascii() or any(c.isspace() for c in value):
+            raise ValueError(f"{value!r}: only ASCII without spaces may be in a Feedback-ID")
+        return value
 
 
 class Digest(Model):
@@ -587,9 +643,77 @@ class Webhooks(Model):
     generic: GenericWebhook | None = None
 
 
-class Bounces(Model):
-    """Bounces and complaints reported by email providers."""
+class ImapMailbox(Model):
+    """An IMAP account read over TLS (port 993) or STARTTLS (port 143)."""
 
+    kind: Literal["imap"]
+    host: str
+    port: int | None = None
+    # No clear-text choice: the password and every bounce would cross the network bare.
+    tls: Literal["tls", "starttls"] = "tls"
+    verify: bool = True  # check the server's certificate (against ca_file if given)
+    ca_file: Path | None = None  # a private CA to trust instead of the system's
+    user: str
+    password_env: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")  # the variable's name
+    folder: str = "INBOX"
+    # What happens to a message once handled: "flag" (marked \Seen, left in the folder),
+    # "delete" (\Deleted and expunged) or "move:<folder>" (created if missing).
+    processed: str = Field("flag", pattern=r"^(flag|delete|move:.+)$")
+    timeout: Duration = timedelta(seconds=30)
+
+    @field_validator("folder", "processed")
+    @classmethod
+    def _ascii_folder(cls, value: str) -> str:
+        # Other names need IMAP's modified UTF-7; quotes and backslashes its escaping.
+        if not value.isascii() or any(c in value for c in '"\\\r\n'):
+            raise ValueError(f"{value!r}: a folder name here must be ASCII, without quotes")
+        return value
+
+    @property
+    def effective_port(self) -> int:
+        return self.port or {"tls": 993, "starttls": 143}[self.tls]
+
+
+class Pop3Mailbox(Model):
+    """A POP3 account read over TLS (port 995) or STLS (port 110); handled messages are deleted
+    (POP3 has no flags); one that cannot be handled stays on the server."""
+
+    kind: Literal["pop3"]
+    host: str
+    port: int | None = None
+    tls: Literal["tls", "starttls"] = "tls"
+    verify: bool = True
+    ca_file: Path | None = None
+    user: str
+    password_env: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    processed: Literal["delete"] = "delete"
+    timeout: Duration = timedelta(seconds=30)
+
+    @property
+    def effective_port(self) -> int:
+        return self.port or {"tls": 995, "starttls": 110}[self.tls]
+
+
+class MaildirMailbox(Model):
+    """A Maildir the mail server (or fetchmail/getmail) delivers into; handled messages are
+    flagged Seen and moved to cur/, never deleted."""
+
+    kind: Literal["maildir"]
+    path: Path
+
+
+BounceMailbox = Annotated[ImapMailbox | Pop3Mailbox | MaildirMailbox, Field(discriminator="kind")]
+
+
+class Bounces(Model):
+    """Where bounces, complaints (ARF) and mailto unsubscribes arrive: a mailbox read on a
+    schedule, and webhooks of email providers."""
+
+    mailbox: BounceMailbox | None = None
+    check_every: Duration = timedelta(minutes=5)
+    # Soft bounces (4.x.x, delayed) before an address is treated as bounced.
+    soft_bounce_limit: int = Field(5, ge=1)
+    # Bounces and complaints that email providers post to /webhooks/….
     webhooks: Webhooks = Webhooks()
 
 
@@ -622,9 +746,9 @@ class Config(Model):
     social: list[Channel] = []
     scheduler: Scheduler = Scheduler()
     web: Web = Web()
-    mailbox: Mailbox | None = None
-    api: Api = Api()
+    mailbox: Mailbox | None = None  # the older spelling of bounces: {mailbox: {kind: maildir}}
     bounces: Bounces = Bounces()
+    api: Api = Api()
 
     # Set by load_config: where the file was, for resolving relative paths.
     config_file: Path | None = Field(None, exclude=True)
@@ -638,6 +762,32 @@ class Config(Model):
                 raise ValueError(f"the name {item.name!r} is used twice")
             seen.add(item.name)
         return items
+
+    @model_validator(mode="after")
+    def _one_mailbox(self) -> Config:
+        if self.mailbox is not None and self.bounces.mailbox is not None:
+            raise ValueError(
+                "both mailbox: and bounces: are set; keep bounces: "
+                "(mailbox: {maildir: X} is bounces: {mailbox: {kind: maildir, path: X}})"
+            )
+        return self
+
+    @property
+    def bounce_settings(self) -> Bounces | None:
+        """The mailbox settings, from ``bounces:`` or from the older ``mailbox:`` section;
+        None when no mailbox is read."""
+        if self.bounces.mailbox is not None:
+            return self.bounces
+        if self.mailbox is None:
+            return None
+        old = self.mailbox
+        return self.bounces.model_copy(
+            update={
+                "mailbox": MaildirMailbox(kind="maildir", path=old.maildir),
+                "check_every": old.check_every,
+                "soft_bounce_limit": old.soft_bounce_limit,
+            }
+        )
 
     @property
     def base_dir(self) -> Path:

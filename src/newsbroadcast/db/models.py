@@ -264,6 +264,8 @@ class Delivery(OutboxRow, Base):
         # The automatic pause reads an edition's latest outcomes by time.
         Index("ix_deliveries_edition_sent", "edition_id", "sent_at"),
         Index("ix_deliveries_edition_refused", "edition_id", "refused_at"),
+        # A bounce (VERP) or a complaint (ARF) names the message it is about.
+        Index("ix_deliveries_message_id", "message_id"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -286,6 +288,7 @@ class TransactionalEmail(OutboxRow, Base):
     __table_args__ = (
         UniqueConstraint("key", name="uq_transactional_emails_key"),
         Index("ix_transactional_emails_due", "status", "next_attempt_at", "id"),
+        Index("ix_transactional_emails_message_id", "message_id"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

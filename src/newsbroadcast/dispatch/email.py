@@ -10,7 +10,6 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from email.utils import parseaddr
 from typing import Any
 
 from sqlalchemy import Engine, case, exists, select, text, tuple_, update
@@ -47,6 +46,7 @@ from newsbroadcast.runtime.failures import clear_failure, record_failure
 from newsbroadcast.subscribers.bounces import BounceKind, classify, reply_status
 from newsbroadcast.subscribers.lifecycle import record_bounce
 from newsbroadcast.subscribers.suppressions import email_hash
+from newsbroadcast.subscribers.verp import envelope_sender
 from newsbroadcast.transports.base import Envelope, Transport
 
 log = logging.getLogger("newsbroadcast.dispatch")
@@ -254,7 +254,6 @@ class EmailSending:
         """Send ``rows`` in order; append to ``ended`` when each message's transaction
         ended (for the rate limit). Unsubscribes, suppressions and halted editions are
         looked at before the first message and then at most ``HALT_CHECK_SECONDS`` apart."""
-        sender = parseaddr(self.config.site.sender)[1]
         look = True  # look at the editions' and subscribers' status before the next message
         renew_every = self.config.scheduler.lease.total_seconds() / 4
         renewed = looked = time.monotonic()
@@ -299,6 +298,7 @@ class EmailSending:
                 continue
             started = time.perf_counter()
             try:
+                sender = envelope_sender(self.config, message_id)
                 envelope = Envelope(sender, row.email, data, message_id)
                 try:
                     reply = transport.send(envelope, before_data=recorder.settle)

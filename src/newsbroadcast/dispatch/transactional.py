@@ -11,7 +11,6 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from email.utils import parseaddr
 from typing import Any
 
 import jinja2
@@ -33,6 +32,7 @@ from newsbroadcast.outbox.claim import claim, finish
 from newsbroadcast.outbox.ratelimit import SendRateLimiter
 from newsbroadcast.subscribers.confirmation import confirmation_message, confirmation_message_id
 from newsbroadcast.subscribers.suppressions import is_suppressed
+from newsbroadcast.subscribers.verp import envelope_sender
 from newsbroadcast.transports.base import Envelope, Transport
 
 log = logging.getLogger("newsbroadcast.dispatch")
@@ -122,7 +122,6 @@ class TransactionalSending:
         report: DispatchReport,
         ended: list[datetime],
     ) -> None:
-        sender = parseaddr(self.config.site.sender)[1]
         held_until: datetime | None = None  # when emails whose template failed try again
         for n, row in enumerate(rows):
             if self.stopping.is_set():
@@ -157,6 +156,7 @@ class TransactionalSending:
                     exc_info=None if isinstance(e, NewsBroadcastError) else e,
                 )  # fmt: skip
                 continue
+            sender = envelope_sender(self.config, message_id)
             envelope = Envelope(sender, sub.email, data, message_id)
             # No transaction stays open while the server takes its time (on PostgreSQL an
             # idle one holds back vacuum and a connection slot), as on the delivery path.

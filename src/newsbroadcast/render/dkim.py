@@ -64,6 +64,9 @@ class DkimSigner:
         self._headers = [
             h.encode("ascii") for h in DKIM_HEADERS if h != "reply-to" or config.site.reply_to
         ]
+        if config.email.feedback_id is not None:
+            # Receivers trust a Feedback-ID only under the sender's DKIM signature.
+            self._headers.append(b"feedback-id")
 
     def sign(self, message: bytes) -> bytes:
         # relaxed/relaxed: a relay that rewraps headers or trims trailing spaces must not

@@ -59,6 +59,16 @@ def recipient_links(config: Config, subscriber_id: int) -> dict[str, str]:
     }
 
 
+def feedback_id(config: Config, digest: str, kind: str) -> str | None:
+    """``email.feedback_id`` with its placeholders filled (``{digest}``, ``{kind}``,
+    ``{site}``), or None when it is not set. Receivers (Gmail's Postmaster Tools) report
+    complaint rates per value, so it names a kind of mail, never one message or person."""
+    template = config.email.feedback_id
+    if template is None:
+        return None
+    return template.format(digest=digest, kind=kind, site=config.site.list_id)
+
+
 class PreparedEdition:
     """An edition rendered and CSS-inlined once; ``message`` is cheap per recipient."""
 
@@ -88,6 +98,13 @@ class PreparedEdition:
         # One list per digest, so receivers (and filters) tell the daily from the weekly.
         list_name = _phrase(f"{site.name} {digest.name} digest")
         static.append(_header("List-Id", f"{list_name} <{digest.name}.{site.list_id}>"))
+        # Mail to many, sent by a machine (RFC 3834 §5, RFC 2076): vacation responders and
+        # other auto-replies must not answer it, and receivers may treat it as bulk.
+        static.append("Precedence: bulk" + CRLF)
+        static.append("Auto-Submitted: auto-generated" + CRLF)
+        feedback = feedback_id(config, digest.name, "digest")
+        if feedback is not None:
+            static.append(_header("Feedback-ID", feedback))
         self._head_static = "".join(static)
         # RFC 8058: with List-Unsubscribe (https), this asks receivers for one-click POSTs.
         self._head_tail = (

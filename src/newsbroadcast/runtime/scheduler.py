@@ -77,10 +77,11 @@ def build_scheduler(service: Service) -> BackgroundScheduler:
         misfire_grace_time=None,
         replace_existing=True,
     )
-    if config.mailbox is not None:
+    bounces = config.bounce_settings
+    if bounces is not None:
         from newsbroadcast.subscribers.mailbox import process_mailbox
 
-        check = config.mailbox.check_every
+        check = bounces.check_every
         scheduler.add_job(
             _guarded(
                 "mailbox",

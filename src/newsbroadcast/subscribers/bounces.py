@@ -1,5 +1,5 @@
-"""Reading what comes back: SMTP replies, RFC 3464 delivery status notifications and mailto
-unsubscribes.
+"""Reading what comes back: SMTP replies, RFC 3464 delivery status notifications, RFC 5965
+abuse reports (ARF, a receiver's "this is spam" feedback loop) and mailto unsubscribes.
 
 Pure: a reply or a parsed message in, facts out. ``dispatch/email.py`` (replies) and
 ``subscribers/mailbox.py`` (DSNs) act on them, both through the one classifier, ``classify``.
@@ -11,9 +11,20 @@ import enum
 import re
 from dataclasses import dataclass
 from email.message import EmailMessage, Message
-from email.utils import collapse_rfc2231_value
+from email.parser import HeaderParser
+from email.utils import collapse_rfc2231_value, getaddresses
 
-__all__ = ["Bounce", "BounceKind", "classify", "parse_dsn", "reply_status", "unsubscribe_token"]
+__all__ = [
+    "Bounce",
+    "BounceKind",
+    "Complaint",
+    "classify",
+    "parse_arf",
+    "parse_dsn",
+    "reply_status",
+    "returned_message_id",
+    "unsubscribe_token",
+]
 
 _STATUS = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
 _REPLY = re.compile(r"^\s*([245])\d\d(?:[ -]+([245]\.\d{1,3}\.\d{1,3})\b)?")
@@ -132,3 +143,98 @@ def unsubscribe_token(message: EmailMessage | Message) -> str | None:
     subject = str(message.get("Subject", ""))
     m = _TOKEN_IN_SUBJECT.search(subject)
     return m.group(1) if m else None
+
+
+# RFC 5965 feedback types that mean the person did not want the message. "not-spam",
+# "auth-failure" (RFC 6591) and "other" say nothing against the address.
+COMPLAINT_TYPES = frozenset({"abuse", "fraud", "virus"})
+
+
+@dataclass(frozen=True)
+class Complaint:
+    """An ARF report: someone marked one of our messages as spam (or fraud, or a virus).
+
+    Receivers often redact the recipient's address in the copy they return, so
+    ``recipients`` may be empty; ``message_id`` and ``mail_from`` (the envelope sender,
+    our VERP address when it is on) name the message anyway."""
+
+    feedback_type: str
+    recipients: tuple[str, ...]  # Original-Rcpt-To, else the returned copy's To
+    message_id: str | None  # of the returned copy, without angle brackets
+    mail_from: str | None  # Original-Mail-From, else the returned copy's Return-Path
+
+    @property
+    def is_complaint(self) -> bool:
+        return self.feedback_type in COMPLAINT_TYPES
+
+
+def parse_arf(message: Message) -> Complaint | None:
+    """The report in an ARF message (``multipart/report; report-type=feedback-report``);
+    None for any other message."""
+    if message.get_content_type() != "multipart/report":
+        return None
+    if collapse_rfc2231_value(message.get_param("report-type") or "").lower() != "feedback-report":
+        return None
+    fields: Message | None = None
+    for part in message.walk():
+        if part.get_content_type() == "message/feedback-report":
+            fields = _fields_of(part)
+            break
+    if fields is None:
+        return None
+    returned = _returned_headers(message)
+    recipients = [_bare(v) for v in fields.get_all("Original-Rcpt-To", [])]
+    if not recipients and returned is not None:
+        recipients = [a for _, a in getaddresses([str(v) for v in returned.get_all("To", [])])]
+    mail_from = _bare(str(fields.get("Original-Mail-From", ""))) or (
+        _bare(str(returned.get("Return-Path", ""))) if returned is not None else ""
+    )
+    return Complaint(
+        feedback_type=str(fields.get("Feedback-Type", "")).strip().lower(),
+        recipients=tuple(r for r in recipients if "@" in r),
+        message_id=_message_id(returned),
+        mail_from=mail_from or None,
+    )
+
+
+def returned_message_id(message: Message) -> str | None:
+    """The Message-ID of the copy (or headers) of our message that a report returns."""
+    return _message_id(_returned_headers(message))
+
+
+def _fields_of(part: Message) -> Message:
+    # The email package knows message/feedback-report only as text (some parsers make it a
+    # sub-message): either way its lines are header fields.
+    payload = part.get_payload()
+    if isinstance(payload, list):
+        return payload[0] if payload and isinstance(payload[0], Message) else Message()
+    text = part.get_payload(decode=True)
+    raw = text.decode("utf-8", "replace") if isinstance(text, bytes) else str(payload)
+    return HeaderParser().parsestr(raw.lstrip("\r\n"))
+
+
+def _returned_headers(message: Message) -> Message | None:
+    for part in message.walk():
+        kind = part.get_content_type()
+        if kind in ("message/rfc822", "message/global"):
+            payload = part.get_payload()
+            if isinstance(payload, list) and payload and isinstance(payload[0], Message):
+                return payload[0]
+        if kind in ("text/rfc822-headers", "message/global-headers"):
+            text = part.get_payload(decode=True)
+            raw = text.decode("utf-8", "replace") if isinstance(text, bytes) else ""
+            return HeaderParser().parsestr(raw.lstrip("\r\n"))
+    return None
+
+
+def _message_id(headers: Message | None) -> str | None:
+    if headers is None:
+        return None
+    value = str(headers.get("Message-ID", "")).strip()
+    return value.strip("<>").strip() or None
+
+
+def _bare(value: str) -> str:
+    # "<a@b>" or "rfc822; a@b" or "a@b"
+    _, _, rest = value.rpartition(";") if ";" in value else ("", "", value)
+    return rest.strip().strip("<>").strip()

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from newsbroadcast.config.model import Config
 from newsbroadcast.db.models import Subscriber, TransactionalEmail
+from newsbroadcast.render.mime import feedback_id
 from newsbroadcast.subscribers import tokens
 from newsbroadcast.subscribers.registry import email_key
 
@@ -102,7 +103,11 @@ def confirmation_message(
     msg["Subject"] = f"Please confirm your subscription to {config.site.name}"
     msg["Date"] = format_datetime(now)
     msg["Message-ID"] = f"<{message_id}>"
+    # Auto-generated (RFC 3834: no auto-replies to it) but not bulk: one person asked for it.
     msg["Auto-Submitted"] = "auto-generated"
+    feedback = feedback_id(config, CONFIRM, "confirmation")
+    if feedback is not None:
+        msg["Feedback-ID"] = feedback
     msg.set_content(text)
     msg.add_alternative(html, subtype="html")
     return msg.as_bytes(policy=SMTP)

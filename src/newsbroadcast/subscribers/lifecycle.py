@@ -246,9 +246,9 @@ def record_bounce(
     session: Session, config: Config, address: str, hard: bool, reason: str, now: datetime
 ) -> Subscriber | None:
     """A bounce for ``address``: a hard one suppresses it and marks the subscriber bounced;
-    a soft one is counted, and ``mailbox.soft_bounce_limit`` of them count as hard."""
+    a soft one is counted, and ``bounces.soft_bounce_limit`` of them count as hard."""
     sub = find_by_email(session, address)
-    limit = config.mailbox.soft_bounce_limit if config.mailbox else 5
+    limit = (config.bounce_settings or config.bounces).soft_bounce_limit
     if not hard and sub is not None:
         sub.soft_bounce_count += 1
         sub.updated_at = now

@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 
 from newsbroadcast.errors import NewsBroadcastError
 
-__all__ = ["InvalidToken", "sign", "verify"]
+__all__ = ["InvalidToken", "sign", "tag", "tag_matches", "verify"]
 
 _NO_EXPIRY = 1
 _WITH_EXPIRY = 2
@@ -89,6 +89,26 @@ def verify(secrets: Sequence[str], purpose: str, token: str, now: datetime) -> i
         if _epoch(now) >= expires:
             raise InvalidToken("expired", "this link has expired; ask for a new one")
     return int.from_bytes(payload[1:id_end], "big")
+
+
+def tag(secret: str, purpose: str, data: bytes, size: int) -> bytes:
+    """A ``size``-byte MAC of ``data`` for ``purpose``: for tokens of another layout (the VERP
+    return path) that need the same keyed, purpose-bound signing."""
+    _check_purpose(purpose)
+    if not secret:
+        raise ValueError("the secret must not be empty")
+    return _mac(secret, purpose, data)[:size]
+
+
+def tag_matches(secrets: Sequence[str], purpose: str, data: bytes, mac: bytes) -> bool:
+    """Whether one of ``secrets`` made ``mac`` (``tag``) for ``data`` and ``purpose``."""
+    if isinstance(secrets, str):
+        raise TypeError("secrets must be a list of strings, not a string")
+    matched = False
+    for secret in secrets:  # every one, so timing does not tell which matched
+        if secret and hmac.compare_digest(mac, tag(secret, purpose, data, len(mac))):
+            matched = True
+    return matched
 
 
 def _check_purpose(purpose: str) -> None:
