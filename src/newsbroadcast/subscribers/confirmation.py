@@ -126,7 +126,8 @@ def confirmation_message(
     msg["Date"] = format_datetime(now)
     msg["Message-ID"] = f"<{message_id}>"
     msg["Auto-Submitted"] = "auto-generated"
-    msg["Content-Language"] = context["language"]
     msg.set_content(text)
     msg.add_alternative(html, subtype="html")
+    # After the body: set_content drops any Content-* header set before it.
+    msg["Content-Language"] = context["language"]
     return msg.as_bytes(policy=SMTP)

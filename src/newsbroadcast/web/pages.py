@@ -251,9 +251,8 @@ def _signup_form(site: _Site) -> Handler:
     async def handler(request: Request) -> Response:
         language = site.reader_language(request)
         prefs = Preferences(language=language)
-        return site.page(
-            request, "signup.html.j2", language=language, **_form_context(site, prefs), email=""
-        )
+        # The page negotiates the same language itself (and says it varies by the header).
+        return site.page(request, "signup.html.j2", **_form_context(site, prefs), email="")
 
     return handler
 
