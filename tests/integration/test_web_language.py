@@ -11,9 +11,10 @@ from pathlib import Path
 import httpx
 from sqlalchemy import func, select
 
-from newsbroadcast.db.models import TransactionalEmail
-from tests.integration.test_web_endpoints import csrf_of, sign_up, status_of
-from tests.web_site import RunningSite, confirm_link, running_site
+from newsbroadcast.db.models import Subscriber, TransactionalEmail
+from newsbroadcast.subscribers import tokens
+from tests.integration.test_web_endpoints import active_subscriber, csrf_of, sign_up, status_of
+from tests.web_site import SECRET, RunningSite, confirm_link, running_site
 
 THREE = {"languages": ["en", "fr", "rw"]}
 
@@ -185,3 +186,23 @@ def test_an_older_confirmation_link_is_replaced_by_the_newer_signup(
         page = client.get(new_link)
         assert client.post(new_link, data={"csrf": csrf_of(page)}).status_code == 303
         assert status_of(site, "ada@example.org") == "active"
+
+
+def test_a_preferences_error_sits_by_the_digests_and_keeps_the_other_choices(
+    tmp_path: Path, database_url: str
+) -> None:
+    with running_site(tmp_path, database_url) as site:
+        sid = active_subscriber(site, "p@example.org")
+        token = tokens.sign(SECRET, "preferences", sid)
+        client = httpx.Client(base_url=site.url)
+        page = client.get(f"/preferences/{token}")
+        answer = client.post(
+            f"/preferences/{token}",
+            data={"csrf": csrf_of(page), "digests": ["gone"], "name": "Pat", "paused": "on"},
+        )
+        assert answer.status_code == 400
+        assert 'aria-describedby="digests-error"' in answer.text
+        assert 'id="digests-error"' in answer.text and 'id="saved"' not in answer.text
+        assert 'value="Pat"' in answer.text and re.search(r'id="paused"[^>]* checked', answer.text)
+        with site.sessions() as session:
+            assert session.get_one(Subscriber, sid).paused is False  # nothing stored

@@ -393,6 +393,7 @@ def _preferences(site: _Site) -> Handler:
                         # Only the digests can be wrong (none of them offered any more): the
                         # form comes back with the rest as sent, the error by the digests.
                         session.rollback()
+                        session.refresh(sub)  # read back what is stored, for the page
                         return sub, chosen, "digests"
                     session.commit()
                     return sub, get_preferences(session, sub), "saved"
