@@ -6,6 +6,10 @@ preferences → unsubscribe with the one-click button → the next edition skips
 A screenshot of each page is kept under test-artifacts/browser-journey/. Needs Debian's
 `chromium` and `chromium-driver` (.ci/run installs them); without them the test skips
 locally and fails under CI.
+
+Every page of the journey is checked with axe-core (vendored under tests/fixtures/axe-core,
+MPL-2.0): no violation of moderate impact or worse. Once the subscriber picks French, the
+pages that follow are in French; a French browser sees French from the first page.
 """
 
 from __future__ import annotations
@@ -30,6 +34,9 @@ from tests.site import rss
 from tests.web_site import RunningSite, confirm_link, running_site
 
 ARTIFACTS = ROOT / "test-artifacts" / "browser-journey"
+AXE = ROOT / "tests" / "fixtures" / "axe-core" / "axe.min.js"
+# axe-core's impacts are minor < moderate < serious < critical; minor ones are advice.
+FAILING_IMPACTS = ("moderate", "serious", "critical")
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 FLAGS = (
@@ -55,8 +62,7 @@ def _missing() -> str | None:
     return None
 
 
-@pytest.fixture
-def browser(tmp_path: Path) -> Iterator[object]:
+def _chromium(tmp_path: Path, accept_languages: str) -> Iterator[object]:
     reason = _missing()
     if reason:
         if os.environ.get("CI"):
@@ -70,12 +76,46 @@ def browser(tmp_path: Path) -> Iterator[object]:
     for flag in FLAGS:
         options.add_argument(flag)
     options.add_argument(f"--user-data-dir={tmp_path / 'chromium-profile'}")
+    # What the browser sends as Accept-Language (headless Chromium ignores --lang).
+    options.add_experimental_option("prefs", {"intl.accept_languages": accept_languages})
     driver = webdriver.Chrome(service=ChromeService(executable_path=CHROMEDRIVER), options=options)
     driver.set_page_load_timeout(30)
+    driver.set_script_timeout(60)  # axe on a busy 2-core machine
     try:
         yield driver
     finally:
         driver.quit()
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[object]:
+    yield from _chromium(tmp_path, "en-GB,en")
+
+
+@pytest.fixture
+def french_browser(tmp_path: Path) -> Iterator[object]:
+    yield from _chromium(tmp_path, "fr-CA,fr;q=0.9,en;q=0.5")
+
+
+def check_accessibility(driver: object, page: str) -> None:
+    """Run axe-core on the page the browser shows; fail on any violation of moderate impact
+    or worse, naming the rule and the elements."""
+    from selenium.webdriver.remote.webdriver import WebDriver
+
+    assert isinstance(driver, WebDriver)
+    driver.execute_script(AXE.read_text(encoding="utf-8"))
+    violations = driver.execute_async_script(
+        "const done = arguments[arguments.length - 1];"
+        "axe.run(document, {resultTypes: ['violations']})"
+        "  .then(r => done(r.violations), e => done([{id: 'axe-error', impact: 'critical',"
+        "   help: String(e), nodes: []}]));"
+    )
+    bad = [v for v in violations if v.get("impact") in FAILING_IMPACTS]
+    assert not bad, f"{page}: " + "; ".join(
+        f"{v['id']} ({v['impact']}): {v['help']} at "
+        + ", ".join(str(n.get("target")) for n in v["nodes"][:5])
+        for v in bad
+    )
 
 
 def test_sign_up_confirm_prefer_unsubscribe_then_skipped(browser: object, tmp_path: Path) -> None:
@@ -90,6 +130,7 @@ def test_sign_up_confirm_prefer_unsubscribe_then_skipped(browser: object, tmp_pa
 
     def shot(name: str) -> None:
         driver.save_screenshot(str(ARTIFACTS / f"{next(shots):02d}-{name}.png"))
+        check_accessibility(driver, name)
 
     def submit(button_id: str) -> None:
         # click() returns once the event is dispatched, not when the next page has loaded: on a
@@ -104,6 +145,13 @@ def test_sign_up_confirm_prefer_unsubscribe_then_skipped(browser: object, tmp_pa
 
         driver.get(site.url + "/subscribe")
         shot("signup")
+        assert driver.find_element(By.TAG_NAME, "html").get_attribute("lang") == "en"
+        # Each language by its own name; the skip link leads to the <main> landmark.
+        menu = Select(driver.find_element(By.ID, "language"))
+        assert [o.text for o in menu.options] == ["English", "Français"]
+        skip = driver.find_element(By.CSS_SELECTOR, "a.skip-link")
+        assert skip.get_attribute("href").endswith("#main")
+        assert driver.find_element(By.TAG_NAME, "main").get_attribute("id") == "main"
         driver.find_element(By.ID, "email").send_keys("journey@example.org")
         driver.find_element(By.ID, "name").send_keys("Jo Urney")
         submit("subscribe")
@@ -124,6 +172,9 @@ def test_sign_up_confirm_prefer_unsubscribe_then_skipped(browser: object, tmp_pa
         Select(driver.find_element(By.ID, "language")).select_by_value("fr")
         submit("save")
         assert driver.find_element(By.ID, "saved").is_displayed()
+        # From now on the subscriber's pages speak the language just chosen.
+        assert driver.find_element(By.TAG_NAME, "html").get_attribute("lang") == "fr"
+        assert "Enregistré" in driver.find_element(By.ID, "saved").text
         shot("preferences-saved")
         with site.sessions() as session:
             sub = find_by_email(session, "journey@example.org")
@@ -139,7 +190,7 @@ def test_sign_up_confirm_prefer_unsubscribe_then_skipped(browser: object, tmp_pa
         shot("unsubscribe")
         assert _status(site, "journey@example.org") == "active"  # the page alone does nothing
         submit("unsubscribe")
-        assert "You are unsubscribed" in driver.find_element(By.ID, "done").text
+        assert "Vous êtes désabonné·e" in driver.find_element(By.ID, "done").text
         shot("unsubscribed")
         assert _status(site, "journey@example.org") == "unsubscribed"
 
@@ -317,3 +368,58 @@ def test_the_digest_at_phone_and_desktop_width_light_and_dark(
                     "return getComputedStyle(document.querySelector('.card')).backgroundColor"
                 )
                 assert card == ("rgb(26, 36, 51)" if scheme == "dark" else "rgb(255, 255, 255)")
+
+
+def test_a_french_browser_signs_up_in_french_and_mends_a_mistyped_address(
+    french_browser: object, tmp_path: Path
+) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.remote.webdriver import WebDriver
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    driver: WebDriver = french_browser  # type: ignore[assignment]
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+
+    def submit(button_id: str) -> None:
+        old_page = driver.find_element(By.TAG_NAME, "html")
+        driver.find_element(By.ID, button_id).click()
+        WebDriverWait(driver, 30).until(expected_conditions.staleness_of(old_page))
+
+    def page(name: str) -> None:
+        driver.save_screenshot(str(ARTIFACTS / f"fr-{name}.png"))
+        check_accessibility(driver, f"fr-{name}")
+        assert driver.find_element(By.TAG_NAME, "html").get_attribute("lang") == "fr"
+
+    with running_site(tmp_path, f"sqlite:///{tmp_path / 'journey.db'}") as site:
+        driver.get(site.url + "/subscribe")
+        page("signup")
+        heading = driver.find_element(By.TAG_NAME, "h1").text
+        assert heading == "Recevez le résumé de Women in Uniform"
+        menu = Select(driver.find_element(By.ID, "language"))
+        assert menu.first_selected_option.text == "Français"
+        driver.find_element(By.ID, "email").send_keys("marie.example.org")  # no @
+        driver.find_element(By.ID, "name").send_keys("Marie")
+        submit("subscribe")
+        page("signup-error")
+        field = driver.find_element(By.ID, "email")
+        # The error sits by its field, which keeps what was typed and says it is wrong.
+        assert field.get_attribute("value") == "marie.example.org"
+        assert field.get_attribute("aria-invalid") == "true"
+        assert field.get_attribute("aria-describedby") == "email-error"
+        assert "adresse électronique" in driver.find_element(By.ID, "email-error").text
+        assert driver.find_element(By.ID, "name").get_attribute("value") == "Marie"
+        field.clear()
+        field.send_keys("marie@example.org")
+        submit("subscribe")
+        page("check-inbox")
+        assert "Consultez votre boîte de réception" in driver.find_element(By.TAG_NAME, "h1").text
+
+        (message,) = site.wait_for_mail("marie@example.org")
+        assert message["Subject"] == "Confirmez votre abonnement à Women in Uniform"
+        driver.get(confirm_link(message))
+        page("confirm")
+        submit("confirm")
+        page("preferences-welcome")
+        assert "votre abonnement est confirmé" in driver.find_element(By.ID, "welcome").text
+        assert _status(site, "marie@example.org") == "active"

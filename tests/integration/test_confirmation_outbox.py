@@ -192,3 +192,35 @@ def test_erasing_a_subscriber_erases_their_confirmation_emails(
         erase(session, sub, now)
         session.commit()
         assert session.scalar(select(func.count()).select_from(TransactionalEmail)) == 0
+
+
+def test_an_email_for_an_earlier_signup_is_not_sent_once_a_newer_one_is_queued(
+    tmp_path: Path, database_url: str
+) -> None:
+    with running_site(tmp_path, database_url) as site:
+        site.sink.stop()
+        client = httpx.Client(base_url=site.url)
+        sign_up(client, "ada@example.org")
+        wait_for(
+            lambda: (email := emails(site)[0]).claims > 0 and email.status == SendStatus.queued,
+            "the worker to meet the outage and hand the email back",
+        )
+        # Past resend_after, she signs up again: that sign-up's email carries the only
+        # link that confirms, so the first email would only bring a dead link.
+        site.clock.now += site.config.web.resend_after
+        sign_up(client, "ada@example.org")
+        assert len(emails(site)) == 2
+        site.sink.start()
+        site.clock.now += site.config.email.outage_wait_max
+        wait_for(
+            lambda: [e.status for e in emails(site)] == [SendStatus.skipped, SendStatus.sent],
+            "the first email to be dropped and the second sent",
+        )
+        first = emails(site)[0]
+        assert first.last_error and "a newer sign-up replaced it" in first.last_error
+        (message,) = site.wait_for_mail("ada@example.org", within=DEADLINE)
+        assert site.sink.recipients() == ["ada@example.org"]
+        link = confirm_link(message)
+        page = client.get(link)
+        assert client.post(link, data={"csrf": csrf_of(page)}).status_code == 303
+        assert status_of(site, "ada@example.org") == "active"

@@ -113,3 +113,50 @@ def test_format_date_follows_the_language() -> None:
     assert format_date(day) == "10 July 2018"
     assert format_date(day, lang="fr") == "10 juillet 2018"
     assert format_date(day, lang="rw") == "10 Nyakanga 2018"
+
+
+def test_every_web_page_message_is_translated_in_each_catalog() -> None:
+    method = [("web/**.j2", "jinja2")]
+    options = {"web/**.j2": {"extensions": "jinja2.ext.i18n", "trim_blocks": "true",
+                             "lstrip_blocks": "true"}}  # fmt: skip
+    wanted = {
+        m if isinstance(m, str) else m[0]
+        for _f, _l, m, _c, _x in extract_from_dir(str(TEMPLATES), method, options)
+    }
+    assert {"Check your inbox", "Skip to the content", "Your preferences"} <= wanted
+    for language in ("fr", "rw"):
+        po = TEMPLATES / f"locale/{language}/LC_MESSAGES/messages.po"
+        with po.open("rb") as f:
+            catalog = read_po(f, locale=language)
+        translated = {
+            m.id if isinstance(m.id, str) else m.id[0]
+            for m in catalog
+            if m.id and (m.string if isinstance(m.string, str) else all(m.string))
+        }
+        assert wanted <= translated, (language, wanted - translated)
+
+
+def test_accept_language_is_negotiated_by_weight_among_the_offered() -> None:
+    offered = ["en", "fr", "rw"]
+    assert i18n.negotiate("fr-CA,fr;q=0.9,en;q=0.8", offered) == "fr"
+    assert i18n.negotiate("de, rw;q=0.5, en;q=0.4", offered) == "rw"  # weights, not order
+    assert i18n.negotiate("en;q=0.2, fr;q=0.2", offered) == "en"  # a tie: the header's order
+    assert i18n.negotiate("RW-rw", offered) == "rw"
+    assert i18n.negotiate("en;q=0, *;q=0.1", offered) == "fr"  # refused, then anything else
+    assert i18n.negotiate("fr;q=0", offered) is None
+    assert i18n.negotiate("de, ja", offered) is None
+    assert i18n.negotiate("fr;q=abc, ;;, rw;q=2, en;q=0.5", offered) == "en"  # junk skipped
+    assert i18n.negotiate(None, offered) is None and i18n.negotiate("", offered) is None
+    assert i18n.negotiate("fr", []) is None
+
+
+def test_languages_are_named_in_themselves_and_offered_by_catalog() -> None:
+    assert [i18n.display_name(c) for c in ("en", "fr", "rw")] == [
+        "English",
+        "Français",
+        "Ikinyarwanda",
+    ]
+    assert i18n.display_name("xx-nope") == "xx-nope"
+    assert i18n.offered_languages([], "en", TEMPLATES) == ["en", "fr", "rw"]
+    assert i18n.offered_languages([], "fr", TEMPLATES) == ["fr", "en", "rw"]  # the site's first
+    assert i18n.offered_languages(["rw", "en", "rw"], "en", TEMPLATES) == ["rw", "en"]

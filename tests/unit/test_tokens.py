@@ -120,3 +120,26 @@ def test_invalid_token_is_a_newsbroadcast_error() -> None:
 def test_a_bare_string_of_secrets_is_refused() -> None:
     with pytest.raises(TypeError):
         verify(SECRET, "unsubscribe", sign(SECRET, "unsubscribe", 1), NOW)  # type: ignore[arg-type]
+
+
+def test_a_stamped_token_gives_back_its_moment_to_the_microsecond() -> None:
+    from newsbroadcast.subscribers.tokens import read
+
+    signed_up = datetime(2026, 3, 1, 11, 59, 58, 123_456, tzinfo=UTC)
+    token = sign(SECRET, "confirm", 42, NOW + timedelta(days=2), signed_up)
+    assert len(token) <= 52
+    link = read([SECRET], "confirm", token, NOW)
+    assert (link.subscriber_id, link.stamp) == (42, signed_up)
+    assert verify([SECRET], "confirm", token, NOW) == 42
+    # Another moment, another token; the stamp cannot be changed without the secret.
+    assert sign(SECRET, "confirm", 42, NOW + timedelta(days=2), NOW) != token
+    for i in range(len(token)):
+        tampered = token[:i] + ("A" if token[i] != "A" else "B") + token[i + 1 :]
+        with pytest.raises(InvalidToken):
+            read([SECRET], "confirm", tampered, NOW)
+    # It still expires, and tokens without a stamp read as before.
+    assert _reason([SECRET], "confirm", token, NOW + timedelta(days=2)) == "expired"
+    plain = sign(SECRET, "confirm", 42, NOW + timedelta(days=2))
+    assert read([SECRET], "confirm", plain, NOW).stamp is None
+    with pytest.raises(ValueError):
+        sign(SECRET, "confirm", 42, stamp=signed_up)  # a stamp needs an expiry

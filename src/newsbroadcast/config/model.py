@@ -513,7 +513,8 @@ Channel = Annotated[
 class Web(Model):
     """`newsbroadcast serve`: the subscriber pages (sign-up, preferences, unsubscribe, archive)."""
 
-    # Offered on the sign-up and preferences pages; empty = only site.language.
+    # Offered on the sign-up and preferences pages, and what pages negotiate Accept-Language
+    # among; empty = site.language first, then English and every language with a catalog.
     languages: list[str] = []
     topics: list[str] = []  # article tags a subscriber may choose; none chosen = everything
     confirm_within: Duration = timedelta(days=2)  # a confirmation link's lifetime

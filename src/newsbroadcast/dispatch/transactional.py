@@ -30,7 +30,11 @@ from newsbroadcast.errors import DeliveryError, NewsBroadcastError, TransportDow
 from newsbroadcast.outbox import retry
 from newsbroadcast.outbox.claim import claim, finish
 from newsbroadcast.outbox.ratelimit import SendRateLimiter
-from newsbroadcast.subscribers.confirmation import confirmation_message, confirmation_message_id
+from newsbroadcast.subscribers.confirmation import (
+    confirmation_message,
+    confirmation_message_id,
+    replaced,
+)
 from newsbroadcast.subscribers.suppressions import is_suppressed
 from newsbroadcast.subscribers.verp import envelope_sender
 from newsbroadcast.transports.base import Envelope, Transport
@@ -198,6 +202,8 @@ class TransactionalSending:
             return "address is suppressed"
         if row.expires_at <= now:
             return "its link expired before it could be sent"
+        if replaced(sub, row):
+            return "a newer sign-up replaced it (its own email carries the link)"
         return None
 
     def _write_decision(

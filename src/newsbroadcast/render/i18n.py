@@ -9,17 +9,23 @@ A template marks text with ``{% trans %}…{% endtrans %}`` (``{% pluralize %}``
 forms) or ``_()``. Which catalog answers is chosen per render with ``language(env, code)``;
 a language without a catalog, or a message missing from one, falls back to the English
 written in the template itself.
+
+The web pages speak the reader's language: ``offered_languages`` says which a site offers,
+``negotiate`` picks one of them from a browser's Accept-Language, and ``display_name`` is
+how each language calls itself in the language menu.
 """
 
 from __future__ import annotations
 
 import io
-from collections.abc import Container, Iterator
+import re
+from collections.abc import Container, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
 
 import jinja2
+from babel import Locale, UnknownLocaleError
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from babel.support import NullTranslations, Translations
@@ -30,9 +36,12 @@ __all__ = [
     "DEFAULT_LANGUAGE",
     "catalog_problems",
     "current_language",
+    "display_name",
     "install",
     "language",
     "load_catalogs",
+    "negotiate",
+    "offered_languages",
     "resolve_language",
 ]
 
@@ -132,3 +141,66 @@ def language(env: jinja2.Environment, wanted: str | None) -> Iterator[str]:
 
 def current_language() -> str:
     return _active.get()[0]
+
+
+def offered_languages(
+    configured: Sequence[str], site_language: str, templates_dir: Path
+) -> list[str]:
+    """The languages a site's pages and sign-up form offer: ``configured`` (``web.languages``)
+    when set; else the site's language first, then English (the templates' own) and every
+    language with a catalog."""
+    if configured:
+        return list(dict.fromkeys(configured))
+    others = sorted({DEFAULT_LANGUAGE, *catalog_files(templates_dir)})
+    return list(dict.fromkeys([site_language, *others]))
+
+
+# One entry of an Accept-Language header (RFC 9110 §12.5.4): a range and an optional weight.
+_RANGE = re.compile(
+    r"^\s*([A-Za-z]{1,8}(?:-[A-Za-z0-9]{1,8})*|\*)\s*(?:;\s*q\s*=\s*([0-9.]+))?\s*$"
+)
+
+
+def negotiate(accept_language: str | None, offered: Sequence[str]) -> str | None:
+    """The one of ``offered`` the reader prefers by ``accept_language`` (q-values honoured,
+    ``fr-CA`` matching ``fr``, ``q=0`` refusing, ``*`` taking the first offered); None when
+    nothing matches. Malformed entries are skipped, as browsers expect."""
+    if not accept_language or not offered:
+        return None
+    by_key = {code.lower().replace("_", "-"): code for code in offered}
+    ranked: list[tuple[float, int, str]] = []
+    refused: set[str] = set()
+    for position, part in enumerate(accept_language.split(",")[:50]):  # bounded: any header
+        m = _RANGE.match(part)
+        if m is None:
+            continue
+        try:
+            weight = float(m.group(2)) if m.group(2) is not None else 1.0
+        except ValueError:
+            continue
+        if weight == 0:
+            refused.add(m.group(1).lower())
+        elif 0 < weight <= 1:
+            ranked.append((-weight, position, m.group(1).lower()))
+    for _weight, _position, wanted in sorted(ranked):
+        if wanted == "*":
+            rest = [code for key, code in by_key.items() if key not in refused]
+            if rest:
+                return rest[0]
+            continue
+        # The range itself, then its language alone ("fr-ca" -> "fr").
+        for candidate in (wanted, wanted.split("-", 1)[0]):
+            if candidate in by_key and candidate not in refused:
+                return by_key[candidate]
+    return None
+
+
+def display_name(code: str) -> str:
+    """How the language calls itself ("English", "Français", "Ikinyarwanda"), from Babel's
+    CLDR data; the code itself for a language Babel does not know."""
+    try:
+        name = Locale.parse(code.replace("-", "_")).get_display_name(code.replace("-", "_"))
+    except (UnknownLocaleError, ValueError):
+        return code
+    # CLDR writes French and others in lower case mid-sentence; a menu item starts a line.
+    return name[:1].upper() + name[1:] if name else code

@@ -10,7 +10,7 @@ import hashlib
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import delete, func, select
@@ -28,11 +28,14 @@ from newsbroadcast.db.models import (
     SubscriberTopic,
 )
 from newsbroadcast.errors import InputError
+from newsbroadcast.render import i18n
 from newsbroadcast.subscribers.registry import email_key, normalize_email
 from newsbroadcast.subscribers.suppressions import is_suppressed, suppress
+from newsbroadcast.subscribers.tokens import InvalidToken
 
 __all__ = [
     "Preferences",
+    "SignupOutcome",
     "SignupRequest",
     "client_allowed",
     "client_retry_after",
@@ -43,6 +46,8 @@ __all__ = [
     "get_preferences",
     "record_bounce",
     "set_preferences",
+    "languages",
+    "sign_up",
     "signup",
     "unsubscribe",
 ]
@@ -65,8 +70,24 @@ class SignupRequest:
     preferences: Preferences
 
 
+@dataclass(frozen=True)
+class SignupOutcome:
+    """What a sign-up led to. ``to_confirm``: the subscriber to send a confirmation email to.
+    ``last_sent_at``/``next_at``: set when a link went out to this (not yet subscribed) address
+    less than ``web.resend_after`` ago, so none is sent now: when it went, and from when
+    another may be asked for. Neither: nothing to send and nothing to say (the address is
+    suppressed, bounced or already subscribed; the page must not tell which)."""
+
+    to_confirm: Subscriber | None = None
+    last_sent_at: datetime | None = None
+    next_at: datetime | None = None
+
+
 def languages(config: Config) -> list[str]:
-    return list(config.web.languages) or [config.site.language]
+    """The languages the site offers, its default first (see i18n.offered_languages)."""
+    return i18n.offered_languages(
+        config.web.languages, config.site.language, config.path(config.templates)
+    )
 
 
 def clean_preferences(config: Config, prefs: Preferences) -> Preferences:
@@ -132,17 +153,24 @@ def client_retry_after(session: Session, config: Config, client: str, now: datet
 def signup(
     session: Session, config: Config, request: SignupRequest, now: datetime
 ) -> Subscriber | None:
-    """Record a sign-up; the subscriber to send a confirmation email to, or None.
+    """Record a sign-up; the subscriber to send a confirmation email to, or None
+    (``sign_up`` says why not)."""
+    return sign_up(session, config, request, now).to_confirm
 
-    None (nothing to send) when the address is suppressed, already active, or was sent a
-    confirmation less than ``web.resend_after`` ago. The caller answers the same in every
-    case, so the page tells nobody who is subscribed. An active subscriber's preferences
+
+def sign_up(
+    session: Session, config: Config, request: SignupRequest, now: datetime
+) -> SignupOutcome:
+    """Record a sign-up: see SignupOutcome.
+
+    Nothing to send when the address is suppressed, already active, or was sent a
+    confirmation less than ``web.resend_after`` ago. An active subscriber's preferences
     are never changed from here: only their own signed link may do that.
     Raises InputError for an address that is not an address.
     """
     address = normalize_email(request.email)
     if is_suppressed(session, address):
-        return None
+        return SignupOutcome()
     prefs = clean_preferences(config, request.preferences)
     sub = find_by_email(session, address)
     if sub is None:
@@ -156,12 +184,13 @@ def signup(
         session.add(sub)
         session.flush()
     else:
-        recently = sub.confirmation_sent_at is not None and (
-            now - sub.confirmation_sent_at < config.web.resend_after
-        )
-        if recently or sub.status in (SubscriberStatus.active, SubscriberStatus.bounced):
-            return None
+        if sub.status in (SubscriberStatus.active, SubscriberStatus.bounced):
+            return SignupOutcome()
+        last = sub.confirmation_sent_at
+        if last is not None and now - last < config.web.resend_after:
+            return SignupOutcome(last_sent_at=last, next_at=last + config.web.resend_after)
     # Pending or unsubscribed: (re)start the double opt-in with the preferences just given.
+    # The new confirmation_sent_at retires the links sent for an earlier sign-up (confirm).
     if sub.status == SubscriberStatus.unsubscribed:
         sub.status = SubscriberStatus.pending
     sub.name = prefs.name
@@ -169,22 +198,38 @@ def signup(
     sub.confirmation_sent_at = now
     sub.updated_at = now
     session.flush()
-    return sub
+    return SignupOutcome(to_confirm=sub)
 
 
-def confirm(session: Session, subscriber_id: int, now: datetime) -> Subscriber | None:
+def confirm(
+    session: Session, subscriber_id: int, now: datetime, signed_up_at: datetime | None = None
+) -> Subscriber | None:
     """Activate a pending subscriber (an active one stays so). None if the subscriber is
     gone, suppressed, bounced, or unsubscribed since the link was sent: confirming an old
-    link must not undo a later unsubscribe."""
+    link must not undo a later unsubscribe.
+
+    ``signed_up_at``: the sign-up the link was sent for (its token's stamp). Only that
+    sign-up's link confirms: one from an earlier sign-up raises InvalidToken("replaced").
+    Links made before tokens carried it (None) are taken as they were."""
     sub = session.get(Subscriber, subscriber_id)
     if sub is None or is_suppressed(session, sub.email):
         return None
+    latest = sub.confirmation_sent_at
+    if signed_up_at is not None and latest is not None and _utc(latest) != _utc(signed_up_at):
+        raise InvalidToken(
+            "replaced", "this link was replaced by a newer one; use the most recent email"
+        )
     if sub.status == SubscriberStatus.pending:
         sub.status = SubscriberStatus.active
         sub.confirmed_at = now
         sub.updated_at = now
         session.flush()
     return sub if sub.status == SubscriberStatus.active else None
+
+
+def _utc(moment: datetime) -> datetime:
+    # The database gives naive UTC on some paths; the token's stamp is aware UTC.
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 # --- preferences ----------------------------------------------------------------------------

@@ -3,16 +3,22 @@
 No logins: each personal page is reached through a signed token from an email. No endpoint
 takes a URL to go to next, so there is nothing to turn into an open redirect; the only
 redirect goes to a path built here.
+
+Every page speaks the reader's language: a subscriber's own pages (confirm, preferences,
+unsubscribe) the language they chose, the others the browser's Accept-Language among the
+languages the site offers (``web.languages``), else the site's first one.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Awaitable, Callable
-from datetime import datetime
-from typing import Any, TypedDict
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import jinja2
+from babel.dates import format_time
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.applications import Starlette
@@ -28,12 +34,14 @@ from newsbroadcast import db
 from newsbroadcast.config.model import Config
 from newsbroadcast.db.models import Subscriber, SubscriberStatus, utcnow
 from newsbroadcast.errors import InputError
+from newsbroadcast.render import i18n
 from newsbroadcast.render.templates import make_environment
 from newsbroadcast.runtime import metrics
 from newsbroadcast.subscribers import tokens
 from newsbroadcast.subscribers.confirmation import CONFIRM, queue_confirmation
 from newsbroadcast.subscribers.lifecycle import (
     Preferences,
+    SignupOutcome,
     SignupRequest,
     client_allowed,
     client_retry_after,
@@ -41,7 +49,7 @@ from newsbroadcast.subscribers.lifecycle import (
     get_preferences,
     languages,
     set_preferences,
-    signup,
+    sign_up,
     unsubscribe,
 )
 from newsbroadcast.web import api, feedback
@@ -100,27 +108,53 @@ class _Site:
         template: str,
         code: int = 200,
         private: bool = False,
+        language: str | None = None,
         **context: Any,
     ) -> HTMLResponse:
+        """``template`` rendered in ``language`` (a subscriber's choice) when it is offered,
+        else in the reader's language (``reader_language``)."""
         cookies: dict[str, str] = {}
         context.setdefault("site", self.config.site)
         context["csrf"] = csrf_field(request, cookies, self.config.site.secret)
-        body = self.env.get_template(f"web/{template}").render(context)
+        chosen = language if language in languages(self.config) else None
+        with i18n.language(self.env, chosen or self.reader_language(request)) as used:
+            context["lang"] = used
+            body = self.env.get_template(f"web/{template}").render(context)
         response = HTMLResponse(body, status_code=code)
+        response.headers["content-language"] = used
+        if chosen is None:
+            # The answer depends on the header: caches must keep one copy per language.
+            response.headers["vary"] = "Accept-Language"
         if private:
             # Pages reached through a personal token must not be kept by shared caches.
             response.headers["cache-control"] = "no-store"
         set_cookies(request, response, cookies, self.https)
         return response
 
+    def reader_language(self, request: Request) -> str:
+        """The offered language the browser prefers (Accept-Language, q-values honoured),
+        else the site's first one."""
+        offered = languages(self.config)
+        return i18n.negotiate(request.headers.get("accept-language"), offered) or offered[0]
+
     def verify(self, purpose: str, token: str) -> int:
         """The subscriber id in ``token``; raises InvalidToken."""
         return tokens.verify(self.config.site.secrets, purpose, token, self.clock())
 
-    def bad_link(self, request: Request, error: tokens.InvalidToken) -> HTMLResponse:
-        # Expired links are 410 Gone; tampered, foreign or damaged ones 400.
-        code = 410 if error.reason == "expired" else 400
-        return self.page(request, "bad_link.html.j2", code, private=True, message=str(error))
+    def bad_link(
+        self, request: Request, error: tokens.InvalidToken, language: str | None = None
+    ) -> HTMLResponse:
+        # Expired and replaced links are 410 Gone; tampered, foreign or damaged ones 400.
+        code = 410 if error.reason in ("expired", "replaced") else 400
+        return self.page(
+            request, "bad_link.html.j2", code, private=True, language=language, reason=error.reason
+        )
+
+    def language_of(self, subscriber_id: int) -> str | None:
+        """The language ``subscriber_id`` chose (None if there is no such subscriber)."""
+        with self.sessions() as session:
+            sub = session.get(Subscriber, subscriber_id)
+            return None if sub is None else sub.language
 
     def archive_version(self) -> ArchiveVersion:
         with self.sessions() as session:
@@ -228,13 +262,37 @@ def _choices(form: FormData, config: Config) -> Preferences:
     )
 
 
-def _form_context(site: _Site, prefs: Preferences) -> dict[str, Any]:
+def _form_context(
+    site: _Site, prefs: Preferences, errors: dict[str, bool] | None = None
+) -> dict[str, Any]:
+    """What the sign-up and preferences forms show: the choices, the values to keep, and
+    ``errors`` (field name -> True), each shown next to its field."""
     config = site.config
     return {
         "digests": [d.name for d in config.digests],
         "topics": config.web.topics,
-        "languages": languages(config),
+        # Each language by its own name, so a reader finds theirs whatever the page's language.
+        "languages": [(code, i18n.display_name(code)) for code in languages(config)],
         "prefs": prefs,
+        "errors": errors or {},
+    }
+
+
+def _held(outcome: SignupOutcome, now: datetime, language: str) -> dict[str, Any] | None:
+    """For the page: when the last confirmation went out and when another may (UTC times in
+    the page's language, whole minutes), if this sign-up was held back by resend_after."""
+    if outcome.last_sent_at is None or outcome.next_at is None:
+        return None
+
+    def clock(moment: datetime) -> str:
+        return format_time(moment.astimezone(UTC), format="short", tzinfo=UTC, locale=language)
+
+    minute = timedelta(minutes=1)
+    return {
+        "sent_at": clock(outcome.last_sent_at),
+        "ago": (now - outcome.last_sent_at) // minute,
+        "next_at": clock(outcome.next_at),
+        "wait": max(1, math.ceil((outcome.next_at - now) / minute)),
     }
 
 
@@ -243,8 +301,10 @@ def _form_context(site: _Site, prefs: Preferences) -> dict[str, Any]:
 
 def _signup_form(site: _Site) -> Handler:
     async def handler(request: Request) -> Response:
-        prefs = Preferences(language=languages(site.config)[0])
-        return site.page(request, "signup.html.j2", **_form_context(site, prefs), error=None)
+        language = site.reader_language(request)
+        prefs = Preferences(language=language)
+        # The page negotiates the same language itself (and says it varies by the header).
+        return site.page(request, "signup.html.j2", **_form_context(site, prefs), email="")
 
     return handler
 
@@ -255,68 +315,58 @@ def _signup_post(site: _Site) -> Handler:
     async def handler(request: Request) -> Response:
         form = await request.form(max_fields=100)
         if not csrf_ok(request, str(form.get(CSRF_FIELD) or ""), config.site.secret):
-            return site.page(request, "message.html.j2", 403, **_csrf_message())
+            return site.page(request, "message.html.j2", 403, message="csrf")
         prefs = _choices(form, config)
+        # The answer is in the language just chosen, when the site offers it.
+        language = prefs.language if prefs.language in languages(config) else None
         client = client_address(request)
         email = str(form.get("email") or "")
-
         retry_after = 0
 
-        def work() -> tuple[str, Subscriber | None]:
+        def work() -> tuple[str, SignupOutcome]:
             nonlocal retry_after
             now = site.clock()
             with site.sessions() as session:
                 if not client_allowed(session, config, client, now):
                     retry_after = client_retry_after(session, config, client, now)
                     session.commit()
-                    return "limited", None
+                    return "limited", SignupOutcome()
                 try:
-                    sub = signup(session, config, SignupRequest(email, prefs), now)
+                    outcome = sign_up(session, config, SignupRequest(email, prefs), now)
                 except InputError:
                     session.commit()
-                    return "invalid", None
-                if sub is not None:
+                    return "invalid", SignupOutcome()
+                if outcome.to_confirm is not None:
                     # Queued with the sign-up, in one commit; the dispatcher sends it.
-                    queue_confirmation(session, config, sub, now)
+                    queue_confirmation(session, config, outcome.to_confirm, now)
                 session.commit()
-                return "ok", sub
+                return "ok", outcome
 
-        outcome, sub = await run_in_threadpool(work)
-        if outcome == "limited":
+        result, outcome = await run_in_threadpool(work)
+        if result == "limited":
             limited = site.page(
-                request,
-                "message.html.j2",
-                429,
-                title="Too many sign-ups",
-                text="Too many sign-ups came from your network. Please try again later.",
+                request, "message.html.j2", 429, language=language, message="limited"
             )
             limited.headers["retry-after"] = str(retry_after)  # seconds until a slot frees
             return limited
-        if outcome == "invalid":
+        if result == "invalid":
+            # The form again, as it was sent, the error next to the address.
             return site.page(
                 request,
                 "signup.html.j2",
                 400,
-                **_form_context(site, prefs),
-                error="That does not look like an email address.",
+                language=language,
+                **_form_context(site, prefs, {"email": True}),
+                email=email,
             )
         # The same page whoever the address belongs to; the email (if any) is only queued
-        # here (no SMTP in the request), so not even the response time tells.
-        return site.page(request, "check_inbox.html.j2")
+        # here (no SMTP in the request), so not even the response time tells. Only an address
+        # that was sent a link moments ago hears so, as nothing is sent this time.
+        used = language or site.reader_language(request)
+        held = _held(outcome, site.clock(), i18n.resolve_language(languages(config), used))
+        return site.page(request, "check_inbox.html.j2", language=language, held=held)
 
     return handler
-
-
-class _Message(TypedDict):
-    title: str
-    text: str
-
-
-def _csrf_message() -> _Message:
-    return {
-        "title": "Please try again",
-        "text": "This form expired or came from another site. Reload the page and send it again.",
-    }
 
 
 # --- confirm --------------------------------------------------------------------------------
@@ -326,31 +376,39 @@ def _confirm(site: _Site) -> Handler:
     async def handler(request: Request) -> Response:
         token = request.path_params["token"]
         try:
-            subscriber_id = site.verify(CONFIRM, token)
+            link = tokens.read(site.config.site.secrets, CONFIRM, token, site.clock())
         except tokens.InvalidToken as e:
             return site.bad_link(request, e)
+        language = await run_in_threadpool(site.language_of, link.subscriber_id)
         if request.method in ("GET", "HEAD"):
             # A GET only shows the button: mail scanners open links, people press buttons.
-            return site.page(request, "confirm.html.j2", private=True, token=token)
+            return site.page(
+                request, "confirm.html.j2", private=True, language=language, token=token
+            )
         form = await request.form(max_fields=10)
         if not csrf_ok(request, str(form.get(CSRF_FIELD) or ""), site.config.site.secret):
-            return site.page(request, "message.html.j2", 403, private=True, **_csrf_message())
+            return site.page(
+                request, "message.html.j2", 403, private=True, language=language, message="csrf"
+            )
 
         def work() -> Subscriber | None:
             with site.sessions() as session:
-                sub = confirm(session, subscriber_id, site.clock())
+                sub = confirm(session, link.subscriber_id, site.clock(), link.stamp)
                 session.commit()
                 return sub
 
-        sub = await run_in_threadpool(work)
+        try:
+            sub = await run_in_threadpool(work)
+        except tokens.InvalidToken as e:  # a link from an earlier sign-up
+            return site.bad_link(request, e, language)
         if sub is None:
             return site.page(
                 request,
                 "message.html.j2",
                 400,
                 private=True,
-                title="This subscription cannot be confirmed",
-                text="It was cancelled since. You can sign up again at any time.",
+                language=language,
+                message="cannot_confirm",
             )
         return RedirectResponse(site.preferences_url(sub.id) + "?welcome=1", status_code=303)
 
@@ -373,7 +431,10 @@ def _preferences(site: _Site) -> Handler:
         if form is not None and not csrf_ok(
             request, str(form.get(CSRF_FIELD) or ""), config.site.secret
         ):
-            return site.page(request, "message.html.j2", 403, private=True, **_csrf_message())
+            language = await run_in_threadpool(site.language_of, subscriber_id)
+            return site.page(
+                request, "message.html.j2", 403, private=True, language=language, message="csrf"
+            )
 
         def work() -> tuple[Subscriber | None, Preferences | None, str | None]:
             with site.sessions() as session:
@@ -384,11 +445,15 @@ def _preferences(site: _Site) -> Handler:
                     SubscriberStatus.active,
                     SubscriberStatus.pending,
                 ):
+                    chosen = _choices(form, config)
                     try:
-                        set_preferences(session, config, sub, _choices(form, config), site.clock())
-                    except InputError as e:
+                        set_preferences(session, config, sub, chosen, site.clock())
+                    except InputError:
+                        # Only the digests can be wrong (none of them offered any more): the
+                        # form comes back with the rest as sent, the error by the digests.
                         session.rollback()
-                        return sub, get_preferences(session, sub), str(e)
+                        session.refresh(sub)  # read back what is stored, for the page
+                        return sub, chosen, "digests"
                     session.commit()
                     return sub, get_preferences(session, sub), "saved"
                 return sub, get_preferences(session, sub), None
@@ -396,20 +461,18 @@ def _preferences(site: _Site) -> Handler:
         sub, prefs, notice = await run_in_threadpool(work)
         if sub is None or prefs is None:
             return site.page(
-                request,
-                "message.html.j2",
-                404,
-                private=True,
-                title="No such subscription",
-                text="This subscription no longer exists.",
+                request, "message.html.j2", 404, private=True, message="no_subscription"
             )
         unsubscribe_token = tokens.sign(config.site.secret, UNSUBSCRIBE, sub.id)
+        errors = {"digests": True} if notice == "digests" else {}
         return site.page(
             request,
             "preferences.html.j2",
-            400 if notice not in (None, "saved") else 200,
+            400 if errors else 200,
             private=True,
-            **_form_context(site, prefs),
+            # After a save, the language just chosen; after an error, the one still stored.
+            language=sub.language,
+            **_form_context(site, prefs, errors),
             token=token,
             email=sub.email,
             status=str(sub.status),
@@ -431,8 +494,11 @@ def _unsubscribe(site: _Site) -> Handler:
             subscriber_id = site.verify(UNSUBSCRIBE, token)
         except tokens.InvalidToken as e:
             return site.bad_link(request, e)
+        language = await run_in_threadpool(site.language_of, subscriber_id)
         if request.method in ("GET", "HEAD"):  # scanners open links; only a POST acts
-            return site.page(request, "unsubscribe.html.j2", private=True, token=token)
+            return site.page(
+                request, "unsubscribe.html.j2", private=True, language=language, token=token
+            )
         # RFC 8058: the receiver POSTs List-Unsubscribe=One-Click, without cookies, so no
         # CSRF token can be asked for. None is needed: the signed token itself is the
         # authority, and a page on another site cannot know it.
@@ -443,8 +509,8 @@ def _unsubscribe(site: _Site) -> Handler:
                 "message.html.j2",
                 400,
                 private=True,
-                title="Nothing was changed",
-                text="Use the button on the unsubscribe page.",
+                language=language,
+                message="nothing_changed",
             )
 
         def work() -> Subscriber | None:
@@ -456,7 +522,7 @@ def _unsubscribe(site: _Site) -> Handler:
         sub = await run_in_threadpool(work)
         if sub is not None:
             log.info("subscriber %s unsubscribed (web)", sub.id)
-        return site.page(request, "unsubscribed.html.j2", private=True)
+        return site.page(request, "unsubscribed.html.j2", private=True, language=language)
 
     return handler
 
@@ -474,9 +540,16 @@ async def _public(
     """A public archive page, rendered once per archive version: 304 when the client has
     it, the kept copy when there is one, else ``build()`` (None: 404)."""
     version: ArchiveVersion = await run_in_threadpool(site.archive_version)
-    key = f"{request.url.path}?{request.url.query}"
+    # Pages follow Accept-Language: one kept copy (and one ETag) per language.
+    language = site.reader_language(request)
+    key = f"{language}|{request.url.path}?{request.url.query}"
     etag = site.cache.etag(version, key)
-    headers = {"etag": etag, "cache-control": PUBLIC_CACHE}
+    headers = {
+        "etag": etag,
+        "cache-control": PUBLIC_CACHE,
+        "content-language": language,
+        "vary": "Accept-Language",
+    }
     if etag_matches(request.headers.get("if-none-match"), etag):
         return Response(status_code=304, headers=headers)
     page = site.cache.get(version, key)
