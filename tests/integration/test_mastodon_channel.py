@@ -135,3 +135,12 @@ def test_check_names_the_account_and_the_limit(server: MastodonServer) -> None:
     with pytest.raises(TransportConfigError):
         MastodonChannel("fedi", api_base_url=server.url, access_token="wrong").check()
     assert server.statuses == []
+
+
+def test_a_post_is_in_the_storys_language_else_the_channels(server: MastodonServer) -> None:
+    channel = channel_for(server, language="en")
+    channel.publish(dataclasses.replace(POST, language="fr-CA"))
+    other = story_identity(SITE, "newsroom", "other")
+    channel.publish(dataclasses.replace(POST, story=other, text="Another story"))
+    # Mastodon takes ISO 639 codes: the region goes.
+    assert [s["language"] for s in server.statuses] == ["fr", "en"]
