@@ -204,9 +204,9 @@ def test_the_zwj_sequence_of_the_issue_stays_whole_on_x() -> None:
 
 
 def test_text_without_spaces_is_cut_after_a_sentence() -> None:
-    summary = "女性警察官の部隊が南スーダンへ派遣される。" * 2 + "訓練は二年間続き、各国の教官が参加した"
-    cut = shorten(summary, 50)
-    assert cut == "女性警察官の部隊が南スーダンへ派遣される。" * 2 + "…"
+    sentence = "女性警察官の部隊が南スーダンへ派遣される。"
+    summary = sentence * 2 + "訓練は二年間続き、各国の教官が参加した"
+    assert shorten(summary, 50) == sentence * 2 + "…"
     # Without a sentence end in the last half, a clause end; without either, any grapheme.
     assert shorten("訓練は二年間続き、各国の教官が参加した", 15) == "訓練は二年間続き…"
     assert shorten("訓練は二年間続き各国の教官が参加した", 8) == "訓練は二年間続…"
