@@ -8,7 +8,8 @@ which is when a real PDS answers ``401 ExpiredToken``.
 
 putRecord is checked like the real lexicon and more: a valid TID record key, text at most
 300 graphemes and 3,000 bytes, every facet's UTF-8 byte range on character boundaries and
-covering exactly the link or ``#tag`` it claims, and a thumbnail that was uploaded first and
+covering exactly the ``#tag`` it claims or its link (whole, or shortened as the app shows
+links), and a thumbnail that was uploaded first and
 is at most 1,000,000 bytes. Records are stored by key: two puts with one key are one post.
 
 It also serves images under ``/img/<name>`` for link-card thumbnails.
@@ -168,7 +169,7 @@ class Pds:
                 raise XrpcFailure(400, "InvalidRecord", "facet splits a character") from e
             for feature in facet["features"]:
                 kind = feature["$type"]
-                if kind == "app.bsky.richtext.facet#link" and covered != feature["uri"]:
+                if kind == "app.bsky.richtext.facet#link" and not _shows(covered, feature["uri"]):
                     raise XrpcFailure(400, "InvalidRecord", f"link facet covers {covered!r}")
                 if kind == "app.bsky.richtext.facet#tag" and covered != "#" + feature["tag"]:
                     raise XrpcFailure(400, "InvalidRecord", f"tag facet covers {covered!r}")
@@ -183,6 +184,17 @@ class Pds:
                     raise XrpcFailure(400, "InvalidRecord", f"Could not find blob: {cid}")
                 if thumb["size"] > 1_000_000:
                     raise XrpcFailure(400, "InvalidRecord", "thumb is too big")
+
+
+def _shows(covered: str, uri: str) -> bool:
+    """Whether a link facet's text reads as its URL: the URL itself, or as the Bluesky app
+    shortens it (no scheme; the start of a long path, then an ellipsis)."""
+    if covered == uri:
+        return True
+    bare = uri.split("://", 1)[-1]
+    if covered.endswith("…"):
+        return bare.startswith(covered[:-1]) and len(covered) > 1
+    return covered in (bare, bare.rstrip("/"))
 
 
 def _cid(data: bytes) -> str:

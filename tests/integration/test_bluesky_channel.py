@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
+import random
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from newsbroadcast.channels.base import OutgoingPost, story_identity
 from newsbroadcast.channels.bluesky import BlueskyChannel, record_key
@@ -94,13 +97,70 @@ def test_a_post_has_byte_exact_facets_a_link_card_and_a_deterministic_key(
     assert record["langs"] == ["en"]
 
 
-def test_an_image_over_one_million_bytes_gives_a_card_without_thumbnail(
+def noise_jpeg(side: int) -> bytes:
+    """A photo-sized JPEG that compresses badly (noise): over 1,000,000 bytes."""
+    pixels = random.Random(side).randbytes(side * side * 3)
+    out = io.BytesIO()
+    Image.frombytes("RGB", (side, side), pixels).save(out, "JPEG", quality=95)
+    return out.getvalue()
+
+
+def test_an_image_over_one_million_bytes_is_scaled_down_to_fit(
+    pds: BlueskyPds, tmp_path: Path
+) -> None:
+    big = noise_jpeg(1100)
+    assert len(big) > 1_000_000
+    pds.state.images["lead.jpg"] = ("image/jpeg", big)
+    channel(pds, tmp_path).publish(post(1, image=f"{pds.url}/img/lead.jpg"))
+    (record,) = pds.state.records.values()
+    thumb = record["embed"]["external"]["thumb"]
+    assert thumb["mimeType"] == "image/jpeg"
+    assert 0 < thumb["size"] <= 1_000_000  # the server checked the blob was uploaded
+    assert pds.state.calls[UPLOAD] == 1
+
+
+def test_bytes_that_are_no_image_give_a_card_without_thumbnail(
     pds: BlueskyPds, tmp_path: Path
 ) -> None:
     channel(pds, tmp_path).publish(post(1, image=f"{pds.url}/img/huge.jpg"))
     (record,) = pds.state.records.values()
     assert "thumb" not in record["embed"]["external"]
     assert pds.state.calls.get(UPLOAD, 0) == 0
+
+
+def test_a_long_link_is_shown_short_and_its_facet_carries_the_whole_url(
+    pds: BlueskyPds, tmp_path: Path
+) -> None:
+    url = "https://newsroom.example.org/2026/11/rwanda-all-woman-peacekeeping-force?utm_source=b"
+    text = "Ingabo z'u Rwanda. " * 12 + url + " #Rwanda"  # 319 graphemes written out
+    ch = channel(pds, tmp_path)
+    assert ch.measure(text) <= 300
+    ch.publish(post(1, text=text))
+    (record,) = pds.state.records.values()
+    shown = "newsroom.example.org/2026/11/rwan…"
+    assert record["text"] == "Ingabo z'u Rwanda. " * 12 + shown + " #Rwanda"
+    link = record["facets"][0]
+    assert link["features"][0]["uri"] == url
+    start, end = link["index"]["byteStart"], link["index"]["byteEnd"]
+    assert record["text"].encode()[start:end].decode() == "newsroom.example.org/2026/11/rwan…"
+
+
+def test_the_post_is_in_the_storys_language_else_the_channels(
+    pds: BlueskyPds, tmp_path: Path
+) -> None:
+    ch = channel(pds, tmp_path)
+    ch.publish(dataclasses.replace(post(1), language="rw"))
+    ch.publish(post(2))
+    langs = {r["embed"]["external"]["uri"][-1]: r["langs"] for r in pds.state.records.values()}
+    assert langs == {"1": ["rw"], "2": ["en"]}
+
+
+def test_a_story_without_summary_has_its_title_as_the_cards_description(
+    pds: BlueskyPds, tmp_path: Path
+) -> None:
+    channel(pds, tmp_path).publish(dataclasses.replace(post(1), summary=""))
+    (record,) = pds.state.records.values()
+    assert record["embed"]["external"]["description"] == "Story 1"
 
 
 def test_one_login_serves_many_posts_and_the_next_process(pds: BlueskyPds, tmp_path: Path) -> None:

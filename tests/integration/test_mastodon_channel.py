@@ -158,3 +158,12 @@ def test_preview_leaves_out_what_mastodon_py_leaves_out(server: MastodonServer) 
     shown = channel_for(server).preview(POST)
     assert shown.body == {"status": POST.text, "visibility": "public"}
     assert "language: not sent (the account's default applies)" in shown.notes
+
+
+def test_a_post_is_in_the_storys_language_else_the_channels(server: MastodonServer) -> None:
+    channel = channel_for(server, language="en")
+    channel.publish(dataclasses.replace(POST, language="fr-CA"))
+    other = story_identity(SITE, "newsroom", "other")
+    channel.publish(dataclasses.replace(POST, story=other, text="Another story"))
+    # Mastodon takes ISO 639 codes: the region goes.
+    assert [s["language"] for s in server.statuses] == ["fr", "en"]

@@ -14,6 +14,7 @@ from newsbroadcast.channels.bluesky import facets, measure, record_key
 from newsbroadcast.channels.telegram import measure as telegram_measure
 from newsbroadcast.channels.telegram import to_html
 from newsbroadcast.channels.webhook import idempotency_key, sign
+from newsbroadcast.render.links import short_url
 
 TID = regex.compile(r"^[234567abcdefghij][234567abcdefghijklmnopqrstuvwxyz]{12}$")
 S32 = "234567abcdefghijklmnopqrstuvwxyz"
@@ -93,3 +94,31 @@ def test_webhook_signature_and_key() -> None:
     assert sign("s", b'{"a":1}') == f"sha256={digest}"
     assert idempotency_key(_post("a", "hook", 1)) == idempotency_key(_post("a", "hook", 2))
     assert idempotency_key(_post("a", "hook")) != idempotency_key(_post("b", "hook"))
+
+
+LONG = "https://newsroom.example.org/2018/07/rwanda-all-woman-peacekeeping-force?utm_source=x"
+
+
+def test_links_are_shown_as_the_bluesky_app_shortens_them() -> None:
+    assert short_url(LONG) == "newsroom.example.org/2018/07/rwan…"
+    assert short_url("https://x.org/") == "x.org"
+    assert short_url("https://x.org/short-path?a=1") == "x.org/short-path?a=1"  # 15: whole
+    assert short_url("http://x.org/exactly-17-chars") == "x.org/exactly-17-c…"
+
+
+def test_a_shortened_link_keeps_its_whole_url_in_the_facet() -> None:
+    text = f"Ingabo z'u Rwanda 🇷🇼 {LONG} #Rwanda"
+    shown, spans = richtext.with_short_links(text)
+    assert shown == "Ingabo z'u Rwanda 🇷🇼 newsroom.example.org/2018/07/rwan… #Rwanda"
+    found = facets(shown, spans)
+    data = shown.encode()
+    covered = [data[f.index.byte_start : f.index.byte_end].decode() for f in found]
+    assert covered == ["newsroom.example.org/2018/07/rwan…", "#Rwanda"]
+    assert found[0].features[0].uri == LONG  # the reader lands on the whole address
+    assert found[0].index.byte_start == len("Ingabo z'u Rwanda 🇷🇼 ".encode())
+
+
+def test_bluesky_counts_a_long_link_as_shown() -> None:
+    text = "x" * 250 + " " + LONG  # 336 characters written out, 285 shown
+    assert measure(text) == 250 + 1 + len("newsroom.example.org/2018/07/rwan…")
+    assert measure(text) <= 300

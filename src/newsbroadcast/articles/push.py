@@ -114,6 +114,7 @@ def draft_from_page(
         author=meta.author,
         tags=meta.tags,
         published_at=meta.published_at,
+        language=meta.language,
     )
 
 

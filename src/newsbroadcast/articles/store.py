@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from newsbroadcast.db.models import Article
 from newsbroadcast.sources.base import ArticleDraft
+from newsbroadcast.sources.language import language_tag
 from newsbroadcast.sources.urls import canonical_url
 
 __all__ = [
@@ -43,10 +44,10 @@ def content_hash(draft: ArticleDraft) -> str:
     """SHA-256 (hex) of what a reader sees: title, URL, summary, body, image, tags.
 
     The URL enters as its canonical key, so a feed that stamps a fresh ``utm_campaign`` on
-    every build does not count as an edit; tag order does not matter either. The date and
-    author are left out: some feeds rewrite ``pubDate`` on every build, and neither is an
-    edit worth a reader's attention.
-    """
+    every build does not count as an edit; tag order does not matter either. The date,
+    author and language are left out: some feeds rewrite ``pubDate`` on every build, and
+    none is an edit worth a reader's attention (hashes stored before languages were stay
+    valid)."""
     payload = [
         draft.title,
         canonical_url(draft.url) or draft.url or "",
@@ -167,6 +168,7 @@ def _storable(draft: ArticleDraft) -> ArticleDraft:
         author=clean(draft.author),
         tags=tuple(t for t in (clean(t) for t in draft.tags) if t),
         published_at=draft.published_at,
+        language=language_tag(draft.language),
     )
 
 
@@ -199,6 +201,10 @@ def _update(
     now: datetime,
     result: UpsertResult,
 ) -> None:
+    if row.source == source and item.draft.language and row.language != item.draft.language:
+        # Not an edit a reader sees (the hash leaves it out), but what posts are sent as:
+        # kept current, and filled in for stories stored before languages were.
+        row.language = item.draft.language
     if row.source != source or row.content_hash == item.hash:
         result.unchanged += 1
         return
@@ -238,6 +244,7 @@ def _new_row(source: str, item: _Incoming, now: datetime, archive: bool) -> Arti
         image=draft.image,
         author=draft.author,
         tags=list(draft.tags),
+        language=draft.language,
         published_at=now if item.future_note else draft.published_at,
         first_seen_at=now,
         updated_at=now,

@@ -30,6 +30,8 @@ class OutgoingPost:
     # When an earlier attempt's request may have reached the network (None: this is the
     # first): a channel settles that attempt before posting again.
     first_attempt_at: datetime | None = None
+    # The story's language (BCP 47) when its source said; None: the channel's setting.
+    language: str | None = None
     # The story's identity (see story_identity): every key a network sees derives from it.
     story: str = field(kw_only=True)
 

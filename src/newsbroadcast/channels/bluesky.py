@@ -2,9 +2,14 @@
 
 - Length: 300 graphemes (the server refuses more) and 3,000 UTF-8 bytes; ``measure``
   reports whichever is tighter so that planning fits both.
-- Links and hashtags become facets with UTF-8 byte ranges (Bluesky does not detect them);
-  the article gets an ``app.bsky.embed.external`` link card, with its image uploaded as a
-  blob when it is at most 1,000,000 bytes.
+- Links are shown shortened as the Bluesky app shows them (host, the start of the path,
+  "…"), so a long URL does not eat the 300 graphemes; the link facet carries the whole
+  URL. Links and hashtags become facets with UTF-8 byte ranges (Bluesky does not detect
+  them); the article gets an ``app.bsky.embed.external`` link card, its description the
+  summary (else the title), its image uploaded as a blob, scaled down and recompressed to
+  fit 1,000,000 bytes when it is bigger.
+- The post's ``langs`` is the story's language when its source gave one, else the
+  channel's.
 - The login is kept in ``session_file`` and refreshed; a new ``createSession`` (limited to
   30 per 5 minutes per account) happens only when no stored session can be refreshed.
 - Each (story, channel) has a fixed record key, from the site, the story and the channel,
@@ -42,6 +47,7 @@ from atproto_core.exceptions import AtProtocolError
 
 from newsbroadcast.channels import richtext
 from newsbroadcast.channels.base import OutgoingPost, Payload, Published, Upload
+from newsbroadcast.channels.thumbnail import fit_image
 from newsbroadcast.errors import (
     DeliveryError,
     PermanentSendError,
@@ -60,6 +66,9 @@ POST_COLLECTION = "app.bsky.feed.post"
 MAX_GRAPHEMES = 300
 MAX_BYTES = 3000
 MAX_THUMB_BYTES = 1_000_000
+# An image is fetched up to this size and then made to fit MAX_THUMB_BYTES; beyond it
+# (a video, a print-resolution scan) the card goes without a thumbnail.
+MAX_IMAGE_FETCH = 25_000_000
 MAX_CARD_DESCRIPTION = 300
 # Errors meaning "this token is no good any more": refresh it, or log in again.
 TOKEN_ERRORS = frozenset({"ExpiredToken", "InvalidToken"})
@@ -89,19 +98,25 @@ def record_key(post: OutgoingPost) -> str:
 
 
 def measure(text: str) -> int:
-    """Graphemes, or a tenth of the UTF-8 bytes when that is more: ``<= 300`` then means
-    both of Bluesky's limits (300 graphemes, 3,000 bytes) hold."""
-    return max(richtext.graphemes(text), math.ceil(len(text.encode("utf-8")) / 10))
+    """The length of ``text`` as posted (its links shortened): graphemes, or a tenth of the
+    UTF-8 bytes when that is more: ``<= 300`` then means both of Bluesky's limits (300
+    graphemes, 3,000 bytes) hold."""
+    shown, _ = richtext.with_short_links(text)
+    return max(richtext.graphemes(shown), math.ceil(len(shown.encode("utf-8")) / 10))
 
 
-def facets(text: str) -> list[models.AppBskyRichtextFacet.Main]:
-    """A link facet for every URL and a tag facet for every hashtag, with UTF-8 byte
-    ranges (start inclusive, end exclusive), in text order."""
+def facets(
+    text: str, link_spans: list[richtext.Span] | None = None
+) -> list[models.AppBskyRichtextFacet.Main]:
+    """A link facet for every link (``link_spans``: where the text shows each and its
+    whole URL; by default the URLs written out in ``text``) and a tag facet for every
+    hashtag, with UTF-8 byte ranges (start inclusive, end exclusive), in text order."""
     found: list[tuple[int, int, models.AppBskyRichtextFacet.Main]] = []
-    for span in richtext.links(text):
+    shown_links = richtext.links(text) if link_spans is None else link_spans
+    for span in shown_links:
         feature = models.AppBskyRichtextFacet.Link(uri=span.value)
         found.append((span.start, span.end, feature))
-    for span in richtext.hashtags(text):
+    for span in richtext.hashtags(text, shown_links):
         feature = models.AppBskyRichtextFacet.Tag(tag=span.value)
         found.append((span.start, span.end, feature))
     return [
@@ -122,7 +137,9 @@ def card(
     """The article's link card (``app.bsky.embed.external``): its link, title and summary
     as text, and ``thumb`` (an uploaded blob) when there is one."""
     assert post.url is not None
+    # The card's description is its text for screen readers too: never empty.
     description = shorten(html_to_text(post.summary or ""), MAX_CARD_DESCRIPTION)
+    description = description or shorten(post.title, MAX_CARD_DESCRIPTION)
     external = models.AppBskyEmbedExternal.External(
         uri=post.url, title=post.title, description=description, thumb=thumb
     )
@@ -136,13 +153,16 @@ def post_record(
     created_at: datetime,
 ) -> models.AppBskyFeedPost.Record:
     """The ``app.bsky.feed.post`` record for ``post``: what ``publish`` writes and
-    ``preview`` shows, from this one function so the two cannot drift apart."""
+    ``preview`` shows, from this one function so the two cannot drift apart. Long links
+    are shown shortened; their facets carry the whole URL. The story's language, when it
+    has one, wins over the channel's."""
+    shown, link_spans = richtext.with_short_links(post.text)
     return models.AppBskyFeedPost.Record(
-        text=post.text,
+        text=shown,
         created_at=created_at.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-        facets=facets(post.text) or None,
+        facets=facets(shown, link_spans) or None,
         embed=embed,
-        langs=[language],
+        langs=[post.language or language],
     )
 
 
@@ -170,14 +190,20 @@ def _is_token_error(error: BaseException) -> bool:
 
 def _announces(value: Any, post: OutgoingPost) -> bool:
     """Whether a record found at the post's key is this post (or, after the database was
-    rebuilt, an earlier post of the same story): its text, or the story's link in it."""
+    rebuilt, an earlier post of the same story): its text, or the story's link in its card,
+    its link facets or its text."""
     data = value if isinstance(value, dict) else value.model_dump(by_alias=True)
-    if data.get("text") == post.text:
+    if data.get("text") in (post.text, richtext.with_short_links(post.text)[0]):
         return True
     if not post.url:
         return False
     card = ((data.get("embed") or {}).get("external") or {}).get("uri")
-    return card == post.url or post.url in (data.get("text") or "")
+    linked = {
+        feature.get("uri")
+        for facet in data.get("facets") or []
+        for feature in facet.get("features") or []
+    }
+    return card == post.url or post.url in linked or post.url in (data.get("text") or "")
 
 
 def _delivery_error(error: AtProtocolError, doing: str) -> DeliveryError:
@@ -319,7 +345,7 @@ class BlueskyChannel:
         elif not self.link_card:
             notes.append("link card: off (link_card: false)")
         record = post_record(post, self.language, embed, datetime.now(UTC))
-        data = post.text.encode("utf-8")
+        data = record.text.encode("utf-8")
         for facet in record.facets or []:
             start, end = facet.index.byte_start, facet.index.byte_end
             kinds = ", ".join(f.py_type.rsplit("#", 1)[-1] for f in facet.features)
@@ -333,8 +359,9 @@ class BlueskyChannel:
         )
 
     def _thumbnail(self, url: str) -> tuple[bytes, str] | None:
-        """The image's bytes and type, or None (the card goes without a thumbnail) when it
-        cannot be fetched, is not an image or is over 1,000,000 bytes."""
+        """The image's bytes and type, made to fit 1,000,000 bytes, or None (the card goes
+        without a thumbnail) when it cannot be fetched, is not an image or is over
+        ``MAX_IMAGE_FETCH`` bytes."""
         if self._http is None:
             self._http = httpx.Client(timeout=self.timeout, follow_redirects=True)
         try:
@@ -346,13 +373,13 @@ class BlueskyChannel:
                 data = bytearray()
                 for chunk in response.iter_bytes():
                     data += chunk
-                    if len(data) > MAX_THUMB_BYTES:
-                        log.info("thumbnail %s skipped: over %d bytes", url, MAX_THUMB_BYTES)
+                    if len(data) > MAX_IMAGE_FETCH:
+                        log.info("thumbnail %s skipped: over %d bytes", url, MAX_IMAGE_FETCH)
                         return None
         except httpx.HTTPError as e:
             log.info("thumbnail %s skipped: %s", url, e)
             return None
-        return bytes(data), content_type
+        return fit_image(bytes(data), content_type, MAX_THUMB_BYTES)
 
     # -- the session --------------------------------------------------------------------------
 

@@ -6,6 +6,8 @@ repeat with the status it already made. Servers keep a key for one hour only, so
 that may have been accepted longer ago than that is settled by looking for the article's
 link among the account's recent statuses before posting again.
 
+Language: the story's (its primary subtag) when its source gave one, else the channel's.
+
 Length: Mastodon counts each URL as ``characters_reserved_per_url`` (23) and allows
 ``max_characters`` (500) including the content warning; both are read from the instance's
 ``/api/v2/instance`` once per channel. Mastodon counts graphemes; we count code points,
@@ -55,6 +57,14 @@ def idempotency_key(post: OutgoingPost) -> str:
     """The same for every attempt of one (story, channel), in any database holding the
     story: the server's duplicate guard."""
     return "newsbroadcast-" + post.key.hex()[:40]
+
+
+def status_language(language: str | None) -> str | None:
+    """The ISO 639 code Mastodon takes for a story in ``language`` (BCP 47): its primary
+    subtag, 'fr-CA' → 'fr' (Mastodon refuses region subtags)."""
+    if not language:
+        return None
+    return language.split("-")[0].lower() or None
 
 
 def countable_length(text: str, url_weight: int = DEFAULT_URL_WEIGHT) -> int:
@@ -181,14 +191,14 @@ class MastodonChannel:
         form = {
             "status": post.text,
             "visibility": self.visibility,
-            "language": self.language,
+            "language": status_language(post.language) or self.language,
             "spoiler_text": self.spoiler_text,
         }
         return {k: v for k, v in form.items() if v is not None}
 
     def preview(self, post: OutgoingPost) -> Payload:
         notes = [f"Idempotency-Key: {idempotency_key(post)}"]
-        if self.language is None:
+        if post.language is None and self.language is None:
             notes.append("language: not sent (the account's default applies)")
         if self.spoiler_text:
             notes.append(f"content warning: {self.spoiler_text!r} (counts against the limit)")

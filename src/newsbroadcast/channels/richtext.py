@@ -11,10 +11,8 @@ from dataclasses import dataclass
 
 import regex
 
-# Greedy up to whitespace or a character no URL in our templates contains; trailing
-# sentence punctuation is trimmed afterwards ("Read https://x.org/a." links to /a).
-_URL = regex.compile(r"https?://[^\s<>\"'`]+")
-_TRAILING = ".,;:!?'\"…"
+from newsbroadcast.render.links import short_url, url_spans
+
 # A hashtag starts a word: at the start of the text or after whitespace.
 _HASHTAG = regex.compile(r"(?<!\S)[#＃]([^\s#＃]+)")
 _GRAPHEME = regex.compile(r"\X")
@@ -37,32 +35,36 @@ def graphemes(text: str) -> int:
     return len(_GRAPHEME.findall(text))
 
 
-def _trim_url(url: str) -> str:
-    while url:
-        last = url[-1]
-        if last in _TRAILING:
-            url = url[:-1]
-        elif last == ")" and url.count("(") < url.count(")"):
-            url = url[:-1]  # "(see https://x.org/a)" — the parenthesis is the sentence's
-        else:
-            break
-    return url
-
-
 def links(text: str) -> list[Span]:
-    """Every http(s) URL in ``text``, in order."""
-    found = []
-    for m in _URL.finditer(text):
-        url = _trim_url(m.group(0))
-        if len(url) > len("https://"):
-            found.append(Span(m.start(), m.start() + len(url), url))
-    return found
+    """Every http(s) URL in ``text``, in order (render/links.py decides what a URL is, so
+    fitting and markup agree)."""
+    return [Span(start, end, url) for start, end, url in url_spans(text)]
 
 
-def hashtags(text: str) -> list[Span]:
-    """Every hashtag in ``text`` outside links: ``#`` starting a word, trailing
-    punctuation excluded, not only digits (``#1`` is a number), at most 64 graphemes."""
-    inside_links = [(s.start, s.end) for s in links(text)]
+def with_short_links(text: str) -> tuple[str, list[Span]]:
+    """``text`` with every URL shown shortened as the Bluesky app shows links
+    (``short_url``), and where each shown link now is, its ``value`` the whole URL: the
+    reader sees a short link and the facet takes them to the full address."""
+    shown: list[str] = []
+    spans: list[Span] = []
+    at = 0
+    for span in links(text):
+        shown.append(text[at : span.start])
+        start = sum(len(part) for part in shown)
+        short = short_url(span.value)
+        shown.append(short)
+        spans.append(Span(start, start + len(short), span.value))
+        at = span.end
+    shown.append(text[at:])
+    return "".join(shown), spans
+
+
+def hashtags(text: str, link_spans: list[Span] | None = None) -> list[Span]:
+    """Every hashtag in ``text`` outside links (``link_spans``, by default the URLs found
+    in ``text``): ``#`` starting a word, trailing punctuation excluded, not only digits
+    (``#1`` is a number), at most 64 graphemes."""
+    found_links = links(text) if link_spans is None else link_spans
+    inside_links = [(s.start, s.end) for s in found_links]
     found = []
     for m in _HASHTAG.finditer(text):
         tag = regex.sub(r"\p{P}+$", "", m.group(1))

@@ -420,6 +420,8 @@ class ChannelBase(Model):
     backfill: int = Field(0, ge=0)
     max_age: Duration = timedelta(days=2)
     tags: list[str] = []  # only articles with one of these tags; empty = all
+    # At most this many of the story's tags become hashtags (valid ones only, each once).
+    max_hashtags: int = Field(3, ge=0)
     pace: Pace | None = None  # e.g. {every: 10m, between: "07:00-21:00", timezone: UTC}
     # Refusals of one post (an answer to it) before it is given up; the network being
     # unreachable or the server asking us to wait never counts.
@@ -445,7 +447,8 @@ class BlueskyChannel(ChannelBase):
     app_password: str = Field(repr=False)  # ${BLUESKY_APP_PASSWORD}, never in the file
     # The login is kept here and refreshed (createSession is rate-limited hard); mode 0600.
     session_file: Path | None = None  # default: var/bluesky-<name>.session
-    language: str | None = None  # the posts' language; default: site.language
+    # The posts' language when the story's source gives none; default: site.language.
+    language: str | None = None
     link_card: bool = True  # an external embed with title, description and thumbnail
     timeout: Duration = timedelta(seconds=30)
 
@@ -499,7 +502,8 @@ class MastodonChannel(ChannelBase):
     api_base_url: str = Field(pattern=r"^https?://")  # the instance, e.g. https://mastodon.social
     access_token: str = Field(repr=False)  # ${MASTODON_ACCESS_TOKEN}
     visibility: Literal["public", "unlisted", "private", "direct"] = "public"
-    language: str | None = None  # ISO 639 code of the posts; default: the account's
+    # ISO 639 code of posts whose story's source gives no language; default: the account's.
+    language: str | None = None
     spoiler_text: str | None = None  # a content warning shown before each post
     timeout: Duration = timedelta(seconds=30)
 

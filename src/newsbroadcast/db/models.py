@@ -114,6 +114,8 @@ class Article(Base):
     image: Mapped[str | None] = mapped_column(Text)
     author: Mapped[str | None] = mapped_column(Text)
     tags: Mapped[list[str]] = mapped_column(default=list)
+    # BCP 47 tag from the source (feed language, dc:language, <html lang>); None: unknown.
+    language: Mapped[str | None] = mapped_column(String(35))
     published_at: Mapped[datetime | None]
     first_seen_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)

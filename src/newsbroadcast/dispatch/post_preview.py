@@ -60,10 +60,10 @@ def preview_posts(
             .tuples()
             .all()
         )
-    story = post_story(article)
     previews = []
     for entry in service.config.social:
         channel = service.channels[entry.name]
+        story = post_story(article, entry.max_hashtags)
         template = service.templates.get_template(f"social/{entry.template}")
         try:
             text = render_post(template, story, channel.limit, channel.measure)
@@ -79,6 +79,7 @@ def preview_posts(
             article.title,
             summary=article.summary,
             image=article.image,
+            language=article.language,
             story=story_identity(service.config.site.list_id, article.source, article.guid),
         )
         payload, problem = _payload(channel, outgoing)

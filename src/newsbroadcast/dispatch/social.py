@@ -70,6 +70,7 @@ class PostPublishing:
                     summary=article.summary,
                     image=article.image,
                     first_attempt_at=post.first_attempt_at,
+                    language=article.language,
                     story=story_identity(self.config.site.list_id, article.source, article.guid),
                 )
                 if post.first_attempt_at is None:

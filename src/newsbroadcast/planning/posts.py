@@ -22,7 +22,7 @@ from newsbroadcast.db.engine import rowcount
 from newsbroadcast.db.models import Article, ChannelState, Post, SendStatus
 from newsbroadcast.errors import PostTooLong, RenderError
 from newsbroadcast.planning.schedule import matches_tags, recency, story_time
-from newsbroadcast.render.social import PostStory, render_post
+from newsbroadcast.render.social import DEFAULT_MAX_HASHTAGS, PostStory, render_post
 from newsbroadcast.render.templates import html_to_text
 
 log = logging.getLogger("newsbroadcast.planner")
@@ -58,8 +58,8 @@ class PostsPlanned:
     broken: dict[str, str] = field(default_factory=dict)
 
 
-def post_story(article: Article) -> PostStory:
-    """What a social template sees of ``article``."""
+def post_story(article: Article, max_hashtags: int = DEFAULT_MAX_HASHTAGS) -> PostStory:
+    """What a social template sees of ``article``, with at most ``max_hashtags``."""
     return PostStory(
         title=article.title,
         url=article.url,
@@ -67,6 +67,8 @@ def post_story(article: Article) -> PostStory:
         published_at=article.published_at,
         author=article.author,
         tags=tuple(article.tags or ()),
+        max_hashtags=max_hashtags,
+        language=article.language,
     )
 
 
@@ -93,7 +95,8 @@ def plan_posts(
         left_out = 0
         for article in articles_to_announce(session, channel, added[channel.name], now):
             try:
-                text = render_post(template, post_story(article), rule.limit, rule.measure)
+                story = post_story(article, channel.max_hashtags)
+                text = render_post(template, story, rule.limit, rule.measure)
             except PostTooLong as e:
                 # Nothing this story could say fits: its post fails alone, for good.
                 if insert_post(session, article.id, channel.name, "", now, error=str(e)):

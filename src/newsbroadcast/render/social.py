@@ -6,6 +6,7 @@ every retry sends exactly the same characters.
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import re
 import traceback
@@ -17,8 +18,24 @@ import jinja2
 import regex
 
 from newsbroadcast.errors import PostTooLong, RenderError
+from newsbroadcast.render.links import url_spans
 
 ELLIPSIS = "…"
+DEFAULT_MAX_HASHTAGS = 3
+MAX_HASHTAG_GRAPHEMES = 64  # Bluesky refuses longer tags; no network shows them whole
+
+# Where a sentence ends in scripts written without spaces (Chinese, Japanese: 。！？ and
+# their halfwidth and fullwidth forms; the danda and the Ethiopic full stop too): a cut
+# just after one reads as a whole sentence.
+# The ASCII full stop is left out: in "価格は3.5%" it is a decimal point.
+SENTENCE_ENDS = frozenset("。．｡！？!?।॥።")
+# A clause ends here: the next best place when no sentence ends late enough.
+CLAUSE_ENDS = frozenset("、，､；：,;")
+_CUT_TRIM = frozenset(" ,;:.-–—、，")
+# A hashtag word: letters with their marks, digits, the underscore. Spaces and hyphens only
+# separate words (joined in CamelCase); any other character makes the tag unusable.
+_TAG_WORD = regex.compile(r"[\p{L}\p{M}\p{Nd}_]+")
+_TAG_SEPARATORS = regex.compile(r"[\s\-‐‑–]+")
 
 
 @dataclass(frozen=True)
@@ -31,19 +48,44 @@ class PostStory:
     published_at: datetime | None
     author: str | None
     tags: tuple[str, ...]
+    max_hashtags: int = DEFAULT_MAX_HASHTAGS  # the channel's cap on ``hashtags``
+    language: str | None = None  # the story's language (BCP 47), when its source said
 
     @property
     def hashtags(self) -> str:
-        return " ".join(h for h in (hashtag(t) for t in self.tags) if h)
+        """The tags that make valid hashtags, each once (case-insensitively), at most
+        ``max_hashtags`` of them, space-separated."""
+        return " ".join(hashtags(self.tags, self.max_hashtags))
 
 
 def hashtag(tag: str) -> str:
-    """'border management' → '#BorderManagement'; '' when nothing usable is left."""
-    words = re.findall(r"\w+", tag)
-    if not words:
+    """'border management' → '#BorderManagement', 'central-asia' → '#CentralAsia'.
+
+    '' when the tag makes no valid hashtag: nothing but digits ('2025'), another character
+    than letters, digits, '_', spaces and hyphens ('C++', 'U.S.', "d'Ivoire": dropping it
+    would make another word, so the tag is skipped rather than mangled), or over 64
+    graphemes.
+    """
+    words = [w for w in _TAG_SEPARATORS.split(tag.strip()) if w]
+    if not words or not all(_TAG_WORD.fullmatch(w) for w in words):
         return ""
     body = "".join(w[:1].upper() + w[1:] for w in words) if len(words) > 1 else words[0]
+    if not regex.search(r"\p{L}", body) or len(graphemes(body)) > MAX_HASHTAG_GRAPHEMES:
+        return ""
     return "#" + body
+
+
+def hashtags(tags: tuple[str, ...] | list[str], limit: int = DEFAULT_MAX_HASHTAGS) -> list[str]:
+    """The valid hashtags of ``tags`` in order, each once (compared case-insensitively:
+    '#Kigali' and '#kigali' are one tag on every network), at most ``limit``."""
+    chosen: dict[str, str] = {}
+    for tag in tags:
+        if len(chosen) >= limit:
+            break
+        made = hashtag(tag)
+        if made:
+            chosen.setdefault(made.casefold(), made)
+    return list(chosen.values())
 
 
 def graphemes(text: str) -> list[str]:
@@ -53,20 +95,61 @@ def graphemes(text: str) -> list[str]:
 
 
 def shorten(text: str, max_graphemes: int) -> str:
-    """``text`` cut to at most ``max_graphemes`` graphemes, ellipsis included: at the last
-    word boundary when there is one, else (a long word, a script without spaces) at a
-    grapheme boundary. '' when not even one grapheme and the ellipsis fit."""
+    """``text`` cut to at most ``max_graphemes`` graphemes, ellipsis included, '' when not
+    even one grapheme and the ellipsis fit.
+
+    The cut is always between graphemes, never inside a link (a link it would split goes
+    whole, with what follows it: a text that is only a link gives ''), and at the best place
+    in the last half: a word boundary, else the end of a sentence (。！？ …: scripts without
+    spaces), else of a clause (、，), else an earlier word boundary, else any grapheme.
+    """
     clusters = graphemes(text)
     if len(clusters) <= max_graphemes:
         return text
     if max_graphemes <= len(ELLIPSIS):
         return ""
-    # One grapheme more than the room before the ellipsis: a space there is a clean cut.
-    room = clusters[:max_graphemes]
+    end = _cut_point(clusters[:max_graphemes], max_graphemes - len(ELLIPSIS))
+    starts = _cluster_starts(clusters)
+    for start, stop, _ in url_spans(text):
+        first, last = _cluster_at(starts, start), _cluster_at(starts, stop)
+        if first < end < last:
+            end = first  # the whole link goes: a cut one would lead nowhere
+    while end > 0 and clusters[end - 1] in _CUT_TRIM:  # whole clusters: never half of one
+        end -= 1
+    cut = "".join(clusters[:end])
+    if not cut:
+        return ""
+    if any(stop == len(cut) for _, stop, _ in url_spans(cut)):
+        return cut + " " + ELLIPSIS  # kept apart, or some networks link the ellipsis too
+    return cut + ELLIPSIS
+
+
+def _cut_point(room: list[str], limit: int) -> int:
+    """How many graphemes to keep of ``room`` (``limit`` + 1 of them: a space just past the
+    limit is a clean cut too)."""
+    half = limit // 2
     space = max((i for i, c in enumerate(room) if c.isspace()), default=0)
-    end = space if space > 0 else max_graphemes - len(ELLIPSIS)
-    cut = "".join(clusters[:end]).rstrip(" ,;:.-–—")
-    return cut + ELLIPSIS if cut else ""
+    if space > half:
+        return space
+    for ends in (SENTENCE_ENDS, CLAUSE_ENDS):
+        after = max((i for i in range(1, limit + 1) if room[i - 1] in ends), default=0)
+        if after > half:
+            return after
+    return space if space > 0 else limit
+
+
+def _cluster_starts(clusters: list[str]) -> list[int]:
+    starts, at = [], 0
+    for c in clusters:
+        starts.append(at)
+        at += len(c)
+    starts.append(at)
+    return starts
+
+
+def _cluster_at(starts: list[int], index: int) -> int:
+    """The number of whole clusters before character ``index``."""
+    return bisect.bisect_right(starts, index) - 1
 
 
 def _longest_fitting(

@@ -20,6 +20,9 @@ class ArticleDraft:
     author: str | None = None
     tags: tuple[str, ...] = ()
     published_at: datetime | None = None  # aware UTC, or None when the source gives no date
+    # The story's language as its source says (BCP 47 or near: 'fr', 'en-US', 'rw_RW');
+    # the store keeps it normalised, None when it is not a language tag.
+    language: str | None = None
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,7 @@ from newsbroadcast.config.model import FeedSource
 from newsbroadcast.errors import SourceError
 from newsbroadcast.sources.base import ArticleDraft, FetchResult
 from newsbroadcast.sources.http import DEFAULT_USER_AGENT, MAX_BYTES, Fetcher, gunzip
+from newsbroadcast.sources.language import language_tag
 
 __all__ = ["DEFAULT_USER_AGENT", "fetch_feed"]
 
@@ -292,13 +293,27 @@ def _feedparser_drafts(
     # Atom entries inherit the feed's author; RSS has no such rule.
     atom = str(parsed.get("version", "")).startswith("atom")
     feed_authors = _names(feed.get("authors")) if atom else None
+    feed_language = language_tag(feed.get("language"))
     return _collect(
-        parsed.get("entries") or [], lambda entry: _draft_from_entry(entry, site, feed_authors)
+        parsed.get("entries") or [],
+        lambda entry: _draft_from_entry(entry, site, feed_authors, feed_language),
     )
 
 
+def _entry_language(entry: Mapping[str, Any], feed_language: str | None) -> str | None:
+    """The entry's own ``dc:language``, else the ``xml:lang`` of its text (Atom), else the
+    feed's ``<language>`` (RSS) or ``xml:lang``."""
+    details = [entry.get("title_detail"), entry.get("summary_detail"), *entry.get("content", [])]
+    candidates = [entry.get("language")] + [(d or {}).get("language") for d in details]
+    found = (language_tag(c) for c in candidates if isinstance(c, str))
+    return next((tag for tag in found if tag), feed_language)
+
+
 def _draft_from_entry(
-    entry: Mapping[str, Any], site: str | None, feed_authors: str | None
+    entry: Mapping[str, Any],
+    site: str | None,
+    feed_authors: str | None,
+    feed_language: str | None = None,
 ) -> ArticleDraft | str:
     url = _absolute(entry.get("link"), site)
     title = entry.get("title") or ""
@@ -330,6 +345,7 @@ def _draft_from_entry(
         or None,
         tags=_unique(t.get("term") or t.get("label") for t in entry.get("tags") or []),
         published_at=_from_struct(stamp),
+        language=_entry_language(entry, feed_language),
     )
 
 
@@ -435,11 +451,12 @@ def _json_feed_drafts(
     site = _absolute(_str(feed.get("home_page_url")), doc.base_url)
     base = doc.base_url or site or _absolute(_str(feed.get("feed_url")), None)
     feed_authors = _json_authors(feed)
-    return _collect(items, lambda item: _draft_from_item(item, base, feed_authors))
+    language = language_tag(_str(feed.get("language")))  # JSON Feed 1.1: the feed's only
+    return _collect(items, lambda item: _draft_from_item(item, base, feed_authors, language))
 
 
 def _draft_from_item(
-    item: object, base: str | None, feed_authors: str | None
+    item: object, base: str | None, feed_authors: str | None, language: str | None = None
 ) -> ArticleDraft | str:
     if not isinstance(item, dict):
         return "not a JSON object"
@@ -475,6 +492,7 @@ def _draft_from_item(
         author=_json_authors(item) or feed_authors,
         tags=_unique(_list(item.get("tags"))),
         published_at=_from_text(date_text),
+        language=language,
     )
 
 

@@ -342,6 +342,7 @@ def _enrich(
                 published_at=draft.published_at or meta.published_at,
                 author=draft.author or meta.author,
                 tags=draft.tags or meta.tags,
+                language=draft.language or meta.language,
             )
         )
     return out

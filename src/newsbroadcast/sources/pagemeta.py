@@ -18,6 +18,7 @@ import lxml.html
 from lxml import etree
 
 from newsbroadcast.sources.dates import parse_date
+from newsbroadcast.sources.language import language_tag
 
 __all__ = ["PageMeta", "absolute_url", "page_metadata", "parse_html"]
 
@@ -41,6 +42,7 @@ class PageMeta:
     author: str | None = None
     canonical_url: str | None = None
     tags: tuple[str, ...] = ()
+    language: str | None = None  # BCP 47, from JSON-LD, <html lang>, og:locale
 
 
 def parse_html(data: bytes, charset: str | None = None) -> lxml.html.HtmlElement:
@@ -116,7 +118,31 @@ def page_metadata(doc: lxml.html.HtmlElement, base_url: str) -> PageMeta:
         author=_ld_author(ld.get("author")) or meta.get("author") or None,
         canonical_url=absolute_url(canonical or meta.get("og:url"), base_url),
         tags=tuple(dict.fromkeys(" ".join(t.split()) for t in tags if t.strip())),
+        language=_language(doc, ld, meta),
     )
+
+
+def _language(doc: lxml.html.HtmlElement, ld: dict[str, Any], meta: dict[str, str]) -> str | None:
+    """The page's language: the article's own (JSON-LD ``inLanguage``), the document's
+    (``<html lang>``), then what the sharing tags or headers say."""
+    in_language = ld.get("inLanguage")
+    if isinstance(in_language, dict):  # schema.org allows a Language object
+        in_language = in_language.get("alternateName") or in_language.get("name")
+    candidates = [
+        _text(in_language),
+        doc.get("lang") or doc.get("{http://www.w3.org/XML/1998/namespace}lang"),
+        meta.get("og:locale"),
+        meta.get("language"),
+        next(
+            (
+                el.get("content")
+                for el in doc.iter("meta")
+                if (el.get("http-equiv") or "").strip().lower() == "content-language"
+            ),
+            None,
+        ),
+    ]
+    return next((tag for tag in map(language_tag, candidates) if tag), None)
 
 
 def _json_ld_article(doc: lxml.html.HtmlElement) -> dict[str, Any]:
