@@ -320,9 +320,10 @@ def test_preview_shows_the_record_publish_writes_without_logging_in_or_uploading
     assert "thumb" not in external  # only an upload makes the blob it names
     assert shown.body["langs"] == ["en"]
     ranges = [(f["index"]["byteStart"], f["index"]["byteEnd"]) for f in shown.body["facets"]]
-    assert ranges == [(30, 66), (67, 80), (81, 87)]  # bytes: 'é', 'è' are 2, the flag is 8
-    assert "facet link: bytes 30-66 = 'https://newsroom.example.org/story-7'" in shown.notes
-    assert "facet tag: bytes 67-80 = '#BorderGuards'" in shown.notes
+    # Bytes: 'é', 'è' are 2, the flag is 8; the link is shown without its scheme.
+    assert ranges == [(30, 58), (59, 72), (73, 79)]
+    assert "facet link: bytes 30-58 = 'newsroom.example.org/story-7'" in shown.notes
+    assert "facet tag: bytes 59-72 = '#BorderGuards'" in shown.notes
 
     channel(pds, tmp_path).publish(post(7, image=image))
     (stored,) = pds.state.records.values()
