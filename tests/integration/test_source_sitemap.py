@@ -51,6 +51,7 @@ def test_news_sitemap_index_is_followed(engine: Engine, site: Site, tmp_path: Pa
     assert first.published_at == datetime(2025, 5, 23, 7, 15, tzinfo=UTC)
     assert first.tags == ["Peacekeeping", "South Sudan"]
     assert first.image == "https://newsroom.example.org/img/stories/south-sudan.jpg"
+    assert first.language == "en"  # <news:publication><news:language>
     assert got[base + "conference-kigali"].published_at is None
     # The oldest child is beyond max_sitemaps; the missing one is reported by its URL.
     assert "/sitemaps/news-2025-01-01.xml" not in site.paths()

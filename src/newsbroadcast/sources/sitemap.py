@@ -1,6 +1,6 @@
 """Google News sitemaps: ``<url>`` entries with ``<news:news>`` (title, publication date,
-keywords) and ``<image:image>``; a ``<sitemapindex>`` is followed to its sitemaps (the most
-recently modified first, up to ``max_sitemaps``).
+keywords, language) and ``<image:image>``; a ``<sitemapindex>`` is followed to its
+sitemaps (the most recently modified first, up to ``max_sitemaps``).
 
 The root sitemap is fetched conditionally; a child sitemap or an entry that cannot be read is
 listed in ``FetchResult.skipped`` with its URL and the rest is kept.
@@ -16,6 +16,7 @@ from newsbroadcast.errors import SourceError
 from newsbroadcast.sources.base import ArticleDraft, FetchResult
 from newsbroadcast.sources.dates import parse_date
 from newsbroadcast.sources.http import Fetcher, Page
+from newsbroadcast.sources.language import language_tag
 from newsbroadcast.sources.pagemeta import absolute_url
 
 __all__ = ["fetch_sitemap"]
@@ -123,6 +124,7 @@ def _entries(
             except ValueError:
                 skipped.append(f"{where}: publication_date {when!r} not understood (kept undated)")
         keywords = news.findtext(f"{_NEWS}keywords") or ""
+        language = language_tag(news.findtext(f"{_NEWS}publication/{_NEWS}language"))
         image = node.find(f"{_IMAGE}image")
         drafts.append(
             ArticleDraft(
@@ -134,5 +136,6 @@ def _entries(
                 else None,
                 tags=tuple(dict.fromkeys(k.strip() for k in keywords.split(",") if k.strip())),
                 published_at=published,
+                language=language,
             )
         )
