@@ -35,6 +35,7 @@ from newsbroadcast.config.model import Config
 from newsbroadcast.db.models import Article, utcnow
 from newsbroadcast.sources.base import ArticleDraft
 from newsbroadcast.sources.urls import canonical_url
+from newsbroadcast.web.security import read_body
 
 __all__ = ["PushedArticle", "routes"]
 
@@ -125,7 +126,7 @@ def routes(
             return _error(
                 415, "unsupported_media_type", f"send Content-Type: application/json, not {shown}"
             )
-        raw = await _body(request)
+        raw = await read_body(request, MAX_BODY_BYTES)
         if raw is None:
             return _error(413, "payload_too_large", f"at most {MAX_BODY_BYTES} bytes")
         try:
@@ -175,17 +176,6 @@ async def _only_post(request: Request) -> JSONResponse:
 
 async def _no_such_endpoint(request: Request) -> JSONResponse:
     return _error(404, "not_found", f"no API endpoint {request.url.path}; POST /api/articles")
-
-
-async def _body(request: Request) -> bytes | None:
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            return None
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def _article_id(sessions: sessionmaker[Session], source: str, article: PushedArticle) -> int | None:

@@ -49,6 +49,7 @@ from newsbroadcast.db.models import utcnow
 from newsbroadcast.errors import FeedbackRejected
 from newsbroadcast.subscribers import feedback, signatures
 from newsbroadcast.subscribers.feedback_log import record_feedback
+from newsbroadcast.web.security import read_body
 
 __all__ = ["SnsClient", "routes"]
 
@@ -147,7 +148,7 @@ def routes(
 
 def _endpoint(provider: str, work: Work, clock: Callable[[], datetime]) -> Callable[..., Any]:
     async def handler(request: Request) -> JSONResponse:
-        raw = await _body(request)
+        raw = await read_body(request, MAX_BODY_BYTES)
         if raw is None:
             return _error(413, "payload_too_large", f"at most {MAX_BODY_BYTES} bytes")
         try:
@@ -330,17 +331,6 @@ async def _not_configured(request: Request) -> JSONResponse:
     return _error(
         404, "not_found", f"no webhook at {request.url.path} (see bounces.webhooks in the config)"
     )
-
-
-async def _body(request: Request) -> bytes | None:
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            return None
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def _error(status: int, code: str, detail: str) -> JSONResponse:

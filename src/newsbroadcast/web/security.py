@@ -28,6 +28,7 @@ __all__ = [
     "client_address",
     "csrf_field",
     "csrf_ok",
+    "read_body",
     "security_headers",
     "set_cookies",
 ]
@@ -146,3 +147,16 @@ def bearer_ok(request: Request, token: str) -> bool:
     return scheme.lower() == "bearer" and hmac.compare_digest(
         given.strip().encode(), token.encode()
     )
+
+
+async def read_body(request: Request, limit: int) -> bytes | None:
+    """The request's body, or None once it is past ``limit`` bytes (read no further: a
+    client cannot make us hold more than that, whatever Content-Length says)."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
