@@ -206,3 +206,18 @@ def test_a_preferences_error_sits_by_the_digests_and_keeps_the_other_choices(
         assert 'value="Pat"' in answer.text and re.search(r'id="paused"[^>]* checked', answer.text)
         with site.sessions() as session:
             assert session.get_one(Subscriber, sid).paused is False  # nothing stored
+
+
+def test_error_pages_speak_the_readers_language_and_say_what_happened(
+    tmp_path: Path, database_url: str
+) -> None:
+    with running_site(tmp_path, database_url, web=THREE) as site:
+        client = httpx.Client(base_url=site.url, headers={"accept-language": "fr"})
+        missing = client.get("/no-such-page")
+        assert missing.status_code == 404 and lang_of(missing) == "fr"
+        assert "Page introuvable" in missing.text
+        assert "Il n’y a pas de page à cette adresse." in missing.text
+        # A method the page does not take is not "not found", and says which it takes.
+        wrong = client.delete("/subscribe")
+        assert wrong.status_code == 405 and "Requête refusée" in wrong.text
+        assert "POST" in wrong.headers["allow"] and "GET" in wrong.headers["allow"]

@@ -179,8 +179,12 @@ def create_app(
 
     routes = [
         Route("/", _signup_form(site), methods=["GET"]),
-        Route("/subscribe", _signup_form(site), methods=["GET"]),
-        Route("/subscribe", _signup_post(site), methods=["POST"]),
+        # One route for both methods, so a 405 here lists both in its Allow header.
+        Route(
+            "/subscribe",
+            _by_method(_signup_form(site), _signup_post(site)),
+            methods=["GET", "POST"],
+        ),
         Route("/confirm/{token}", _confirm(site), methods=["GET", "POST"]),
         Route("/preferences/{token}", _preferences(site), methods=["GET", "POST"]),
         Route("/unsubscribe/{token}", _unsubscribe(site), methods=["GET", "POST"]),
@@ -199,17 +203,19 @@ def create_app(
 
     async def not_found(request: Request, exc: Exception) -> Response:
         code = exc.status_code if isinstance(exc, HTTPException) else 500
-        return site.page(request, "message.html.j2", code, title="Not found", text="")
+        message = "not_allowed" if code == 405 else "not_found"
+        response = site.page(request, "message.html.j2", code, message=message)
+        if isinstance(exc, HTTPException) and exc.headers:
+            response.headers.update(exc.headers)  # a 405's Allow
+        return response
 
     async def server_error(request: Request, exc: Exception) -> Response:
         # Starlette answers a crash outside the middleware stack, so this response gets
         # the security headers here, not from SecurityHeaders.
-        text = "Something went wrong on our side. Please try again in a while."
         try:
-            response: Response = site.page(
-                request, "message.html.j2", 500, title="Server error", text=text
-            )
+            response: Response = site.page(request, "message.html.j2", 500, message="server_error")
         except Exception:  # the page itself may be what fails; the answer must not
+            text = "Something went wrong on our side. Please try again in a while."
             response = PlainTextResponse(text, status_code=500)
         response.headers.update(security_headers(site.https))
         return response
@@ -305,6 +311,13 @@ def _signup_form(site: _Site) -> Handler:
         prefs = Preferences(language=language)
         # The page negotiates the same language itself (and says it varies by the header).
         return site.page(request, "signup.html.j2", **_form_context(site, prefs), email="")
+
+    return handler
+
+
+def _by_method(show: Handler, act: Handler) -> Handler:
+    async def handler(request: Request) -> Response:
+        return await (act if request.method == "POST" else show)(request)
 
     return handler
 
