@@ -34,6 +34,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import yaml
 from sqlalchemy import create_engine, func, insert, literal, select, text
 from sqlalchemy.pool import NullPool
 
@@ -210,7 +211,13 @@ def child(args: argparse.Namespace) -> None:
             if args.processes > 1:
                 from newsbroadcast.dispatch.processes import run_processes
 
-                sent_reported = run_processes(config, args.processes, once=True)
+                config_file = Path(tmp) / "bench.yaml"
+                data = site_data(Path(tmp), url, args.port, args.connections)
+                config_file.write_text(yaml.safe_dump(data), encoding="utf-8")
+                command = [sys.executable, "-m", "newsbroadcast", "--config", str(config_file),
+                           "worker", "--once"]  # fmt: skip
+                done = run_processes(command, args.processes, once=True)
+                sent_reported = done.dispatch.sent
             else:
                 sent_reported = service.dispatch().sent
         elapsed = time.perf_counter() - start
