@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     ForeignKey,
@@ -37,6 +38,11 @@ class UTCDateTime(TypeDecorator[datetime]):
 
     def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
         return None if value is None else value.replace(tzinfo=UTC)
+
+
+# Ids of the rows made per message (deliveries, posts): years of history outgrow 32 bits.
+# SQLite keeps INTEGER, its 64-bit rowid alias (a BIGINT primary key would not autoincrement).
+BigId = BigInteger().with_variant(Integer, "sqlite")
 
 
 def utcnow() -> datetime:
@@ -196,7 +202,9 @@ class SignupAttempt(Base):
 
 
 class ErasedDeliveries(Base):
-    """What remains of erased subscribers' deliveries: counts per edition and outcome."""
+    """What remains of deliveries no longer kept one by one: counts per edition and
+    outcome, of erased subscribers' and of those older than ``retention.deliveries``
+    (outbox/retention.py). Every count of an edition's deliveries adds these."""
 
     __tablename__ = "erased_deliveries"
 
@@ -204,7 +212,7 @@ class ErasedDeliveries(Base):
         ForeignKey("editions.id", ondelete="CASCADE"), primary_key=True
     )
     status: Mapped[str] = mapped_column(String(16), primary_key=True)
-    count: Mapped[int] = mapped_column(Integer, default=0)
+    count: Mapped[int] = mapped_column(BigId, default=0)
 
 
 class Edition(Base):
@@ -266,7 +274,7 @@ class Delivery(OutboxRow, Base):
         Index("ix_deliveries_edition_refused", "edition_id", "refused_at"),
     )
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
     edition_id: Mapped[int] = mapped_column(ForeignKey("editions.id", ondelete="CASCADE"))
     subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id", ondelete="CASCADE"))
     smtp_reply: Mapped[str | None] = mapped_column(Text)
@@ -318,7 +326,7 @@ class Post(OutboxRow, Base):
         Index("ix_posts_due", "status", "next_attempt_at", "id"),
     )
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
     article_id: Mapped[int] = mapped_column(ForeignKey("articles.id", ondelete="CASCADE"))
     channel: Mapped[str] = mapped_column(String(200))
     # Rendered once, before the first attempt: every retry sends exactly these characters.
