@@ -17,10 +17,12 @@ process's peak RSS (goal < 300 MB at 100,000).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
 import smtplib
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -32,13 +34,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import yaml
 from sqlalchemy import create_engine, func, insert, literal, select, text
+from sqlalchemy.pool import NullPool
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
-from sink import start_sink  # noqa: E402
+from sink import SINKS, Sink, SinkUnavailable, start_sink  # noqa: E402
 
 GOAL_RATIO = 0.8
 GOAL_RSS_MB = 300
@@ -136,35 +140,107 @@ def insert_subscribers(engine, count: int) -> None:  # type: ignore[no-untyped-d
         )
 
 
+def _cpu_seconds(pid: int) -> float:
+    """utime + stime of a process on this machine, from /proc (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class PostgresCpu:
+    """CPU time of the PostgreSQL backends serving this run (those whose application_name
+    is the run's own), read from /proc: PostgreSQL on loopback is on this machine. A
+    backend that ended during the run is not counted (the pool keeps its connections)."""
+
+    def __init__(self, engine, application: str) -> None:  # type: ignore[no-untyped-def]
+        self.engine, self.application = engine, application
+        self.start = self.read()
+
+    def read(self) -> dict[int, float]:
+        with self.engine.connect() as conn:
+            pids = conn.scalars(
+                text("SELECT pid FROM pg_stat_activity WHERE application_name = :a"),
+                {"a": self.application},
+            ).all()
+        found = {}
+        for pid in pids:
+            with contextlib.suppress(OSError):  # not on this machine, or ended meanwhile
+                found[pid] = _cpu_seconds(pid)
+        return found
+
+    def used(self) -> float | None:
+        end = self.read()
+        if not end:
+            return None
+        return sum(cpu - self.start.get(pid, 0.0) for pid, cpu in end.items())
+
+
+def _process_cpu() -> float:
+    """This process's and its waited-for children's CPU seconds."""
+    me = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
 def child(args: argparse.Namespace) -> None:
     """One measured run, in a process of its own so its peak RSS is its own."""
     from newsbroadcast.db.engine import make_engine
     from newsbroadcast.db.models import Delivery, SendStatus
     from newsbroadcast.service import Service
 
+    url = args.url
+    application = f"nbbench{uuid.uuid4().hex[:8]}"
+    if url.startswith("postgresql"):
+        url += ("&" if "?" in url else "?") + f"application_name={application}"
     with tempfile.TemporaryDirectory() as tmp:
-        config = site(Path(tmp), args.url, args.port, args.connections)
+        config = site(Path(tmp), url, args.port, args.connections)
         engine = make_engine(config.database_url)
         service = Service(config, engine=engine)
         insert_subscribers(engine, args.n)
         service.poll()
+        postgres = None
+        if engine.dialect.name == "postgresql":
+            postgres = PostgresCpu(create_engine(args.url, poolclass=NullPool), application)
+        cpu = _process_cpu()
         start = time.perf_counter()
         planned = service.plan_digests(force=True)
         fanned = time.perf_counter()
-        report = service.dispatch()
+        fanout_cpu = _process_cpu() - cpu
+        fanout_pg = postgres.used() if postgres else None
+        sent_reported = 0
+        if not args.fanout_only:
+            if args.processes > 1:
+                from newsbroadcast.dispatch.processes import run_processes
+
+                config_file = Path(tmp) / "bench.yaml"
+                data = site_data(Path(tmp), url, args.port, args.connections)
+                config_file.write_text(yaml.safe_dump(data), encoding="utf-8")
+                command = [sys.executable, "-m", "newsbroadcast", "--config", str(config_file),
+                           "worker", "--once"]  # fmt: skip
+                done = run_processes(command, args.processes, once=True)
+                sent_reported = done.dispatch.sent
+            else:
+                sent_reported = service.dispatch().sent
         elapsed = time.perf_counter() - start
+        cpu = _process_cpu() - cpu
+        pg_cpu = postgres.used() if postgres else None
         with service.sessions() as session:
             sent = session.scalar(select(func.count()).where(Delivery.status == SendStatus.sent))
         service.close()
+        if postgres:
+            postgres.engine.dispose()
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(
         json.dumps(
             {
                 "editions": len(planned),
                 "sent": sent,
-                "reported": report.sent,
+                "reported": sent_reported,
                 "fanout_s": fanned - start,
+                "fanout_cpu_s": fanout_cpu,
+                "fanout_pg_cpu_s": fanout_pg,
                 "elapsed_s": elapsed,
+                "cpu_s": cpu,
+                "pg_cpu_s": pg_cpu,
                 "rss_mb": rss_mb,
             }
         )
@@ -226,79 +302,152 @@ def postgres_schema(base: str) -> tuple[str, Callable[[], None]]:
     return f"{base}{sep}options=-csearch_path%3D{schema}", drop
 
 
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def measure(
+    args: argparse.Namespace, sink: Sink, database: str, pg_base: str | None, n: int, processes: int
+) -> dict[str, Any]:
+    """One run in a fresh process (and a fresh database); its JSON result, plus what the
+    sink counted."""
+    with tempfile.TemporaryDirectory() as tmp:
+        drop = None
+        if database == "sqlite":
+            url = f"sqlite:///{tmp}/bench.db"
+        else:
+            url, drop = postgres_schema(pg_base)  # type: ignore[arg-type]
+        try:
+            before = sink.received()
+            out = subprocess.run(
+                [sys.executable, __file__, "--child", "--url", url,
+                 "--port", str(sink.port), "--n", str(n),
+                 "--connections", str(args.connections), "--processes", str(processes)]
+                + (["--fanout-only"] if args.fanout_only else []),
+                capture_output=True, text=True,
+            )  # fmt: skip
+            if out.returncode != 0:
+                raise SystemExit(f"the measured run failed:\n{out.stderr}")
+        finally:
+            if drop:
+                drop()
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    result["received"] = sink.received() - before
+    return result
+
+
+def _ms_per(seconds: float | None, n: int) -> str:
+    return "n/a" if seconds is None else f"{seconds * 1000 / n:.3f} ms"
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--subscribers", type=int, nargs="+", default=[10_000])
     p.add_argument("--databases", nargs="+", default=["sqlite", "postgresql"])
-    p.add_argument("--connections", type=int, default=4)
+    p.add_argument("--connections", type=int, default=4, help="SMTP connections per process")
+    p.add_argument("--sink", choices=SINKS, default="aiosmtpd")
+    p.add_argument(
+        "--processes", type=int, nargs="+", default=[1],
+        help="sending processes (`worker --processes N`); several: the speed-up to the first",
+    )  # fmt: skip
+    p.add_argument("--runs", type=int, default=1, help="runs per case; the median is printed")
+    p.add_argument(
+        "--fanout-only", action="store_true",
+        help="only plan the edition (fan-out) and report its time and peak memory",
+    )  # fmt: skip
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--url", help=argparse.SUPPRESS)
-    p.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     p.add_argument("--n", type=int, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
+        args.processes = args.processes[0]
         child(args)
         return
 
     pg_base = os.environ.get("BENCH_DATABASE_URL") or os.environ.get("TEST_DATABASE_URL")
-    port, counter, stop_sink = start_sink()
-    data = prebuilt_message(port)
+    try:
+        sink = start_sink(args.sink, backlog=max(64, args.connections * max(args.processes)))
+    except SinkUnavailable as e:
+        print(f"skipped: {e}")
+        return
+    data = prebuilt_message(sink.port)
     try:
         print(
-            f"{args.connections} connections; message {len(data):,} bytes; the baseline is "
-            "measured right before and right after each run (other load on the machine moves "
-            "both)"
+            f"sink: {sink.how}; {args.connections} connection(s) per process; message "
+            f"{len(data):,} bytes; {args.runs} run(s) per case, medians shown; the baseline "
+            "(bare smtplib, same sink, same number of connections) is measured right before "
+            f"and right after each run; load average {os.getloadavg()[0]:.2f} at start"
         )
         for database in args.databases:
             if database == "postgresql" and not pg_base:
                 print("postgresql: skipped (set BENCH_DATABASE_URL or TEST_DATABASE_URL)")
                 continue
             for n in args.subscribers:
-                base_count = min(n, 10_000)
-                base_rate = baseline(port, args.connections, base_count, data)
-                with tempfile.TemporaryDirectory() as tmp:
-                    drop = None
-                    if database == "sqlite":
-                        url = f"sqlite:///{tmp}/bench.db"
-                    else:
-                        url, drop = postgres_schema(pg_base)  # type: ignore[arg-type]
-                    try:
-                        before = counter.value
-                        out = subprocess.run(
-                            [sys.executable, __file__, "--child", "--url", url,
-                             "--port", str(port), "--n", str(n),
-                             "--connections", str(args.connections)],
-                            capture_output=True, text=True, check=True,
-                        ).stdout  # fmt: skip
-                    finally:
-                        if drop:
-                            drop()
-                result = json.loads(out.strip().splitlines()[-1])
-                received = counter.value - before
-                # Measured again after the run, and the two averaged: load from elsewhere on
-                # the machine drifts over a run's minutes, and moves the baseline as much.
-                base_after = baseline(port, args.connections, base_count, data)
-                base_rate = (base_rate + base_after) / 2
-                rate = n / result["elapsed_s"]
-                ratio = rate / base_rate
-                print(
-                    f"{database:10} {n:>7,} subscribers: baseline {base_rate:,.0f} msg/s "
-                    f"(mean of before and after); "
-                    f"newsbroadcast {rate:7,.0f} msg/s end to end "
-                    f"(fan-out {result['fanout_s']:.2f} s, total {result['elapsed_s']:.1f} s), "
-                    f"ratio {ratio:.2f} (goal >= {GOAL_RATIO}: "
-                    f"{'met' if ratio >= GOAL_RATIO else 'NOT met'}), "
-                    f"peak RSS {result['rss_mb']:.0f} MB"
-                    + (
-                        f" (goal < {GOAL_RSS_MB}: "
-                        f"{'met' if result['rss_mb'] < GOAL_RSS_MB else 'NOT met'})"
-                        if n >= 100_000
-                        else ""
-                    )
-                    + f"; sink got {received:,}, recorded sent {result['sent']:,}"
-                )
+                first_rate = None
+                for processes in args.processes:
+                    rate = report(args, sink, data, database, pg_base, n, processes)
+                    if len(args.processes) > 1 and rate:
+                        first_rate = first_rate or rate
+                        print(
+                            f"  {processes} process(es): {rate / first_rate:.2f}x the rate of "
+                            f"{args.processes[0]}"
+                        )
+        print(f"load average {os.getloadavg()[0]:.2f} at the end")
     finally:
-        stop_sink()
+        sink.stop()
+
+
+def report(
+    args: argparse.Namespace,
+    sink: Sink,
+    data: bytes,
+    database: str,
+    pg_base: str | None,
+    n: int,
+    processes: int,
+) -> float | None:
+    """Run one case ``args.runs`` times and print it; its median rate (msg/s)."""
+    results, baselines = [], []
+    connections = args.connections * processes
+    base_count = min(n, 10_000)
+    for _ in range(args.runs):
+        if not args.fanout_only:
+            before = baseline(sink.port, connections, base_count, data)
+        results.append(measure(args, sink, database, pg_base, n, processes))
+        if not args.fanout_only:
+            # Measured again after the run, and the two averaged: load from elsewhere on
+            # the machine drifts over a run's minutes, and moves the baseline as much.
+            after = baseline(sink.port, connections, base_count, data)
+            baselines.append((before + after) / 2)
+    pick = sorted(results, key=lambda r: r["elapsed_s"])[len(results) // 2]  # the median run
+    rss = pick["rss_mb"]
+    rss_note = f" (goal < {GOAL_RSS_MB}: {'met' if rss < GOAL_RSS_MB else 'NOT met'})"
+    if args.fanout_only:
+        print(
+            f"{database:10} {n:>9,} subscribers: fan-out {pick['fanout_s']:.2f} s, "
+            f"our CPU {pick['fanout_cpu_s']:.2f} s, PostgreSQL CPU "
+            + ("n/a" if pick["fanout_pg_cpu_s"] is None else f"{pick['fanout_pg_cpu_s']:.2f} s")
+            + f", peak RSS {rss:.0f} MB; {pick['sent']} sent (none expected)"
+        )
+        return None
+    rate = n / pick["elapsed_s"]
+    base_rate = median(baselines)
+    each = [n / r["elapsed_s"] / b for r, b in zip(results, baselines, strict=True)]
+    ratio = median(each)
+    ratios = [f"{r:.2f}" for r in each]
+    print(
+        f"{database:10} {n:>7,} subscribers, {processes} process(es): baseline "
+        f"{base_rate:,.0f} msg/s; newsbroadcast {rate:7,.0f} msg/s end to end "
+        f"(fan-out {pick['fanout_s']:.2f} s, total {pick['elapsed_s']:.1f} s), "
+        f"ratio {ratio:.2f} (goal >= {GOAL_RATIO}: {'met' if ratio >= GOAL_RATIO else 'NOT met'}); "
+        f"CPU per message: ours {_ms_per(pick['cpu_s'], n)}, PostgreSQL's "
+        f"{_ms_per(pick['pg_cpu_s'], n)}; peak RSS {rss:.0f} MB"
+        + (rss_note if n >= 100_000 else "")
+        + f"; sink got {pick['received']:,}, recorded sent {pick['sent']:,}"
+        + (f"; ratios {', '.join(ratios)}" if args.runs > 1 else "")
+    )
+    return rate
 
 
 if __name__ == "__main__":

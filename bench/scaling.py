@@ -102,7 +102,8 @@ def main() -> None:
     base = os.environ.get("BENCH_DATABASE_URL") or os.environ.get("TEST_DATABASE_URL")
     if not base:
         raise SystemExit("set BENCH_DATABASE_URL or TEST_DATABASE_URL to a PostgreSQL URL")
-    port, _counter, stop_sink = start_sink(delay=args.delay)
+    sink = start_sink(delay=args.delay)
+    port, stop_sink = sink.port, sink.stop
     try:
         print(
             f"{args.messages} messages, sink answers each after {args.delay * 1000:.0f} ms, "

@@ -77,6 +77,8 @@ class SmtpSink:
     - ``delay``: seconds to wait before answering each end of DATA, as a remote MTA would.
     - ``on_data``: called with each message once its DATA has arrived, before it is
       accepted (in the server's thread): a test's way to look at the world at that moment.
+    - ``pipelining``: offer PIPELINING (RFC 2920) in the EHLO reply; aiosmtpd reads
+      commands in order anyway, so pipelined ones are answered as they come.
     """
 
     def __init__(
@@ -96,6 +98,7 @@ class SmtpSink:
         port: int = 0,
         delay: float = 0.0,
         on_data: Callable[[ReceivedMessage], None] | None = None,
+        pipelining: bool = False,
     ) -> None:
         if starttls and implicit_tls:
             raise ValueError("choose starttls or implicit_tls, not both")
@@ -103,6 +106,7 @@ class SmtpSink:
         self.port = port
         self.delay = delay
         self.on_data = on_data
+        self.pipelining = pipelining
         self.defer = dict(defer or {})
         self.reject = set(reject)
         self.drop_after = drop_after
@@ -257,6 +261,15 @@ class _Handler:
 
     def __init__(self, sink: SmtpSink) -> None:
         self.sink = sink
+
+    async def handle_EHLO(
+        self, server: SMTP, session: Any, envelope: Any, hostname: str, responses: list[str]
+    ) -> list[str]:
+        session.host_name = hostname
+        if not self.sink.pipelining:
+            return responses
+        last = responses[-1].replace("250 ", "250-", 1)
+        return [*responses[:-1], last, "250 PIPELINING"]
 
     async def handle_MAIL(
         self, server: SMTP, session: Any, envelope: Any, address: str, options: list[str]

@@ -146,6 +146,10 @@ def _parser() -> argparse.ArgumentParser:
 
     wrk = sub.add_parser("worker", help="run only the dispatcher (many may share PostgreSQL)")
     wrk.add_argument("--once", action="store_true", help="send everything due now, then exit")
+    wrk.add_argument(
+        "--processes", type=int, default=1, metavar="N",
+        help="N sending processes (one per core), supervised by this one",
+    )  # fmt: skip
     wrk.add_argument("--metrics-port", type=int, help="serve Prometheus /metrics on this port")
     wrk.add_argument("--metrics-addr", default="127.0.0.1", help="address for --metrics-port")
     wrk.set_defaults(handler=cmd_worker)

@@ -10,7 +10,7 @@ import sys
 from typing import Any
 
 from newsbroadcast import db
-from newsbroadcast.cli.common import EXIT_FAILED, EXIT_OK, open_engine, site_config
+from newsbroadcast.cli.common import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, open_engine, site_config
 from newsbroadcast.config.model import CONFIG_ENV, config_path
 from newsbroadcast.db.models import utcnow
 
@@ -62,6 +62,11 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from newsbroadcast.runtime.progress import ProgressBar
     from newsbroadcast.service import Service
 
+    if args.processes < 1:
+        print("error: --processes must be at least 1", file=sys.stderr)
+        return EXIT_CONFIG
+    if args.processes > 1:
+        return _worker_processes(args)
     service = Service(site_config(args))
     stop_metrics = None
     try:
@@ -82,6 +87,52 @@ def cmd_worker(args: argparse.Namespace) -> int:
         if stop_metrics is not None:
             stop_metrics()
         service.close()
+
+
+def _worker_processes(args: argparse.Namespace) -> int:
+    """`worker --processes N`: this process supervises N `worker` processes."""
+    import signal
+    import threading
+
+    from newsbroadcast.dispatch.processes import run_processes
+    from newsbroadcast.runtime import metrics
+    from newsbroadcast.service import Service
+
+    config = site_config(args)  # a config that does not load fails here, not N times
+    stopping = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        stopping.set()  # run_processes passes SIGTERM on to each child
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    where = str(config_path(args.config).resolve())
+    command = [sys.executable, "-m", "newsbroadcast", "--config", where, "worker"]
+    if args.once:
+        command.append("--once")
+    if args.verbose:
+        command.append("--verbose")
+    service = None
+    stop_metrics = None
+    try:
+        if args.metrics_port is not None:
+            # The queue's gauges, read from the database, are the same from any process;
+            # the children's own counters are not gathered here.
+            service = Service(config)
+            metrics.watch_queue(service.sessions)
+            stop_metrics = metrics.serve(args.metrics_port, args.metrics_addr).stop
+        report = run_processes(command, args.processes, once=args.once, stopping=stopping)
+    finally:
+        if stop_metrics is not None:
+            stop_metrics()
+        if service is not None:
+            service.close()
+    if args.once:
+        d = report.dispatch
+        print(f"sent {d.sent}, retry later {d.retried}, failed {d.failed}, skipped {d.skipped}")
+    for death in report.deaths:
+        print(death, file=sys.stderr)
+    return EXIT_FAILED if args.once and report.deaths else EXIT_OK
 
 
 def cmd_edition(args: argparse.Namespace) -> int:

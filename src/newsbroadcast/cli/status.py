@@ -42,13 +42,18 @@ def cmd_status(args: argparse.Namespace) -> int:
     config = site_config(args)
     engine = open_engine(config)
     with db.sessions(engine)() as session:
+        from newsbroadcast.outbox.retention import delivery_counts
+
         outbox = (("deliveries", Delivery), ("posts", Post))
         for label, model in (*outbox, ("confirmation emails", TransactionalEmail)):
-            counts = dict(
-                session.execute(select(model.status, func.count()).group_by(model.status))
-                .tuples()
-                .all()
-            )
+            counts: dict[str, int] = {
+                str(k): v
+                for k, v in session.execute(
+                    select(model.status, func.count()).group_by(model.status)
+                ).tuples()
+            }
+            if model is Delivery:  # with those folded by erasure and retention
+                counts = delivery_counts(session)
             shown = ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none"
             print(f"{label}: {shown}")
         _print_transactional_error(session)
@@ -67,10 +72,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         print("last editions:")
         editions = session.scalars(select(Edition).order_by(Edition.id.desc()).limit(10)).all()
         for e in editions:
-            sent = session.scalar(
-                select(func.count()).where(Delivery.edition_id == e.id, Delivery.status == "sent")
-            )
-            total = session.scalar(select(func.count()).where(Delivery.edition_id == e.id))
+            counted = delivery_counts(session, e.id)
+            sent, total = counted.get("sent", 0), sum(counted.values())
             print(f"  #{e.id} {e.digest} {e.period} {e.status}: {sent}/{total} sent ({e.subject})")
         if not editions:
             print("  none yet")

@@ -740,6 +740,22 @@ class Scheduler(Model):
         return budget
 
 
+class Retention(Model):
+    """How long per-subscriber history is kept. Delivery rows (who was sent which edition)
+    older than ``deliveries`` are folded into per-edition counts of each outcome, as for an
+    erased subscriber: `status` and the archive show the same numbers, and years of
+    history do not weigh on every send. Unset: kept for ever."""
+
+    deliveries: Duration | None = None
+
+    @field_validator("deliveries")
+    @classmethod
+    def _positive(cls, keep: timedelta | None) -> timedelta | None:
+        if keep is not None and keep <= timedelta(0):
+            raise ValueError("must be more than 0 (e.g. 90d), or left out to keep every row")
+        return keep
+
+
 class Config(Model):
     root: Path = Path("..")
     templates: Path = Path("templates")
@@ -754,6 +770,7 @@ class Config(Model):
     mailbox: Mailbox | None = None  # the older spelling of bounces: {mailbox: {kind: maildir}}
     bounces: Bounces = Bounces()
     api: Api = Api()
+    retention: Retention = Retention()
 
     # Set by load_config: where the file was, for resolving relative paths.
     config_file: Path | None = Field(None, exclude=True)

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ARRAY, Integer, any_, cast, func, select, update
+from sqlalchemy import ARRAY, any_, cast, func, select, update
 from sqlalchemy.orm import Session
 
 from newsbroadcast.db.models import Delivery, OutboxRow, Post, SendStatus, TransactionalEmail
@@ -64,7 +64,7 @@ def claim(
             # through the primary key instead of scanning the whole table to join them.
             pick = pick.with_for_update(skip_locked=True)
             picked = select(func.array_agg(pick.subquery().c.id)).scalar_subquery()
-            chosen = model.id == any_(cast(picked, ARRAY(Integer)))
+            chosen = model.id == any_(cast(picked, ARRAY(model.id.type)))
         else:
             chosen = model.id.in_(pick.scalar_subquery())
         ids += session.scalars(

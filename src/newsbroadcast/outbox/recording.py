@@ -8,20 +8,25 @@ connection) while the next envelope (MAIL FROM, RCPT TO) is exchanged, and the d
 waits for its result only before that message's DATA (``Transport.send(before_data=…)``).
 The guarantee is unchanged, the round trip is hidden, and no thread is involved.
 
-SQLite has no round trip to hide, so there the record is simply written in line. psycopg
-is imported only for a PostgreSQL session: a SQLite install does not have it.
+SQLite has no round trip to hide, so there the record is simply written in line; on a
+connection in autocommit straight through the sqlite3 module with the statement compiled
+once, since SQLAlchemy's work per execution costs more than SQLite's own. psycopg is
+imported only for a PostgreSQL session: a SQLite install does not have it.
 """
 
 from __future__ import annotations
 
 import select
+import sqlite3
 import time
 from datetime import UTC, datetime
 from typing import Any, cast
 
 from sqlalchemy import Table, bindparam, event, update
 from sqlalchemy.dialects.postgresql.psycopg import dialect as psycopg_dialect
+from sqlalchemy.dialects.sqlite.pysqlite import dialect as pysqlite_dialect
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from newsbroadcast.db.models import Delivery, SendStatus
@@ -45,6 +50,11 @@ RECORD_SENT = (
 # placeholders ($1…, each cast to its column's type) to be prepared on the connection.
 _POSTGRES = RECORD_SENT.compile(dialect=psycopg_dialect(paramstyle="numeric_dollar"))
 _PREPARED = b"newsbroadcast_record_sent"
+# And for SQLite's own module: "?" placeholders, the time bound as SQLAlchemy would store it.
+_SQLITE_DIALECT = pysqlite_dialect()
+_SQLITE = RECORD_SENT.compile(dialect=_SQLITE_DIALECT)
+_SQLITE_SQL, _SQLITE_ORDER = str(_SQLITE), _SQLITE.positiontup or []
+_SQLITE_TIME = _deliveries.c.sent_at.type.bind_processor(_SQLITE_DIALECT)
 _ALREADY_PREPARED, _NOT_PREPARED = b"42P05", b"26000"
 # How long one record may wait for PostgreSQL. Generous (a busy server answers in far less),
 # but finite: a half-open connection must not hold the worker while its claims expire.
@@ -75,6 +85,12 @@ class SentRecorder:
         self._pq: Any = None
         self._pending: list[bytes | None] | None = None
         self._connection: Connection | None = None
+        self._sqlite: Any = None  # the sqlite3 connection, when written to directly
+        if not overlap:
+            connection = session.connection()
+            autocommit = connection.get_execution_options().get("isolation_level")
+            if connection.dialect.name == "sqlite" and autocommit == "AUTOCOMMIT":
+                self._sqlite = connection.connection.driver_connection
         if overlap:
             from psycopg import pq  # PostgreSQL-only (see the module's docstring)
 
@@ -94,6 +110,16 @@ class SentRecorder:
             raise self._dropped
         self.settle()
         params = {"b_id": delivery_id, "b_at": at, "b_reply": reply, "b_mid": message_id}
+        if self._sqlite is not None:
+            # In autocommit the sqlite3 module commits the statement itself.
+            params["b_at"] = _SQLITE_TIME(at) if _SQLITE_TIME else at
+            bound = {**_SQLITE.params, **params}
+            values = [bound[k] for k in _SQLITE_ORDER]
+            try:
+                self._sqlite.execute(_SQLITE_SQL, values)
+            except sqlite3.Error as e:  # as SQLAlchemy would raise it (outages are told apart)
+                raise DBAPIError.instance(_SQLITE_SQL, values, e, sqlite3.Error) from e
+            return
         if self._pgconn is None:
             self._session.execute(RECORD_SENT, params)
             self._session.commit()

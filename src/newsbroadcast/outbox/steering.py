@@ -24,6 +24,7 @@ from newsbroadcast.db.models import (
     utcnow,
 )
 from newsbroadcast.errors import InputError
+from newsbroadcast.outbox.retention import delivery_counts
 
 log = logging.getLogger("newsbroadcast.editions")
 
@@ -105,7 +106,7 @@ class EditionProgress:
     digest: str
     period: str
     status: str
-    counts: dict[SendStatus, int]
+    counts: dict[str, int]  # by SendStatus
     rate: float  # messages sent per second over the last RATE_WINDOW
 
     @property
@@ -154,15 +155,7 @@ def progress(
     ).all()
     result = []
     for e in editions:
-        counts = dict(
-            session.execute(
-                select(Delivery.status, func.count())
-                .where(Delivery.edition_id == e.id)
-                .group_by(Delivery.status)
-            )
-            .tuples()
-            .all()
-        )
+        counts = delivery_counts(session, e.id)  # with those folded (retention, erasure)
         recent, first = session.execute(
             select(func.count(), func.min(Delivery.sent_at)).where(
                 Delivery.edition_id == e.id,

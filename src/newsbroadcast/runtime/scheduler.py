@@ -93,6 +93,21 @@ def build_scheduler(service: Service) -> BackgroundScheduler:
             misfire_grace_time=None,
             replace_existing=True,
         )
+    keep = config.retention.deliveries
+    if keep is not None:
+        from newsbroadcast.outbox.retention import fold_deliveries
+
+        scheduler.add_job(
+            _guarded(
+                "retention",
+                lambda: fold_deliveries(service.sessions, service.clock() - keep),
+                database,
+            ),
+            IntervalTrigger(days=1),
+            id="retention",
+            misfire_grace_time=None,
+            replace_existing=True,
+        )
     return scheduler
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import re
 from email.utils import parseaddr
 
@@ -32,12 +33,18 @@ _KINDS = {"d": "", "c": "confirm-"}  # kind letter -> Message-ID local part pref
 _MESSAGE_ID = re.compile(r"^(confirm-)?([0-9a-f]{32})@(.+)$")
 
 
+@functools.lru_cache(maxsize=8)
+def _bare_address(sender: str) -> str:
+    # Asked once per message of a send; the answer only changes with the config.
+    return parseaddr(sender)[1]
+
+
 def envelope_sender(config: Config, message_id: str) -> str:
     """MAIL FROM for the message ``message_id``: site.from's address, ``email.return_path``,
     or with ``email.verp`` the return path tagged with this message's token."""
     email = config.email
     if email.return_path is None:
-        return parseaddr(config.site.sender)[1]
+        return _bare_address(config.site.sender)
     if not email.verp:
         return email.return_path
     token = _token(config.site.secret, message_id)

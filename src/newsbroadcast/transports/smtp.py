@@ -126,7 +126,10 @@ class SmtpTransport:
             conn.command_encoding = "utf-8"  # RFC 6531: the addresses travel as UTF-8
         # The addresses are bare addr-specs already (checked when stored), so they go in
         # angle brackets as they are; smtplib's mail()/rcpt() would parse each one again.
-        code, reply = conn.docmd("mail", " ".join([f"FROM:<{envelope.sender}>", *options]))
+        mail = " ".join([f"FROM:<{envelope.sender}>", *options])
+        if conn.has_extn("pipelining"):
+            return self._pipelined(conn, envelope, mail, before_data)
+        code, reply = conn.docmd("mail", mail)
         if code != 250:
             raise self._refused(conn, "MAIL FROM", code, reply, envelope)
         code, reply = conn.docmd("rcpt", f"TO:<{envelope.recipient}>")
@@ -142,6 +145,52 @@ class SmtpTransport:
         if code == 354:
             conn.send(_dot_stuffed(envelope.data))
             code, reply = conn.getreply()
+        if code != 250:
+            raise self._refused(conn, "DATA", code, reply, envelope)
+        return _reply_text(code, reply)
+
+    def _pipelined(
+        self,
+        conn: smtplib.SMTP,
+        envelope: Envelope,
+        mail: str,
+        before_data: Callable[[], None] | None,
+    ) -> str:
+        """The transaction with RFC 2920 PIPELINING: MAIL, RCPT and DATA in one write and
+        their replies read together, two round trips a message instead of four (and far
+        fewer system calls, which is what bounds a fast sender). ``before_data`` still runs
+        before this message's content leaves: a server cannot accept a message it has not
+        received, so a kill still repeats at most the message on the wire."""
+        conn.send(f"MAIL {mail}\r\nRCPT TO:<{envelope.recipient}>\r\nDATA\r\n")
+        if before_data is not None:
+            try:
+                before_data()
+            except BaseException:
+                # Three replies are pending and DATA may be open: only closing ends that.
+                self._drop()
+                raise
+        replies: list[tuple[str, int, bytes]] = []
+        for stage in ("MAIL FROM", "RCPT TO", "DATA"):
+            code, reply = conn.getreply()
+            replies.append((stage, code, reply))
+            if code == 421:  # the server is closing the channel: no more replies come
+                break
+        refused = [
+            (stage, code, reply)
+            for stage, code, reply in replies
+            if code not in {"MAIL FROM": (250,), "RCPT TO": (250, 251), "DATA": (354,)}[stage]
+        ]
+        if refused:
+            if replies[-1][1] == 354:
+                # DATA was taken though the envelope was refused: the lone dot ends the
+                # empty message (RFC 2920, 3.1), which the server refuses for want of a
+                # recipient, and the connection is ready for the next transaction.
+                conn.send(b".\r\n")
+                conn.getreply()
+            stage, code, reply = refused[0]
+            raise self._refused(conn, stage, code, reply, envelope)
+        conn.send(_dot_stuffed(envelope.data))
+        code, reply = conn.getreply()
         if code != 250:
             raise self._refused(conn, "DATA", code, reply, envelope)
         return _reply_text(code, reply)
