@@ -271,7 +271,16 @@ class Delivery(OutboxRow, Base):
     __tablename__ = "deliveries"
     __table_args__ = (
         UniqueConstraint("edition_id", "subscriber_id", name="uq_deliveries_edition_subscriber"),
-        Index("ix_deliveries_due", "status", "next_attempt_at", "id"),
+        # On PostgreSQL only due rows (migration 0017): a row recorded `sent` then adds no
+        # entry, and the index stays the size of the queue. The claim repeats the
+        # predicate (outbox/claim.py DUE) so that even a generic plan can use it.
+        Index(
+            "ix_deliveries_due",
+            "status",
+            "next_attempt_at",
+            "id",
+            postgresql_where=text("status IN ('queued', 'sending')"),
+        ),
         # The automatic pause reads an edition's latest outcomes by time. On PostgreSQL
         # only rows with such a time are indexed: the fan-out's INSERT and the claim's
         # UPDATE (neither time set yet) then maintain two indexes fewer per row.
@@ -288,7 +297,13 @@ class Delivery(OutboxRow, Base):
             postgresql_where=text("refused_at IS NOT NULL"),
         ),  # fmt: skip
         # A bounce (VERP) or a complaint (ARF) names the message it is about.
-        Index("ix_deliveries_message_id", "message_id"),
+        # Partial on PostgreSQL: the fan-out and the claim (no Message-ID yet) add no entry;
+        # a lookup by equality implies IS NOT NULL, so it still uses the index.
+        Index(
+            "ix_deliveries_message_id",
+            "message_id",
+            postgresql_where=text("message_id IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)

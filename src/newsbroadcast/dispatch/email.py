@@ -212,7 +212,7 @@ class EmailSending:
                     Subscriber.language,
                 )
                 .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
-                .where(Delivery.id.in_(ids))
+                .where(self._among(Delivery.id, ids))  # one parameter, not one per row
                 .order_by(Delivery.id)
             )
         )
@@ -429,9 +429,9 @@ class EmailSending:
         if error:
             report.errors.append(error)
         name = getattr(transport, "name", "email")
-        metrics.MESSAGES.labels(name, outcome).inc()
+        metrics.messages(name, outcome).inc()
         if started is not None:
-            metrics.SEND_SECONDS.labels(name).observe(time.perf_counter() - started)
+            metrics.send_seconds(name).observe(time.perf_counter() - started)
 
     def _set_delivery(self, session: Session, delivery_id: int, **values: Any) -> None:
         values.setdefault("lease_until", None)

@@ -9,12 +9,16 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ARRAY, any_, cast, func, select, update
+from sqlalchemy import ARRAY, Select, any_, cast, func, literal_column, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnClause
 
 from newsbroadcast.db.models import Delivery, OutboxRow, Post, SendStatus, TransactionalEmail
 
 MAX_BACKOFF = timedelta(hours=6)
+# The predicate of PostgreSQL's partial due index (migration 0017), as literals: bound
+# parameters would let only a custom plan prove that the index covers the claim's rows.
+DUE: tuple[ColumnClause[Any], ...] = (literal_column("'queued'"), literal_column("'sending'"))
 
 
 def backoff(base: timedelta, attempts: int) -> timedelta:
@@ -58,7 +62,7 @@ def claim(
     for due, order in steps:
         if len(ids) >= limit:
             break
-        pick = select(model.id).where(*due, *extra).order_by(*order).limit(limit - len(ids))
+        pick = due_rows(model, (*due, *extra), order, limit - len(ids), postgres)
         if postgres:
             # ANY(array) rather than IN (subquery): PostgreSQL then reaches the picked rows
             # through the primary key instead of scanning the whole table to join them.
@@ -77,6 +81,20 @@ def claim(
         )  # fmt: skip
     session.commit()
     return sorted(ids)
+
+
+def due_rows(
+    model: type[Delivery] | type[Post] | type[TransactionalEmail],
+    where: Sequence[Any],
+    order: Sequence[Any],
+    limit: int,
+    postgres: bool,
+) -> Select[tuple[int]]:
+    """The ids of up to ``limit`` rows meeting ``where``, in the due index's ``order``."""
+    pick = select(model.id).where(*where).order_by(*order).limit(limit)
+    if postgres:
+        pick = pick.where(model.status.in_(DUE))
+    return pick
 
 
 def finish(

@@ -40,9 +40,17 @@ def make_message_id(config: Config, digest: str, period: str, address: str) -> s
     rebuilt database, and a receiver that drops Message-IDs it knows would drop a new
     edition. The same for the same edition and address, so a message resent after a crash
     is recognisably the same message; the key keeps outsiders from forging our ids."""
-    seed = "\0".join(("message-id", config.site.list_id, digest, period, address.lower()))
-    mac = hmac.new(config.site.secret.encode(), seed.encode(), hashlib.sha256).hexdigest()
-    return f"{mac[:32]}@{_domain_of(config.site.sender)}"
+    mac = _edition_mac(config.site.secret, config.site.list_id, digest, period).copy()
+    mac.update(address.lower().encode())
+    return f"{mac.hexdigest()[:32]}@{_domain_of(config.site.sender)}"
+
+
+@functools.lru_cache(maxsize=64)
+def _edition_mac(secret: str, list_id: str, digest: str, period: str) -> hmac.HMAC:
+    """The Message-ID's HMAC with the key and the edition's part of the seed fed in, once
+    per edition rather than per message (callers ``copy()`` it; threads may share it)."""
+    seed = "\0".join(("message-id", list_id, digest, period, ""))
+    return hmac.new(secret.encode(), seed.encode(), hashlib.sha256)
 
 
 def recipient_links(config: Config, subscriber_id: int) -> dict[str, str]:
