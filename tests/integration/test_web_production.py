@@ -224,6 +224,10 @@ def test_the_archive_is_rendered_once_until_the_next_edition(
             cached = client.get(path, headers={"if-none-match": answer.headers["etag"]})
             assert cached.status_code == 304 and cached.content == b"", path
             assert secured(cached), path
+        # `*` matches any page that exists, and no page that does not.
+        assert client.get("/archive", headers={"if-none-match": "*"}).status_code == 304
+        missing = client.get(f"/archive/{first.edition_id + 99}", headers={"if-none-match": "*"})
+        assert missing.status_code == 404
 
         # A new edition is a new archive version: every page is fresh.
         second = service.plan_digest(site.config.digest("weekly"), force=True)

@@ -197,10 +197,17 @@ def test_a_return_path_that_cannot_work_is_refused(
 
 
 def test_bounces_and_the_older_mailbox_section_cannot_both_be_set() -> None:
-    with pytest.raises(ValidationError, match="both mailbox: and bounces: are set"):
+    with pytest.raises(ValidationError, match=r"both mailbox: and bounces: \(mailbox\) are set"):
         make_config(mailbox={"maildir": "m"}, bounces={"mailbox": {"kind": "maildir", "path": "m"}})
+    # A limit under bounces: beside the older section would be silently ignored: refused.
+    with pytest.raises(ValidationError, match=r"bounces: \(soft_bounce_limit\) are set"):
+        make_config(mailbox={"maildir": "m"}, bounces={"soft_bounce_limit": 2})
     old = make_config(mailbox={"maildir": "m", "soft_bounce_limit": 2}).bounce_settings
     assert old is not None and old.mailbox.kind == "maildir" and old.soft_bounce_limit == 2
+    # Webhooks beside the older section are fine: nothing is said twice.
+    hooks = {"webhooks": {"generic": {"token": "t" * 16}}}
+    both = make_config(mailbox={"maildir": "m"}, bounces=hooks)
+    assert both.bounces.webhooks.generic is not None and both.bounce_settings is not None
 
 
 IMAP = {"kind": "imap", "host": "h", "user": "u", "password_env": "P"}

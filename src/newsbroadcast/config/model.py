@@ -787,10 +787,13 @@ class Config(Model):
 
     @model_validator(mode="after")
     def _one_mailbox(self) -> Config:
-        if self.mailbox is not None and self.bounces.mailbox is not None:
+        # The older section carries its own check_every and soft_bounce_limit: with either
+        # also under bounces:, one would be silently ignored.
+        both = {"mailbox", "check_every", "soft_bounce_limit"} & self.bounces.model_fields_set
+        if self.mailbox is not None and both:
             raise ValueError(
-                "both mailbox: and bounces: are set; keep bounces: "
-                "(mailbox: {maildir: X} is bounces: {mailbox: {kind: maildir, path: X}})"
+                f"both mailbox: and bounces: ({', '.join(sorted(both))}) are set; keep "
+                "bounces: (mailbox: {maildir: X} is bounces: {mailbox: {kind: maildir, path: X}})"
             )
         return self
 

@@ -37,6 +37,9 @@ log = logging.getLogger("newsbroadcast.worker")
 HEALTHY_SECONDS = 60.0
 FIRST_RESTART = 1.0
 MAX_RESTART = 60.0
+# How long a child asked to stop may take to finish the messages on its wire (each SMTP
+# exchange has its own timeouts, so a longer wait means it is stuck).
+STOP_WAIT = 120.0
 # How often the supervisor looks at its children (a wait on the stop event, not a sleep).
 WATCH_EVERY = 0.2
 # What a `worker --once` child prints last (cli/run.py).
@@ -124,7 +127,14 @@ def run_processes(
             if child.process.poll() is None:
                 child.process.send_signal(signal.SIGTERM)
         for child in children.values():
-            _ended(child, child.process.wait(), report)
+            try:
+                status = child.process.wait(STOP_WAIT)
+            except subprocess.TimeoutExpired:
+                # A child that does not finish its wire in time must not hold the command.
+                log.error("worker %d did not stop in %.0f s: killed", child.number, STOP_WAIT)
+                child.process.kill()
+                status = child.process.wait()
+            _ended(child, status, report)
     return report
 
 

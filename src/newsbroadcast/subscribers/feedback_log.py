@@ -2,7 +2,7 @@
 
 Hard bounces go through ``lifecycle.record_bounce`` (the address is suppressed and its
 subscriber marked bounced), soft ones are counted by the same function (its
-``mailbox.soft_bounce_limit`` turns them hard), complaints suppress the address and
+``bounces.soft_bounce_limit`` turns them hard), complaints suppress the address and
 unsubscribe its subscriber. Each event with a provider id leaves a receipt
 (``feedback_receipts``): a provider retrying the same event changes nothing, nor does a
 Mailgun request whose token was seen. One request is one transaction: either all its

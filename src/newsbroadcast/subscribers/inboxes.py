@@ -20,6 +20,7 @@ variable named by ``password_env`` and is never logged.
 
 from __future__ import annotations
 
+import contextlib
 import imaplib
 import mailbox as stdlib_mailbox
 import os
@@ -200,6 +201,8 @@ class ImapInbox:
                 f"environment variable {s.password_env})"
             ) from e
         except OSError as e:
+            with contextlib.suppress(OSError):
+                conn.shutdown()  # the socket is let go of now, not at garbage collection
             raise MailboxError(f"{self.where}: connection lost at login: {_describe(e)}") from e
         return conn
 
@@ -326,6 +329,8 @@ class Pop3Inbox:
                 f"user and the environment variable {s.password_env})"
             ) from e
         except OSError as e:
+            with contextlib.suppress(OSError):
+                conn.close()  # the socket is let go of now, not at garbage collection
             raise MailboxError(f"{self.where}: connection lost at login: {_describe(e)}") from e
         return conn
 

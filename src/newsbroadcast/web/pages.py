@@ -563,8 +563,8 @@ async def _public(
         "content-language": language,
         "vary": "Accept-Language",
     }
-    if etag_matches(request.headers.get("if-none-match"), etag):
-        return Response(status_code=304, headers=headers)
+    # The page is looked up (or built) before any 304: `If-None-Match: *` must not make a
+    # missing page look present.
     page = site.cache.get(version, key)
     if page is None:
         built = await build()
@@ -572,6 +572,8 @@ async def _public(
             raise HTTPException(404)
         # Kept without its cookies: the page is the same for everyone.
         page = site.cache.put(version, key, bytes(built.body), built.media_type or "text/html")
+    if etag_matches(request.headers.get("if-none-match"), etag):
+        return Response(status_code=304, headers=headers)
     return Response(page.body, media_type=page.media_type, headers=headers)
 
 
