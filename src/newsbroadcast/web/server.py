@@ -40,6 +40,9 @@ __all__ = [
 # Written straight to the socket: h11 can only answer a request it has read in full.
 TIMED_OUT = b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
 FULL = b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+# After such an answer, how long what the client still sends is read and dropped before
+# the connection is closed (see GuardedH11Protocol._answer_and_close).
+LINGER_SECONDS = 2.0
 
 
 @dataclass(frozen=True)
@@ -103,16 +106,18 @@ class GuardedH11Protocol(H11Protocol):
         self.header_timeout: float | None = getattr(config, "header_timeout", None)
         self.max_connections: int | None = getattr(config, "max_connections", None)
         self._header_deadline: asyncio.TimerHandle | None = None
+        self._closing = False  # answered and closing: what still comes is dropped
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         if self.max_connections is not None and len(self.connections) > self.max_connections:
-            transport.write(FULL)
-            transport.close()
+            self._answer_and_close(FULL)
             return
         self._arm_header_deadline()
 
     def data_received(self, data: bytes) -> None:
+        if self._closing:
+            return
         if self._header_deadline is None and self.conn.their_state is h11.IDLE:
             self._arm_header_deadline()  # the first byte of a next request on this connection
         super().data_received(data)
@@ -140,8 +145,18 @@ class GuardedH11Protocol(H11Protocol):
         # request is the app's, and the deadline is over.
         if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
             self._unset_keepalive_if_required()
-            self.transport.write(TIMED_OUT)
-            self.transport.close()
+            self._answer_and_close(TIMED_OUT)
+
+    def _answer_and_close(self, answer: bytes) -> None:
+        # Closing a socket with the client's bytes still unread makes the kernel send a
+        # reset, which can destroy the answer before the client reads it. So: the answer,
+        # then our side shut (the client reads it and sees the end), what still comes
+        # dropped, and the close when the client closes or LINGER_SECONDS later.
+        self._closing = True
+        self.transport.write(answer)
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+        self.loop.call_later(LINGER_SECONDS, self.transport.close)
 
 
 def serve(app: ASGIApp | str, options: ServeOptions) -> None:
