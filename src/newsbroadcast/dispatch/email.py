@@ -47,7 +47,7 @@ from newsbroadcast.errors import (
 )
 from newsbroadcast.outbox import retry
 from newsbroadcast.outbox.autopause import note_refusal
-from newsbroadcast.outbox.claim import claim
+from newsbroadcast.outbox.claim import claim, release
 from newsbroadcast.outbox.ratelimit import SendRateLimiter
 from newsbroadcast.outbox.recording import SentRecorder
 from newsbroadcast.outbox.steering import edition_articles
@@ -220,7 +220,7 @@ class EmailSending:
         if grant.granted < len(rows):
             # Over the limit: the rest waits, unspent, until a slot frees up.
             retry_at = grant.retry_at or self.clock() + timedelta(seconds=1)
-            self._release_deliveries(session, [r.id for r in rows[grant.granted :]], retry_at)
+            release(session, Delivery, [r.id for r in rows[grant.granted :]], retry_at)
             rows = rows[: grant.granted]
             if not rows:
                 wait = (retry_at - self.clock()).total_seconds()
@@ -280,7 +280,7 @@ class EmailSending:
         checked: set[int] = set()
         while n < len(rows):
             if self.stopping.is_set():
-                self._release_deliveries(session, [r.id for r in rows[n:]], self.clock())
+                release(session, Delivery, [r.id for r in rows[n:]], self.clock())
                 return False
             if look or rows[n].id not in checked or time.monotonic() - looked >= HALT_CHECK_SECONDS:
                 rows[n:] = self._drop_halted(session, rows[n:])
@@ -337,8 +337,8 @@ class EmailSending:
                 decision = self._decide("email", self.config.email, e, row.attempts)
                 assert isinstance(decision, retry.Retry)  # an outage never gives up
                 self._count(transport, report, "retry", started, error=f"delivery {row.id}: {e}")
-                self._release_deliveries(
-                    session, [r.id for r in rows[n - 1 :]], decision.at,
+                release(
+                    session, Delivery, [r.id for r in rows[n - 1 :]], decision.at,
                     error=f"waiting for the server: {e}",
                 )  # fmt: skip
                 wait = decision.at - self.clock()
@@ -394,7 +394,7 @@ class EmailSending:
         if not halted:
             return rows
         paused = [r.id for r in rows if halted.get(r.edition_id) == EditionStatus.paused]
-        self._release_deliveries(session, paused, self.clock())
+        release(session, Delivery, paused, self.clock())
         ended = [
             r.id
             for r in rows
@@ -462,25 +462,6 @@ class EmailSending:
             **refused,
         )  # fmt: skip
         return True
-
-    def _release_deliveries(
-        self, session: Session, ids: list[int], when: datetime, error: str | None = None
-    ) -> None:
-        """Give claimed deliveries back, due at ``when``, without spending an attempt
-        (``error``: why they wait, for `status`)."""
-        if not ids:
-            return
-        values: dict[str, Any] = {"status": SendStatus.queued, "lease_until": None,
-                                  "next_attempt_at": when}  # fmt: skip
-        if error is not None:
-            values["last_error"] = error
-        session.execute(
-            update(Delivery)
-            .where(Delivery.id.in_(ids), Delivery.status == SendStatus.sending)
-            .values(**values)
-            .execution_options(synchronize_session=False)
-        )
-        session.commit()
 
     def _drop_departed(
         self, session: Session, rows: list[Any], transport: Transport, report: DispatchReport
@@ -550,7 +531,7 @@ class EmailSending:
         key = f"build:{edition_id}:{language}"
         wait = self._build_wait(key)
         reason = f"its message cannot be built: {error}"
-        self._release_deliveries(session, [r.id for r in alike], self.clock() + wait, reason)
+        release(session, Delivery, [r.id for r in alike], self.clock() + wait, reason)
         for _ in alike:
             self._count(transport, report, "retry")
         report.errors.append(f"edition {edition_id} ({language}): {reason}")

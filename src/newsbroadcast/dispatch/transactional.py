@@ -11,10 +11,9 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any
 
 import jinja2
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -28,7 +27,7 @@ from newsbroadcast.db.models import (
 from newsbroadcast.dispatch.report import DispatchReport
 from newsbroadcast.errors import DeliveryError, NewsBroadcastError, TransportDown
 from newsbroadcast.outbox import retry
-from newsbroadcast.outbox.claim import claim, finish
+from newsbroadcast.outbox.claim import claim, finish, release
 from newsbroadcast.outbox.ratelimit import SendRateLimiter
 from newsbroadcast.subscribers.confirmation import (
     confirmation_message,
@@ -84,7 +83,7 @@ class TransactionalSending:
             if grant.granted < len(rows):
                 # Over the limit: the rest waits, unspent, until a slot frees up.
                 retry_at = grant.retry_at or self.clock() + timedelta(seconds=1)
-                self._release_transactional(session, rows[grant.granted :], retry_at)
+                release(session, TransactionalEmail, _ids(rows[grant.granted :]), retry_at)
                 rows = rows[: grant.granted]
             ended: list[datetime] = []  # when each message that used a slot got its reply
             try:
@@ -111,9 +110,10 @@ class TransactionalSending:
         except TransportDown as e:
             decision = self._decide("email", self.config.email, e, 0)
             assert isinstance(decision, retry.Retry)  # an outage never gives up
-            self._release_transactional(
-                session, rows, decision.at, error=f"waiting for the server: {e}"
-            )
+            release(
+                session, TransactionalEmail, _ids(rows), decision.at,
+                error=f"waiting for the server: {e}",
+            )  # fmt: skip
             report.errors.append(f"transactional emails: {e}")
             log.warning("%s; transactional emails wait until %s", e, decision.at)
             return None
@@ -129,7 +129,7 @@ class TransactionalSending:
         held_until: datetime | None = None  # when emails whose template failed try again
         for n, row in enumerate(rows):
             if self.stopping.is_set():
-                self._release_transactional(session, rows[n:], self.clock())
+                release(session, TransactionalEmail, _ids(rows[n:]), self.clock())
                 return
             sub = session.get(Subscriber, row.subscriber_id)
             now = self.clock()
@@ -151,7 +151,7 @@ class TransactionalSending:
                 if held_until is None:  # one more failure in a row per batch, not per email
                     held_until = self.clock() + self._build_wait("build:confirmation")
                 error = f"the confirmation template failed: {e}"
-                self._release_transactional(session, [row], held_until, error=error)
+                release(session, TransactionalEmail, [row.id], held_until, error=error)
                 self._count(
                     transport, report, "retry", error=f"transactional email {row.id}: {error}"
                 )
@@ -177,7 +177,7 @@ class TransactionalSending:
                 if isinstance(e, TransportDown):
                     # The server is unwell: everything behind this one waits as well.
                     assert isinstance(decision, retry.Retry)  # an outage never gives up
-                    self._release_transactional(session, rows[n + 1 :], decision.at)
+                    release(session, TransactionalEmail, _ids(rows[n + 1 :]), decision.at)
                     log.warning("%s; transactional emails wait until %s", e, decision.at)
                     return
                 log.warning("transactional email %s to subscriber %s: %s", row.id, sub.id, e)
@@ -227,28 +227,6 @@ class TransactionalSending:
         session.commit()
         return "retry"
 
-    def _release_transactional(
-        self,
-        session: Session,
-        rows: list[TransactionalEmail],
-        when: datetime,
-        error: str | None = None,
-    ) -> None:
-        """Give claimed rows back, due at ``when``, without spending an attempt
-        (``error``: why they wait, for `status`)."""
-        if not rows:
-            return
-        values: dict[str, Any] = {"status": SendStatus.queued, "lease_until": None,
-                                  "next_attempt_at": when}  # fmt: skip
-        if error is not None:
-            values["last_error"] = error
-        session.execute(
-            update(TransactionalEmail)
-            .where(
-                TransactionalEmail.id.in_([r.id for r in rows]),
-                TransactionalEmail.status == SendStatus.sending,
-            )
-            .values(**values)
-            .execution_options(synchronize_session=False)
-        )
-        session.commit()
+
+def _ids(rows: list[TransactionalEmail]) -> list[int]:
+    return [r.id for r in rows]

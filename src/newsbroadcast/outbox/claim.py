@@ -107,3 +107,27 @@ def finish(
     if status == SendStatus.sent:
         row.sent_at = now
     session.commit()
+
+
+def release(
+    session: Session,
+    model: type[Delivery] | type[TransactionalEmail] | type[Post],
+    ids: Sequence[int],
+    when: datetime,
+    error: str | None = None,
+) -> None:
+    """Give claimed rows back, due at ``when``, without spending an attempt (``error``: why
+    they wait, for `status`), and commit. Rows no longer ``sending`` are left as they are."""
+    if not ids:
+        return
+    values: dict[str, Any] = {"status": SendStatus.queued, "lease_until": None,
+                              "next_attempt_at": when}  # fmt: skip
+    if error is not None:
+        values["last_error"] = error
+    session.execute(
+        update(model)
+        .where(model.id.in_(list(ids)), model.status == SendStatus.sending)
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    session.commit()
