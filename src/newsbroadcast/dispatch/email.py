@@ -38,6 +38,7 @@ from newsbroadcast.db.models import (
     SubscriberStatus,
     Suppression,
 )
+from newsbroadcast.dispatch.multiplex import run_together
 from newsbroadcast.dispatch.report import DispatchReport
 from newsbroadcast.errors import (
     DeliveryError,
@@ -59,7 +60,8 @@ from newsbroadcast.subscribers.bounces import BounceKind, classify, reply_status
 from newsbroadcast.subscribers.lifecycle import record_bounce
 from newsbroadcast.subscribers.suppressions import email_hash
 from newsbroadcast.subscribers.verp import envelope_sender
-from newsbroadcast.transports.base import Envelope, Transport
+from newsbroadcast.transports.base import Envelope, SteppedTransport, Transport
+from newsbroadcast.waits import Steps, Wait, finish
 
 log = logging.getLogger("newsbroadcast.dispatch")
 
@@ -94,32 +96,41 @@ class EmailSending:
         """Send due deliveries until none is due (or ``stopping`` is set, or a batch ends
         past ``deadline``, a ``time.monotonic()`` value).
 
-        ``email.smtp.connections`` connections work at once, each in a thread of its own
-        with its own transport and database session, messages back to back on each.
+        ``email.smtp.connections`` connections work at once, each with its own transport
+        and database session, messages back to back on each. Over SMTP they all run in
+        this thread (dispatch/multiplex.py); a transport that can only block gets a thread
+        per connection.
         """
         pool = self.connections
         reports = [DispatchReport() for _ in range(pool)]
+        transports = [self.make_transport() for _ in range(pool)]
+        connections = [
+            self._connection_steps(transport, report, deadline)
+            for transport, report in zip(transports, reports, strict=True)
+        ]
+        failed: list[BaseException] = []
         if pool == 1:
-            self._connection_loop(reports[0], deadline)
+            finish(connections[0], sleep=self.stopping.wait)
+        elif all(isinstance(t, SteppedTransport) for t in transports):
+            failed.extend(run_together(connections, self.stopping))
         else:
-            errors: list[BaseException] = []
-
-            def work(report: DispatchReport) -> None:
+            # A transport that can only block gets a thread per connection.
+            def work(connection: Steps[None]) -> None:
                 try:
-                    self._connection_loop(report, deadline)
+                    finish(connection, sleep=self.stopping.wait)
                 except BaseException as e:  # re-raised below, in the caller's thread
-                    errors.append(e)
+                    failed.append(e)
 
             threads = [
-                threading.Thread(target=work, args=(r,), name=f"delivery-{i}", daemon=True)
-                for i, r in enumerate(reports)
+                threading.Thread(target=work, args=(c,), name=f"delivery-{i}", daemon=True)
+                for i, c in enumerate(connections)
             ]
             for t in threads:
                 t.start()
             for t in threads:
                 t.join()
-            if errors:
-                raise errors[0]
+        if failed:
+            raise failed[0]
         report = DispatchReport()
         for r in reports:
             report.add(r)
@@ -138,15 +149,17 @@ class EmailSending:
         email = self.config.email
         return email.smtp.connections if email.transport == "smtp" and email.smtp else 1
 
-    def _connection_loop(self, report: DispatchReport, deadline: float | None = None) -> None:
+    def _connection_steps(
+        self, transport: Transport, report: DispatchReport, deadline: float | None
+    ) -> Steps[None]:
         """One connection's work: claim a batch, send it, record each outcome; again, until
         nothing is due or, after a whole batch, ``deadline`` has passed."""
-        with self.make_transport() as transport:
-            while not self.stopping.is_set() and self._send_batch(transport, report):
+        with transport:
+            while not self.stopping.is_set() and (yield from self._send_batch(transport, report)):
                 if deadline is not None and time.monotonic() >= deadline:
                     return
 
-    def _send_batch(self, transport: Transport, report: DispatchReport) -> bool:
+    def _send_batch(self, transport: Transport, report: DispatchReport) -> Steps[bool]:
         """Claim and send one batch. False when this connection should stop for now:
         nothing due, the server is down, or the rate limit frees no slot soon."""
         size = self.config.email.batch_size
@@ -158,13 +171,13 @@ class EmailSending:
         bind = self.sessions.kw["bind"]
         if not isinstance(bind, Engine):  # a dry run, all inside one transaction to roll back
             with self.sessions() as session:
-                return self._claim_and_send(session, size, transport, report)
+                return (yield from self._claim_and_send(session, size, transport, report))
         with (
             bind.connect().execution_options(isolation_level="AUTOCOMMIT") as connection,
             Session(connection, expire_on_commit=False) as session,
         ):
             if not self._postgres:
-                return self._claim_and_send(session, size, transport, report)
+                return (yield from self._claim_and_send(session, size, transport, report))
             # Nor does a recorded send wait for its WAL flush, which would cost more than
             # the SMTP transaction: a killed worker loses nothing this way (the commit is in
             # the server's memory); only a crash of PostgreSQL itself may forget the last
@@ -173,7 +186,9 @@ class EmailSending:
             # (see db/engine.py).
             session.execute(text("SET synchronous_commit TO off"))
             try:
-                return self._claim_and_send(session, size, transport, report, overlap=True)
+                return (
+                    yield from self._claim_and_send(session, size, transport, report, overlap=True)
+                )
             finally:
                 # A gone connection is discarded anyway; the first error is the one to see.
                 with contextlib.suppress(DBAPIError):
@@ -186,7 +201,7 @@ class EmailSending:
         transport: Transport,
         report: DispatchReport,
         overlap: bool = False,
-    ) -> bool:
+    ) -> Steps[bool]:
         """``overlap``: record sent deliveries while the next envelope goes out (see
         outbox/recording.py); for a PostgreSQL session in autocommit only."""
         sending_edition = exists().where(
@@ -226,14 +241,15 @@ class EmailSending:
                 wait = (retry_at - self.clock()).total_seconds()
                 if wait > self.config.scheduler.dispatch_every.total_seconds():
                     return False
-                self.stopping.wait(max(wait, 0.0))
+                yield Wait(None, False, time.monotonic() + max(wait, 0.0))
                 return True
         before = (report.sent, report.retried, report.failed, report.skipped)
         ended: list[datetime] = []  # when each message that used a slot got its reply
         try:
             with contextlib.closing(SentRecorder(session, overlap)) as recorder:
                 # A copy: _send_rows drops rows it skips, the log below names the batch.
-                more = self._send_rows(session, recorder, transport, list(rows), report, ended)
+                rest = list(rows)
+                more = yield from self._send_rows(session, recorder, transport, rest, report, ended)
         finally:
             self.limiter.release(grant.slots, ended)
         sent, retried, failed, skipped = (
@@ -264,7 +280,7 @@ class EmailSending:
         rows: list[Any],
         report: DispatchReport,
         ended: list[datetime],
-    ) -> bool:
+    ) -> Steps[bool]:
         """Send ``rows`` in order; append to ``ended`` when each message's transaction
         ended (for the rate limit). Unsubscribes, suppressions and halted editions are
         looked at before the first message and then at most ``HALT_CHECK_SECONDS`` apart."""
@@ -324,7 +340,7 @@ class EmailSending:
                 sender = envelope_sender(self.config, message_id)
                 envelope = Envelope(sender, row.email, data, message_id)
                 try:
-                    reply = transport.send(envelope, before_data=recorder.settle)
+                    reply = yield from _send(transport, envelope, recorder)
                 finally:
                     ended.append(self.clock())
             except PermanentSendError as e:
@@ -614,3 +630,11 @@ class EmailSending:
                 row.subscriber_id,
                 bounces,
             )
+
+
+def _send(transport: Transport, envelope: Envelope, recorder: SentRecorder) -> Steps[str]:
+    """``transport.send``, as steps where the transport has them; the previous message's
+    record is settled before this one's content leaves."""
+    if isinstance(transport, SteppedTransport):
+        return (yield from transport.send_steps(envelope, recorder.settle_steps))
+    return transport.send(envelope, before_data=recorder.settle)

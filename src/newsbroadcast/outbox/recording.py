@@ -6,7 +6,9 @@ is a round trip to the server; instead of waiting for it before starting the nex
 the statement is sent without waiting (libpq's asynchronous API, on the session's own
 connection) while the next envelope (MAIL FROM, RCPT TO) is exchanged, and the dispatcher
 waits for its result only before that message's DATA (``Transport.send(before_data=…)``).
-The guarantee is unchanged, the round trip is hidden, and no thread is involved.
+The guarantee is unchanged, the round trip is hidden, and no thread is involved: the wait
+is a step (newsbroadcast/waits.py), so while PostgreSQL works the dispatcher's thread
+serves its other connections.
 
 SQLite has no round trip to hide, so there the record is simply written in line; on a
 connection in autocommit straight through the sqlite3 module with the statement compiled
@@ -16,7 +18,6 @@ imported only for a PostgreSQL session: a SQLite install does not have it.
 
 from __future__ import annotations
 
-import select
 import sqlite3
 import time
 from datetime import UTC, datetime
@@ -30,6 +31,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from newsbroadcast.db.models import Delivery, SendStatus
+from newsbroadcast.waits import Steps, Wait, finish
 
 # Declarative types __table__ as any FromClause; a class mapped by __tablename__ has a Table.
 _deliveries = cast(Table, Delivery.__table__)
@@ -132,16 +134,20 @@ class SentRecorder:
 
     def settle(self) -> None:
         """Return once the last recorded send is in the database."""
+        finish(self.settle_steps())
+
+    def settle_steps(self) -> Steps[None]:
+        """``settle`` as steps (newsbroadcast/waits.py): yields while PostgreSQL works."""
         values, self._pending = self._pending, None
         if values is None:
             return
-        error = self._result()
+        error = yield from self._result()
         if error is not None and self._sqlstate(error) == _NOT_PREPARED:
             # psycopg deallocates every prepared statement after a ROLLBACK on the
             # connection: prepare it again and record once more, still before DATA.
             self._prepare()
             self._send(values)
-            error = self._result()
+            error = yield from self._result()
         if error is not None:
             raise RecordError(f"recording a sent delivery failed: {_describe(error)}")
 
@@ -155,23 +161,23 @@ class SentRecorder:
         self._deadline = time.monotonic() + self._within
         self._pgconn.send_prepare(_PREPARED, str(_POSTGRES).encode())
         self._flush()
-        error = self._result()
+        error = finish(self._result())
         if error is not None and self._sqlstate(error) != _ALREADY_PREPARED:
             raise RecordError(f"preparing to record sent deliveries failed: {_describe(error)}")
 
     def _flush(self) -> None:
         """Push out what libpq still holds (the connection is non-blocking)."""
         while self._pgconn.flush():
-            self._wait(write=True)
+            finish(self._wait(write=True))
 
-    def _result(self) -> Any:
+    def _result(self) -> Steps[Any]:
         """Read every result of the statement in flight; its error result, if any."""
         pgconn = self._pgconn
         error = None
         while True:
             pgconn.consume_input()
             while pgconn.is_busy():
-                self._wait(write=False)
+                yield from self._wait(write=False)
                 pgconn.consume_input()
             result = pgconn.get_result()
             if result is None:  # all read: the connection is free for the next statement
@@ -179,16 +185,13 @@ class SentRecorder:
             if result.status == self._pq.ExecStatus.FATAL_ERROR:
                 error = result
 
-    def _wait(self, write: bool) -> None:
+    def _wait(self, write: bool) -> Steps[None]:
         """Wait until the socket is ready, or fail the record at its deadline. The
         statement is then still in flight, so the connection is of no further use: it is
         invalidated (closed, never back in the pool; the session's next statement, if any,
         gets a new one). The delivery stays claimed: once its lease ends it is sent again
         (the duplicate this design allows for), unless the record did reach the server."""
-        left = self._deadline - time.monotonic()
-        socket = self._pgconn.socket
-        readers, writers = ([], [socket]) if write else ([socket], [])
-        if any(select.select(readers, writers, [], max(left, 0))):
+        if (yield Wait(self._pgconn.socket, write, self._deadline)):
             return
         if self._connection is not None:
             event.remove(self._connection, "before_cursor_execute", self._before_statement)

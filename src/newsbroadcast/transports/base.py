@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Protocol
+from typing import Protocol, runtime_checkable
+
+from newsbroadcast.waits import Steps
 
 
 @dataclass(frozen=True)
@@ -44,3 +46,13 @@ class Transport(Protocol):
     ) -> None: ...
 
     def send(self, envelope: Envelope, before_data: Callable[[], None] | None = None) -> str: ...
+
+
+@runtime_checkable
+class SteppedTransport(Transport, Protocol):
+    """A transport that can also send as steps (newsbroadcast/waits.py), yielding where it
+    waits for the server, so that one thread keeps many connections busy."""
+
+    def send_steps(
+        self, envelope: Envelope, before_data: Callable[[], Steps[None]] | None = None
+    ) -> Steps[str]: ...

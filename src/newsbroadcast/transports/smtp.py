@@ -21,6 +21,7 @@ import re
 import smtplib
 import socket
 import ssl
+import time
 from collections.abc import Callable
 from types import TracebackType
 
@@ -32,6 +33,7 @@ from newsbroadcast.errors import (
     TransportDown,
 )
 from newsbroadcast.transports.base import Envelope
+from newsbroadcast.waits import Steps, Wait, finish
 
 log = logging.getLogger(__name__)
 # What would break out of "<address>" in an SMTP command line.
@@ -65,6 +67,7 @@ class SmtpTransport:
         self.name = name
         self._ssl_context = ssl_context or _default_context(settings.verify)
         self._connection: smtplib.SMTP | None = None
+        self._link: _Link | None = None  # the connection's socket, once greeted
 
     @property
     def where(self) -> str:
@@ -83,8 +86,10 @@ class SmtpTransport:
 
     def close(self) -> None:
         """Say QUIT and close the connection, if one is open. Never raises."""
-        conn, self._connection = self._connection, None
+        conn, self._connection, self._link = self._connection, None, None
         if conn is not None:
+            if conn.sock is not None:  # smtplib reads QUIT's reply blocking, as it connected
+                conn.sock.settimeout(self.settings.timeout.total_seconds())
             _quit(conn)
 
     def check(self) -> str:
@@ -105,10 +110,19 @@ class SmtpTransport:
 
     def send(self, envelope: Envelope, before_data: Callable[[], None] | None = None) -> str:
         """Hand one envelope to the server; returns its reply to the end of DATA."""
+        steps = None if before_data is None else _as_steps(before_data)
+        return finish(self.send_steps(envelope, steps))
+
+    def send_steps(
+        self, envelope: Envelope, before_data: Callable[[], Steps[None]] | None = None
+    ) -> Steps[str]:
+        """``send`` as steps (newsbroadcast/waits.py): it yields where it waits for the
+        server, so one thread can keep many connections busy. ``before_data`` is steps too.
+        Connecting (and TLS, and the login) still blocks: it happens once per connection."""
         conn = self._connection or self._open()
         self._connection = conn
         try:
-            return self._transaction(conn, envelope, before_data)
+            return (yield from self._transaction(conn, envelope, before_data))
         except OSError as e:
             # smtplib's own errors are OSErrors too; every one that reaches here means the
             # connection is in an unknown state, so it is dropped and remade next time.
@@ -117,61 +131,81 @@ class SmtpTransport:
                 f"{self.name}: connection to {self.where} lost while sending to "
                 f"<{envelope.recipient}>: {_describe(e)}"
             ) from e
+        except GeneratorExit:
+            # Abandoned halfway (the worker stops): where the conversation stands is
+            # unknown, and only closing ends an open DATA without a message.
+            self._drop()
+            raise
 
     def _transaction(
-        self, conn: smtplib.SMTP, envelope: Envelope, before_data: Callable[[], None] | None
-    ) -> str:
+        self,
+        conn: smtplib.SMTP,
+        envelope: Envelope,
+        before_data: Callable[[], Steps[None]] | None,
+    ) -> Steps[str]:
         options = self._mail_options(conn, envelope)
         if "SMTPUTF8" in options:
             conn.command_encoding = "utf-8"  # RFC 6531: the addresses travel as UTF-8
         # The addresses are bare addr-specs already (checked when stored), so they go in
         # angle brackets as they are; smtplib's mail()/rcpt() would parse each one again.
-        mail = " ".join([f"FROM:<{envelope.sender}>", *options])
+        mail = " ".join([f"MAIL FROM:<{envelope.sender}>", *options])
+        rcpt = f"RCPT TO:<{envelope.recipient}>"
+        link = self._link
+        assert link is not None  # made with the connection
         if conn.has_extn("pipelining"):
-            return self._pipelined(conn, envelope, mail, before_data)
-        code, reply = conn.docmd("mail", mail)
-        if code != 250:
-            raise self._refused(conn, "MAIL FROM", code, reply, envelope)
-        code, reply = conn.docmd("rcpt", f"TO:<{envelope.recipient}>")
-        if code not in (250, 251):
-            raise self._refused(conn, "RCPT TO", code, reply, envelope)
+            return (yield from self._pipelined(link, envelope, mail, rcpt, before_data))
+        for stage, command, accepted in (
+            ("MAIL FROM", mail, (250,)),
+            ("RCPT TO", rcpt, (250, 251)),
+        ):
+            yield from link.write(f"{command}\r\n".encode(conn.command_encoding))
+            code, reply = yield from link.reply()
+            if code not in accepted:
+                raise (yield from self._refused(stage, code, reply, envelope))
         if before_data is not None:
             try:
-                before_data()
-            except BaseException:
-                self._reset(conn)  # the envelope is open: close it so the connection stays usable
+                yield from before_data()
+            except GeneratorExit:
                 raise
-        code, reply = conn.docmd("data")
+            except BaseException:
+                # The envelope is open: close it so the connection stays usable.
+                yield from self._reset()
+                raise
+        yield from link.write(b"DATA\r\n")
+        code, reply = yield from link.reply()
         if code == 354:
-            conn.send(_dot_stuffed(envelope.data))
-            code, reply = conn.getreply()
+            yield from link.write(_dot_stuffed(envelope.data))
+            code, reply = yield from link.reply()
         if code != 250:
-            raise self._refused(conn, "DATA", code, reply, envelope)
+            raise (yield from self._refused("DATA", code, reply, envelope))
         return _reply_text(code, reply)
 
     def _pipelined(
         self,
-        conn: smtplib.SMTP,
+        link: _Link,
         envelope: Envelope,
         mail: str,
-        before_data: Callable[[], None] | None,
-    ) -> str:
+        rcpt: str,
+        before_data: Callable[[], Steps[None]] | None,
+    ) -> Steps[str]:
         """The transaction with RFC 2920 PIPELINING: MAIL, RCPT and DATA in one write and
         their replies read together, two round trips a message instead of four (and far
         fewer system calls, which is what bounds a fast sender). ``before_data`` still runs
         before this message's content leaves: a server cannot accept a message it has not
         received, so a kill still repeats at most the message on the wire."""
-        conn.send(f"MAIL {mail}\r\nRCPT TO:<{envelope.recipient}>\r\nDATA\r\n")
+        assert self._connection is not None
+        encoding = self._connection.command_encoding
+        yield from link.write(f"{mail}\r\n{rcpt}\r\nDATA\r\n".encode(encoding))
         if before_data is not None:
             try:
-                before_data()
+                yield from before_data()
             except BaseException:
                 # Three replies are pending and DATA may be open: only closing ends that.
                 self._drop()
                 raise
         replies: list[tuple[str, int, bytes]] = []
         for stage in ("MAIL FROM", "RCPT TO", "DATA"):
-            code, reply = conn.getreply()
+            code, reply = yield from link.reply()
             replies.append((stage, code, reply))
             if code == 421:  # the server is closing the channel: no more replies come
                 break
@@ -185,14 +219,14 @@ class SmtpTransport:
                 # DATA was taken though the envelope was refused: the lone dot ends the
                 # empty message (RFC 2920, 3.1), which the server refuses for want of a
                 # recipient, and the connection is ready for the next transaction.
-                conn.send(b".\r\n")
-                conn.getreply()
+                yield from link.write(b".\r\n")
+                yield from link.reply()
             stage, code, reply = refused[0]
-            raise self._refused(conn, stage, code, reply, envelope)
-        conn.send(_dot_stuffed(envelope.data))
-        code, reply = conn.getreply()
+            raise (yield from self._refused(stage, code, reply, envelope))
+        yield from link.write(_dot_stuffed(envelope.data))
+        code, reply = yield from link.reply()
         if code != 250:
-            raise self._refused(conn, "DATA", code, reply, envelope)
+            raise (yield from self._refused("DATA", code, reply, envelope))
         return _reply_text(code, reply)
 
     def _mail_options(self, conn: smtplib.SMTP, envelope: Envelope) -> list[str]:
@@ -216,13 +250,10 @@ class SmtpTransport:
         return options
 
     def _refused(
-        self,
-        conn: smtplib.SMTP,
-        stage: str,
-        code: int,
-        reply: bytes | str,
-        envelope: Envelope,
-    ) -> Exception:
+        self, stage: str, code: int, reply: bytes | str, envelope: Envelope
+    ) -> Steps[Exception]:
+        """The error for a refusal (to raise), with the connection made ready for the
+        next transaction: reset, or dropped when it cannot be."""
         text = _reply_text(code, reply)
         message = f"{self.name}: {self.where} refused {stage} for <{envelope.recipient}>: {text}"
         if code == 421 or not 400 <= code < 600:
@@ -230,7 +261,7 @@ class SmtpTransport:
             # conversation is out of step. Either way start over on a new connection.
             self._drop()
             return TransportDown(message, reply=text)
-        self._reset(conn)
+        yield from self._reset()
         if code < 500:
             return TransientSendError(message, reply=text)
         if stage == "MAIL FROM":
@@ -243,17 +274,21 @@ class SmtpTransport:
             )
         return PermanentSendError(message, reply=text)
 
-    def _reset(self, conn: smtplib.SMTP) -> None:
+    def _reset(self) -> Steps[None]:
         """End a failed transaction so the connection can carry the next message."""
+        link = self._link
+        if link is None:
+            return
         try:
-            code, _ = conn.rset()
+            yield from link.write(b"RSET\r\n")
+            code, _ = yield from link.reply()
         except OSError:
             code = -1
         if code != 250:
             self._drop()
 
     def _drop(self) -> None:
-        conn, self._connection = self._connection, None
+        conn, self._connection, self._link = self._connection, None, None
         if conn is not None:
             conn.close()
 
@@ -283,6 +318,8 @@ class SmtpTransport:
         except BaseException:
             conn.close()
             raise
+        assert conn.sock is not None  # connected
+        self._link = _Link(conn.sock, timeout)
         log.debug("%s: connected to %s", self.name, self.where)
         return conn
 
@@ -383,11 +420,94 @@ def _default_context(verify: bool) -> ssl.SSLContext:
     return context
 
 
+class _Link:
+    """A greeted connection's socket, made non-blocking: commands written and replies read
+    as steps. Replies are parsed as smtplib's ``getreply`` does (a code, and the lines'
+    texts joined by newlines); bytes past a reply stay for the next one."""
+
+    def __init__(self, sock: socket.socket, timeout: float) -> None:
+        sock.settimeout(0.0)
+        self._sock = sock
+        self._fileno = sock.fileno()
+        self._timeout = timeout  # per wait, as smtplib's is per read or write
+        self._buffer = bytearray()
+
+    def write(self, data: bytes) -> Steps[None]:
+        view = memoryview(data)
+        while view:
+            try:
+                view = view[self._sock.send(view) :]
+                continue
+            except (BlockingIOError, ssl.SSLWantWriteError):
+                write = True
+            except ssl.SSLWantReadError:  # TLS may need to read before it can write
+                write = False
+            yield from self._wait(write)
+
+    def reply(self) -> Steps[tuple[int, bytes]]:
+        while (reply := self._take()) is None:
+            try:
+                chunk = self._sock.recv(65536)
+            except (BlockingIOError, ssl.SSLWantReadError):
+                yield from self._wait(write=False)
+                continue
+            except ssl.SSLWantWriteError:
+                yield from self._wait(write=True)
+                continue
+            if not chunk:
+                raise smtplib.SMTPServerDisconnected("Connection unexpectedly closed")
+            self._buffer += chunk
+        return reply
+
+    def _wait(self, write: bool) -> Steps[None]:
+        if not (yield Wait(self._fileno, write, time.monotonic() + self._timeout)):
+            raise TimeoutError("timed out")
+
+    def _take(self) -> tuple[int, bytes] | None:
+        """The first whole reply in the buffer, taken out of it; None if none is whole."""
+        buffer, start, texts = self._buffer, 0, []
+        while True:
+            end = buffer.find(b"\n", start)
+            if end < 0 or end - start > _MAX_LINE:
+                if len(buffer) - start > _MAX_LINE:
+                    raise smtplib.SMTPResponseException(500, "Line too long.")
+                return None
+            line = bytes(buffer[start : end + 1])
+            start = end + 1
+            texts.append(line[4:].strip(b" \t\r\n"))
+            try:
+                code = int(line[:3])
+            except ValueError:
+                code = -1
+                break
+            if line[3:4] != b"-":
+                break
+        del buffer[:start]
+        return code, b"\n".join(texts)
+
+
+# smtplib's limit for a reply line (its _MAXLINE).
+_MAX_LINE = 8192
+
+
+def _as_steps(call: Callable[[], None]) -> Callable[[], Steps[None]]:
+    """A plain callable as steps that never wait."""
+
+    def steps() -> Steps[None]:
+        call()
+        return
+        yield  # a generator, though it never waits
+
+    return steps
+
+
 def _dot_stuffed(data: bytes) -> bytes:
     """``data`` as DATA carries it (RFC 5321 4.5.2): a dot doubled where it starts a line,
     then the final "." line. The same result as smtplib's ``data()``, whose line-start
     regex costs more CPU than the rest of a message's sending; one bytes.replace does it."""
-    stuffed = data.replace(b"\n.", b"\n..")
+    # The test first: a digest rarely has a line that starts with a dot, and the scan
+    # costs less than the copy replace() makes.
+    stuffed = data.replace(b"\n.", b"\n..") if b"\n." in data else data
     if stuffed.startswith(b"."):
         stuffed = b"." + stuffed
     if not stuffed.endswith(b"\r\n"):
