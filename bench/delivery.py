@@ -11,7 +11,10 @@ an edition and delivering it: fan-out (INSERT … SELECT), per-recipient message
 recorded per message; subscribers are inserted beforehand (not timed). PostgreSQL comes from
 $BENCH_DATABASE_URL or $TEST_DATABASE_URL (a throwaway schema is made and dropped).
 Prints messages per second, the ratio to the baseline (goal >= 0.8) and the measured
-process's peak RSS (goal < 300 MB at 100,000).
+process's peak RSS (goal < 300 MB at 100,000); then the CPU per message of every party
+(ours: the measured process and its worker children; PostgreSQL's backends; the sink's)
+and the cores they kept busy, the same for the baseline, and for several --processes the
+ceiling that CPU sets on this machine: cores / CPU per message.
 """
 
 from __future__ import annotations
@@ -29,7 +32,8 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -42,7 +46,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
-from sink import SINKS, Sink, SinkUnavailable, start_sink  # noqa: E402
+from sink import SINKS, Sink, SinkUnavailable, process_cpu_seconds, start_sink  # noqa: E402
 
 GOAL_RATIO = 0.8
 GOAL_RSS_MB = 300
@@ -140,38 +144,86 @@ def insert_subscribers(engine, count: int) -> None:  # type: ignore[no-untyped-d
         )
 
 
-def _cpu_seconds(pid: int) -> float:
-    """utime + stime of a process on this machine, from /proc (Linux)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+# While worker children run: how often their backends' CPU is read from /proc, and how
+# often pg_stat_activity is asked for new backends (a query, so less often).
+# A reading costs about 0.15 ms of CPU, a query about 0.7 ms: about 1% of a core.
+SAMPLE_EVERY = 0.02
+DISCOVER_EVERY = 0.2
 
 
 class PostgresCpu:
     """CPU time of the PostgreSQL backends serving this run (those whose application_name
-    is the run's own), read from /proc: PostgreSQL on loopback is on this machine. A
-    backend that ended during the run is not counted (the pool keeps its connections)."""
+    is the run's own: worker children have it too, in the URL of their YAML), read from
+    /proc: PostgreSQL on loopback is on this machine.
+
+    A backend is read while it lives: at the start, at each ``used()``, and every
+    SAMPLE_EVERY inside ``sampling()``, which the run wraps around worker children (their
+    backends end with them, before the last ``used()``). Limits: what a backend used after
+    its last reading (up to SAMPLE_EVERY of its time, and its exit) is lost, and one that
+    lived less than DISCOVER_EVERY may be missed: six busy backends ending at different
+    times were counted 1-2% short of the postmaster's figure below. Not done instead: the
+    postmaster's cutime + cstime (its reaped children) counts all of each ended backend,
+    but also every other session's that ended meanwhile (other tests on this shared
+    server, autovacuum workers), which nothing here could tell apart from ours."""
 
     def __init__(self, engine, application: str) -> None:  # type: ignore[no-untyped-def]
+        # ``engine`` must be AUTOCOMMIT: pg_stat_activity is read once per transaction.
         self.engine, self.application = engine, application
-        self.start = self.read()
-
-    def read(self) -> dict[int, float]:
+        self.live: set[int] = set()  # pids to read again
+        self.last: dict[int, float] = {}  # each backend's latest reading
+        self.overhead = 0.0  # CPU seconds of the sampling thread (this process's, not ours)
         with self.engine.connect() as conn:
-            pids = conn.scalars(
+            self._refresh(conn)
+        self.start = dict(self.last)
+
+    def _refresh(self, conn) -> None:  # type: ignore[no-untyped-def]
+        """Add the backends now in pg_stat_activity, and read all that still live."""
+        self.live.update(
+            conn.scalars(
                 text("SELECT pid FROM pg_stat_activity WHERE application_name = :a"),
                 {"a": self.application},
-            ).all()
-        found = {}
-        for pid in pids:
-            with contextlib.suppress(OSError):  # not on this machine, or ended meanwhile
-                found[pid] = _cpu_seconds(pid)
-        return found
+            )
+        )
+        self._read()
+
+    def _read(self) -> None:
+        for pid in list(self.live):
+            try:
+                self.last[pid] = process_cpu_seconds(pid)
+            except OSError:  # ended (its last reading stays), or not on this machine
+                self.live.discard(pid)
+
+    @contextlib.contextmanager
+    def sampling(self) -> Iterator[None]:
+        stop = threading.Event()
+        thread = threading.Thread(target=self._sample, args=(stop,), daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
+
+    def _sample(self, stop: threading.Event) -> None:
+        began = time.thread_time()
+        with self.engine.connect() as conn:  # one connection: no backend started per query
+            discover_at = 0.0
+            while not stop.is_set():
+                if time.monotonic() >= discover_at:
+                    self._refresh(conn)
+                    discover_at = time.monotonic() + DISCOVER_EVERY
+                else:
+                    self._read()
+                stop.wait(SAMPLE_EVERY)
+        self.overhead += time.thread_time() - began
 
     def used(self) -> float | None:
-        end = self.read()
-        if not end:
+        """CPU seconds of the run's backends since the start; None if none was seen."""
+        with self.engine.connect() as conn:
+            self._refresh(conn)
+        if not self.last:
             return None
-        return sum(cpu - self.start.get(pid, 0.0) for pid, cpu in end.items())
+        return sum(cpu - self.start.get(pid, 0.0) for pid, cpu in self.last.items())
 
 
 def _process_cpu() -> float:
@@ -199,7 +251,8 @@ def child(args: argparse.Namespace) -> None:
         service.poll()
         postgres = None
         if engine.dialect.name == "postgresql":
-            postgres = PostgresCpu(create_engine(args.url, poolclass=NullPool), application)
+            monitor = create_engine(args.url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
+            postgres = PostgresCpu(monitor, application)
         cpu = _process_cpu()
         start = time.perf_counter()
         planned = service.plan_digests(force=True)
@@ -216,12 +269,15 @@ def child(args: argparse.Namespace) -> None:
                 config_file.write_text(yaml.safe_dump(data), encoding="utf-8")
                 command = [sys.executable, "-m", "newsbroadcast", "--config", str(config_file),
                            "worker", "--once"]  # fmt: skip
-                done = run_processes(command, args.processes, once=True)
+                # Their backends end with them: read while they run.
+                with postgres.sampling() if postgres else contextlib.nullcontext():
+                    done = run_processes(command, args.processes, once=True)
                 sent_reported = done.dispatch.sent
             else:
                 sent_reported = service.dispatch().sent
         elapsed = time.perf_counter() - start
-        cpu = _process_cpu() - cpu
+        # The sampling thread's CPU is the bench's, not ours.
+        cpu = _process_cpu() - cpu - (postgres.overhead if postgres else 0.0)
         pg_cpu = postgres.used() if postgres else None
         with service.sessions() as session:
             sent = session.scalar(select(func.count()).where(Delivery.status == SendStatus.sent))
@@ -241,6 +297,7 @@ def child(args: argparse.Namespace) -> None:
                 "elapsed_s": elapsed,
                 "cpu_s": cpu,
                 "pg_cpu_s": pg_cpu,
+                "pg_backends": len(postgres.last) if postgres else 0,
                 "rss_mb": rss_mb,
             }
         )
@@ -269,22 +326,42 @@ def prebuilt_message(port: int) -> bytes:
     return ready.message(who, make_message_id(config, "daily", "bench", who.email), now)
 
 
-def baseline(port: int, connections: int, count: int, data: bytes) -> float:
-    """Messages per second of bare smtplib loops, one thread per connection."""
-    per = [count // connections + (i < count % connections) for i in range(connections)]
+@dataclass
+class Baseline:
+    """One baseline measurement: ``messages`` in ``elapsed`` seconds, and the CPU seconds
+    it took: the smtplib threads' own (``cpu``) and the sink's."""
 
-    def loop(n: int) -> None:
-        with smtplib.SMTP("127.0.0.1", port) as smtp:
+    messages: int
+    elapsed: float
+    cpu: float
+    sink_cpu: float
+
+    @property
+    def rate(self) -> float:
+        return self.messages / self.elapsed
+
+
+def baseline(sink: Sink, connections: int, count: int, data: bytes) -> Baseline:
+    """Bare smtplib loops, one thread per connection."""
+    per = [count // connections + (i < count % connections) for i in range(connections)]
+    spent = [0.0] * connections  # each loop thread's CPU: not the sink's reader thread's
+
+    def loop(number: int, n: int) -> None:
+        began = time.thread_time()
+        with smtplib.SMTP("127.0.0.1", sink.port) as smtp:
             for i in range(n):
                 smtp.sendmail("digest@newsroom.example.org", [f"r{i}@example.org"], data)
+        spent[number] = time.thread_time() - began
 
-    threads = [threading.Thread(target=loop, args=(n,)) for n in per]
+    threads = [threading.Thread(target=loop, args=(i, n)) for i, n in enumerate(per)]
+    sink_cpu = sink.cpu_seconds()
     start = time.perf_counter()
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    return count / (time.perf_counter() - start)
+    elapsed = time.perf_counter() - start
+    return Baseline(count, elapsed, sum(spent), sink.cpu_seconds() - sink_cpu)
 
 
 def postgres_schema(base: str) -> tuple[str, Callable[[], None]]:
@@ -318,7 +395,7 @@ def measure(
         else:
             url, drop = postgres_schema(pg_base)  # type: ignore[arg-type]
         try:
-            before = sink.received()
+            before, sink_cpu = sink.received(), sink.cpu_seconds()
             out = subprocess.run(
                 [sys.executable, __file__, "--child", "--url", url,
                  "--port", str(sink.port), "--n", str(n),
@@ -333,11 +410,18 @@ def measure(
                 drop()
     result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
     result["received"] = sink.received() - before
+    # The whole child's life, but the sink only works while the run sends.
+    result["sink_cpu_s"] = sink.cpu_seconds() - sink_cpu
     return result
 
 
-def _ms_per(seconds: float | None, n: int) -> str:
-    return "n/a" if seconds is None else f"{seconds * 1000 / n:.3f} ms"
+def _cpu_line(parts: dict[str, float], messages: int, elapsed: float) -> tuple[str, float]:
+    """ "a 0.100 + b 0.020 = 0.120 ms; 1.20 cores busy of 2" for CPU seconds by party, and
+    the total CPU seconds per message."""
+    total = sum(parts.values())
+    terms = " + ".join(f"{who} {cpu * 1000 / messages:.3f}" for who, cpu in parts.items())
+    busy = f"{total / elapsed:.2f} cores busy of {os.cpu_count()}"
+    return f"{terms} = {total * 1000 / messages:.3f} ms; {busy}", total / messages
 
 
 def main() -> None:
@@ -386,12 +470,14 @@ def main() -> None:
             for n in args.subscribers:
                 first_rate = None
                 for processes in args.processes:
-                    rate = report(args, sink, data, database, pg_base, n, processes)
-                    if len(args.processes) > 1 and rate:
+                    case = report(args, sink, data, database, pg_base, n, processes)
+                    if len(args.processes) > 1 and case:
+                        rate, per_message = case
                         first_rate = first_rate or rate
                         print(
                             f"  {processes} process(es): {rate / first_rate:.2f}x the rate of "
-                            f"{args.processes[0]}"
+                            f"{args.processes[0]}; "
+                            + ceiling(per_message, first_rate, f"the rate of {args.processes[0]}")
                         )
         print(f"load average {os.getloadavg()[0]:.2f} at the end")
     finally:
@@ -406,20 +492,22 @@ def report(
     pg_base: str | None,
     n: int,
     processes: int,
-) -> float | None:
-    """Run one case ``args.runs`` times and print it; its median rate (msg/s)."""
-    results, baselines = [], []
+) -> tuple[float, float] | None:
+    """Run one case ``args.runs`` times and print it; its median rate (msg/s) and that
+    run's CPU seconds per message (all parties)."""
+    results, baselines, loads = [], [], []
     connections = args.connections * processes
     base_count = min(n, 10_000)
     for _ in range(args.runs):
         if not args.fanout_only:
-            before = baseline(sink.port, connections, base_count, data)
+            before = baseline(sink, connections, base_count, data)
         results.append(measure(args, sink, database, pg_base, n, processes))
         if not args.fanout_only:
             # Measured again after the run, and the two averaged: load from elsewhere on
             # the machine drifts over a run's minutes, and moves the baseline as much.
-            after = baseline(sink.port, connections, base_count, data)
-            baselines.append((before + after) / 2)
+            after = baseline(sink, connections, base_count, data)
+            baselines.append((before.rate + after.rate) / 2)
+            loads += [before, after]
     pick = sorted(results, key=lambda r: r["elapsed_s"])[len(results) // 2]  # the median run
     rss = pick["rss_mb"]
     rss_note = f" (goal < {GOAL_RSS_MB}: {'met' if rss < GOAL_RSS_MB else 'NOT met'})"
@@ -441,13 +529,34 @@ def report(
         f"{base_rate:,.0f} msg/s; newsbroadcast {rate:7,.0f} msg/s end to end "
         f"(fan-out {pick['fanout_s']:.2f} s, total {pick['elapsed_s']:.1f} s), "
         f"ratio {ratio:.2f} (goal >= {GOAL_RATIO}: {'met' if ratio >= GOAL_RATIO else 'NOT met'}); "
-        f"CPU per message: ours {_ms_per(pick['cpu_s'], n)}, PostgreSQL's "
-        f"{_ms_per(pick['pg_cpu_s'], n)}; peak RSS {rss:.0f} MB"
+        f"peak RSS {rss:.0f} MB"
         + (rss_note if n >= 100_000 else "")
         + f"; sink got {pick['received']:,}, recorded sent {pick['sent']:,}"
         + (f"; ratios {', '.join(ratios)}" if args.runs > 1 else "")
     )
-    return rate
+    parts = {"ours": pick["cpu_s"]}
+    if pick["pg_cpu_s"] is not None:
+        parts[f"PostgreSQL's ({pick['pg_backends']} backends)"] = pick["pg_cpu_s"]
+    parts["sink's"] = pick["sink_cpu_s"]
+    line, per_message = _cpu_line(parts, n, pick["elapsed_s"])
+    print(f"  CPU per message: {line}")
+    sent = sum(b.messages for b in loads)
+    elapsed = sum(b.elapsed for b in loads)
+    smtplib_cpu = {"smtplib": sum(b.cpu for b in loads), "sink's": sum(b.sink_cpu for b in loads)}
+    line, base_per_message = _cpu_line(smtplib_cpu, sent, elapsed)
+    print(f"  baseline CPU per message: {line}; {ceiling(base_per_message, base_rate, 'its rate')}")
+    return rate, per_message
+
+
+def ceiling(per_message: float, rate: float, of: str) -> str:
+    """The rate ``per_message`` CPU seconds allow with every core of this machine busy (and
+    only with this), and that over ``rate`` (the rate ``of`` whom)."""
+    cores = os.cpu_count() or 1
+    most = cores / per_message
+    return (
+        f"ceiling {cores} cores / {per_message * 1000:.3f} ms = {most:,.0f} msg/s: "
+        f"at most {most / rate:.2f}x {of} on this machine"
+    )
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 the measured process's interpreter lock). They keep no message, only count: memory stays
 flat.
 
-    start_sink(kind="aiosmtpd", delay=0.0, backlog=64) -> Sink(port, received(), stop())
+    start_sink(kind="aiosmtpd", delay=0.0, backlog=64)
+        -> Sink(port, received(), cpu_seconds(), stop())
 
 ``aiosmtpd`` is pure Python (about 700 messages a second here: it is often the slowest
 part of a run). ``smtp-sink`` is Postfix's test server, written in C: it answers as fast as
@@ -29,6 +30,7 @@ from typing import Any
 
 SINKS = ("aiosmtpd", "smtp-sink")
 _COUNTED = re.compile(rb"mesg=(\d+)\r")
+_TICKS = os.sysconf("SC_CLK_TCK")  # the unit of /proc's CPU times
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "newsbroadcast-bench"
 
 
@@ -41,6 +43,7 @@ class Sink:
     kind: str
     port: int
     received: Callable[[], int]  # messages taken so far
+    cpu_seconds: Callable[[], float]  # CPU seconds (user + system) the sink used so far
     stop: Callable[[], None]
     how: str  # where the sink came from, for the bench's first lines
 
@@ -51,6 +54,17 @@ def start_sink(kind: str = "aiosmtpd", delay: float = 0.0, backlog: int = 64) ->
             raise SinkUnavailable("smtp-sink: --delay is for the aiosmtpd sink only")
         return _start_smtp_sink(backlog)
     return _start_aiosmtpd(delay)
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """utime + stime of a process on this machine (all its threads), from /proc (Linux)."""
+    return _stat_cpu_seconds(Path(f"/proc/{pid}/stat"))
+
+
+def _stat_cpu_seconds(stat: Path) -> float:
+    """utime + stime from a /proc stat file (a process's, or one thread's under task/)."""
+    fields = stat.read_bytes().rsplit(b")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _TICKS
 
 
 def _free_port() -> int:
@@ -94,7 +108,16 @@ def _start_aiosmtpd(delay: float) -> Sink:
         stop.set()
         proc.join(timeout=10)
 
-    return Sink("aiosmtpd", port, lambda: int(counter.value), stop_sink, "aiosmtpd (Python)")
+    pid = proc.pid
+    assert pid is not None  # started above
+    return Sink(
+        "aiosmtpd",
+        port,
+        lambda: int(counter.value),
+        lambda: process_cpu_seconds(pid),
+        stop_sink,
+        "aiosmtpd (Python)",
+    )
 
 
 # --- Postfix's smtp-sink --------------------------------------------------------------
@@ -155,6 +178,7 @@ def _start_smtp_sink(backlog: int) -> Sink:
 
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
+    reader_stat = Path(f"/proc/self/task/{reader.native_id}/stat")
     for _ in range(100):  # until it listens
         try:
             socket.create_connection(("127.0.0.1", port), timeout=1).close()
@@ -173,4 +197,9 @@ def _start_smtp_sink(backlog: int) -> Sink:
         proc.wait(timeout=10)
         reader.join(timeout=5)
 
-    return Sink("smtp-sink", port, lambda: count[0], stop_sink, how)
+    def cpu_seconds() -> float:
+        # smtp-sink is one process, no children; reading its counter is sink work done in
+        # this process's thread, so it is the sink's too (not the smtplib baseline's).
+        return process_cpu_seconds(proc.pid) + _stat_cpu_seconds(reader_stat)
+
+    return Sink("smtp-sink", port, lambda: count[0], cpu_seconds, stop_sink, how)
