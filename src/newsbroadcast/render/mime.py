@@ -14,7 +14,7 @@ import hashlib
 import hmac
 import html
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.header import Header
 from email.utils import format_datetime, parseaddr
 
@@ -29,6 +29,14 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f\x85\u2028\u2029]+")
 _SPACES = re.compile(r"[ \t]{2,}")
 _NEWLINES = re.compile(r"\r\n|\r|\n")
 _MESSAGE_ID = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@[A-Za-z0-9.-]+")
+# Printable ASCII but the specials _ascii_address refuses (space included): the address as
+# given is the address written, and a last "@" splits it as rpartition does.
+_PLAIN_ADDRESS = re.compile(r"[!#-\'*-+\--9=?-~]+@[!#-\'*-+\--9=?A-~]+")
+# What quoted-printable (binascii, a piece alone on its line) leaves as it is: printable
+# ASCII but "=", at most 75 characters (no soft break), not ending in a space, not a lone ".".
+_QP_PLAIN = re.compile(r"(?!\.\Z)[ !-<>-~]{0,74}[!-<>-~]")
+_HTML_SPECIAL = re.compile(r"[&<>\"']")
+_SECOND = timedelta(seconds=1)
 # Order matters: it is the order of the values handed to Body.fill.
 SLOTS = ("name", "email", "unsubscribe_url", "preferences_url")
 
@@ -56,15 +64,35 @@ def _edition_mac(secret: str, list_id: str, digest: str, period: str) -> hmac.HM
 def recipient_links(config: Config, subscriber_id: int) -> dict[str, str]:
     """The subscriber's signed links: ``unsubscribe_url``, ``preferences_url`` and
     ``unsubscribe_mailto``. They never expire: an old email's unsubscribe link must work."""
-    base = config.site.public_url.rstrip("/")
-    unsubscribe = tokens.sign(config.site.secret, "unsubscribe", subscriber_id)
-    preferences = tokens.sign(config.site.secret, "preferences", subscriber_id)
-    mailbox = _bare_address(config.site.unsubscribe_mailto)
+    unsubscribe, preferences, mailto = _SiteLinks(config).links(subscriber_id)
     return {
-        "unsubscribe_url": f"{base}/unsubscribe/{unsubscribe}",
-        "preferences_url": f"{base}/preferences/{preferences}",
-        "unsubscribe_mailto": f"mailto:{mailbox}?subject=unsubscribe%20{unsubscribe}",
+        "unsubscribe_url": unsubscribe,
+        "preferences_url": preferences,
+        "unsubscribe_mailto": mailto,
     }
+
+
+class _SiteLinks:
+    """What every subscriber's links share on a site, worked out once: a prepared edition
+    keeps one, so a message pays for the two MACs and the joins only."""
+
+    def __init__(self, config: Config) -> None:
+        site = config.site
+        base = site.public_url.rstrip("/")
+        self._unsubscribe_at = base + "/unsubscribe/"
+        self._preferences_at = base + "/preferences/"
+        self._mailto = f"mailto:{_bare_address(site.unsubscribe_mailto)}?subject=unsubscribe%20"
+        self._sign_unsubscribe = tokens.signer(site.secret, "unsubscribe")
+        self._sign_preferences = tokens.signer(site.secret, "preferences")
+
+    def links(self, subscriber_id: int) -> tuple[str, str, str]:
+        """The unsubscribe URL, the preferences URL and the unsubscribe mailto: URI."""
+        unsubscribe = self._sign_unsubscribe(subscriber_id)
+        return (
+            self._unsubscribe_at + unsubscribe,
+            self._preferences_at + self._sign_preferences(subscriber_id),
+            self._mailto + unsubscribe,
+        )
 
 
 def feedback_id(config: Config, digest: str, kind: str) -> str | None:
@@ -94,7 +122,6 @@ class PreparedEdition:
         # Which edition this is, as receivers may see it (make_message_id): no row ids.
         self.digest = digest.name
         self.period = period
-        self._config = config
         self._variants = variants
         site = config.site
         from_name, from_addr = parseaddr(site.sender)
@@ -143,6 +170,11 @@ class PreparedEdition:
         self._html_open = part_head("html")
         self._close = ("--" + boundary + "--" + CRLF).encode("ascii")
         self._dkim = DkimSigner(config) if config.email.dkim else None
+        self._links = _SiteLinks(config)
+        # The last Date header made and the UTC second it stands for (start, text): swapped
+        # as one tuple, so threads sharing the edition need no lock.
+        epoch = datetime(1970, 1, 1, tzinfo=UTC)
+        self._date = (epoch, format_datetime(epoch))
 
     def message(self, recipient: Recipient, message_id: str, now: datetime) -> bytes:
         """The whole message for ``recipient``: CRLF line endings, no line over 78 octets in
@@ -152,18 +184,21 @@ class PreparedEdition:
             raise ValueError(f"{message_id!r} is not a Message-ID (no angle brackets, one @)")
         name = one_line(recipient.name or "")
         address = _ascii_address(recipient.email)
-        links = recipient_links(self._config, recipient.subscriber_id)
-        raw = (name, address, links["unsubscribe_url"], links["preferences_url"])
-        escaped = tuple(html.escape(value, quote=True) for value in raw)
+        unsubscribe_url, preferences_url, mailto = self._links.links(recipient.subscriber_id)
+        raw = (name, address, unsubscribe_url, preferences_url)
+        text_values = tuple(map(_qp_value, raw))
+        # Most values have nothing to escape (_escape hands them back): encode those once.
+        html_values = tuple(
+            encoded if value is plain else _qp_value(value)
+            for plain, value, encoded in zip(raw, map(_escape, raw), text_values, strict=True)
+        )
         html_body, text_body = self._variants[bool(name)]
-        if now.tzinfo is None:
-            now = now.replace(tzinfo=UTC)  # naive times in this project are UTC
         head = "".join(
             (
                 self._head_static,
                 _header("To", _address(name, address)),
                 "Date: ",
-                format_datetime(now),
+                self._date_header(now),
                 CRLF,
                 "Message-ID: <",
                 message_id,
@@ -171,11 +206,11 @@ class PreparedEdition:
                 CRLF,
                 # Folded between the two URIs: long, and both must survive intact.
                 "List-Unsubscribe: <",
-                links["unsubscribe_url"],
+                unsubscribe_url,
                 ">,",
                 CRLF,
                 " <",
-                links["unsubscribe_mailto"],
+                mailto,
                 ">",
                 CRLF,
             )
@@ -185,15 +220,29 @@ class PreparedEdition:
                 head,
                 self._head_tail,
                 self._text_open,
-                text_body.fill_encoded(raw),
+                text_body.join_encoded(text_values),
                 self._html_open,
-                html_body.fill_encoded(escaped),
+                html_body.join_encoded(html_values),
                 self._close,
             )
         )
         if self._dkim is not None:
             data = self._dkim.sign(data)
         return data
+
+    def _date_header(self, now: datetime) -> str:
+        """``format_datetime(now)``, made once a second: it cost a quarter of a message, and
+        the messages of a batch are stamped within a few seconds. Naive ``now`` is UTC."""
+        if now.tzinfo is None:
+            now = now.replace(tzinfo=UTC)  # naive times in this project are UTC
+        start, text = self._date
+        # Only for UTC (the clock's): another zone's offset would be written instead.
+        if now.tzinfo is UTC and start <= now and now - start < _SECOND:
+            return text
+        text = format_datetime(now)
+        if now.tzinfo is UTC:
+            self._date = (now.replace(microsecond=0), text)
+        return text
 
 
 class Body:
@@ -211,6 +260,7 @@ class Body:
         # ("=" CRLF), which decode to nothing, so the decoded body is exactly ``fill``'s.
         self.encoded = [_qp_piece(p) for p in self.literals[:-1]]
         self.encoded.append(quoted_printable(self.literals[-1]))
+        self._after = list(zip(self.slots, self.encoded[1:], strict=True))
 
     def fill(self, values: tuple[str, ...]) -> bytes:
         encoded = [v.encode("utf-8") for v in values]
@@ -223,9 +273,12 @@ class Body:
     def fill_encoded(self, values: tuple[str, ...]) -> bytes:
         """``fill(values)`` as quoted-printable (CRLF-terminated), from the pieces encoded
         once: only the values are encoded here."""
-        encoded = [_qp_piece(v.encode("utf-8")) for v in values]
+        return self.join_encoded(tuple(map(_qp_value, values)))
+
+    def join_encoded(self, encoded: tuple[bytes, ...]) -> bytes:
+        """``fill_encoded`` from values already encoded (``_qp_value``)."""
         out = [self.encoded[0]]
-        for slot, literal in zip(self.slots, self.encoded[1:], strict=True):
+        for slot, literal in self._after:
             if encoded[slot]:
                 out += (_SOFT_BREAK, encoded[slot], _SOFT_BREAK)
             out.append(literal)
@@ -235,6 +288,9 @@ class Body:
 def one_line(value: str) -> str:
     """``value`` with every control character (CR, LF, tab, …) made a space: safe in a
     header and in a single line of text."""
+    # Printable means none of _CONTROL (all Cc, Zl or Zp) and no tab: only a strip is left.
+    if value.isprintable() and "  " not in value:
+        return value.strip()
     return _SPACES.sub(" ", _CONTROL.sub(" ", value)).strip()
 
 
@@ -286,6 +342,8 @@ def _quoted(text: str) -> str:
 
 
 def _ascii_address(address: str) -> str:
+    if _PLAIN_ADDRESS.fullmatch(address):
+        return address  # what the checks below would give back, at a tenth of the cost
     address = one_line(address)
     local, at, domain = address.rpartition("@")
     if not at or not local or not domain or any(c in address for c in ' <>(),;:"'):
@@ -313,6 +371,19 @@ def _bare_address(address: str) -> str:
 
 
 _SOFT_BREAK = b"=\r\n"
+
+
+def _escape(value: str) -> str:
+    """``html.escape(value)``; ``value`` itself when it has nothing to escape, as most do."""
+    return html.escape(value, quote=True) if _HTML_SPECIAL.search(value) else value
+
+
+def _qp_value(value: str) -> bytes:
+    """``_qp_piece`` of ``value`` in UTF-8, without binascii for the common value (an
+    address, one of our URLs, a short ASCII name) that it would leave as it is."""
+    if _QP_PLAIN.fullmatch(value):
+        return value.encode("ascii")
+    return _qp_piece(value.encode("utf-8"))
 
 
 def _qp_piece(piece: bytes) -> bytes:

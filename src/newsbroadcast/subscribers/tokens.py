@@ -23,17 +23,18 @@ import functools
 import hashlib
 import hmac
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from newsbroadcast.errors import NewsBroadcastError
 
-__all__ = ["InvalidToken", "Verified", "read", "sign", "tag", "tag_matches", "verify"]
+__all__ = ["InvalidToken", "Verified", "read", "sign", "signer", "tag", "tag_matches", "verify"]
 
 _NO_EXPIRY = 1
 _WITH_EXPIRY = 2
 _WITH_STAMP = 3
+_NO_EXPIRY_PREFIX = bytes([_NO_EXPIRY])
 _MAC_BYTES = 16  # 128 bits: far beyond guessing, and keeps the token short
 _EXPIRY_BYTES = 5  # Unix seconds up to the year 36812
 _STAMP_BYTES = 8  # Unix microseconds: the database keeps a sign-up's time to the microsecond
@@ -63,24 +64,40 @@ def sign(
     """A token for ``subscriber_id`` and ``purpose``, valid until ``expires_at`` (if given),
     carrying ``stamp`` (if given; needs ``expires_at``). The same arguments always give the
     same token."""
+    if expires_at is None and stamp is None:
+        return signer(secret, purpose)(subscriber_id)
     _check_purpose(purpose)
     if not secret:
         raise ValueError("the secret must not be empty")
-    if subscriber_id < 0 or subscriber_id.bit_length() > _MAX_ID_BYTES * 8:
-        raise ValueError(f"subscriber id {subscriber_id} cannot be put in a token")
-    id_bytes = subscriber_id.to_bytes(max(1, (subscriber_id.bit_length() + 7) // 8), "big")
+    id_bytes = _id_bytes(subscriber_id)
     if expires_at is None:
-        if stamp is not None:
-            raise ValueError("a stamped token needs an expiry")
-        payload = bytes([_NO_EXPIRY]) + id_bytes
+        raise ValueError("a stamped token needs an expiry")
+    expiry = _epoch(expires_at).to_bytes(_EXPIRY_BYTES, "big")
+    if stamp is None:
+        payload = bytes([_WITH_EXPIRY]) + id_bytes + expiry
     else:
-        expiry = _epoch(expires_at).to_bytes(_EXPIRY_BYTES, "big")
-        if stamp is None:
-            payload = bytes([_WITH_EXPIRY]) + id_bytes + expiry
-        else:
-            stamp_bytes = _micros(stamp).to_bytes(_STAMP_BYTES, "big")
-            payload = bytes([_WITH_STAMP]) + id_bytes + expiry + stamp_bytes
+        stamp_bytes = _micros(stamp).to_bytes(_STAMP_BYTES, "big")
+        payload = bytes([_WITH_STAMP]) + id_bytes + expiry + stamp_bytes
     return _encode(payload + _mac(secret, purpose, payload))
+
+
+@functools.lru_cache(maxsize=64)
+def signer(secret: str, purpose: str) -> Callable[[int], str]:
+    """``sign(secret, purpose, subscriber_id)`` without expiry, as a function of the id alone:
+    the checks and the key set-up are done here, once, not for each of the two links in
+    every email. The same tokens as ``sign``; threads may share the function."""
+    _check_purpose(purpose)
+    if not secret:
+        raise ValueError("the secret must not be empty")
+    keyed = _keyed(secret, purpose)
+
+    def sign_forever(subscriber_id: int) -> str:
+        payload = _NO_EXPIRY_PREFIX + _id_bytes(subscriber_id)
+        mac = keyed.copy()
+        mac.update(payload)
+        return _encode(payload + mac.digest()[:_MAC_BYTES])
+
+    return sign_forever
 
 
 @dataclass(frozen=True)
@@ -152,6 +169,12 @@ def tag_matches(secrets: Sequence[str], purpose: str, data: bytes, mac: bytes) -
 def _check_purpose(purpose: str) -> None:
     if not purpose or "\x00" in purpose:
         raise ValueError(f"bad token purpose {purpose!r}")
+
+
+def _id_bytes(subscriber_id: int) -> bytes:
+    if subscriber_id < 0 or subscriber_id.bit_length() > _MAX_ID_BYTES * 8:
+        raise ValueError(f"subscriber id {subscriber_id} cannot be put in a token")
+    return subscriber_id.to_bytes(max(1, (subscriber_id.bit_length() + 7) // 8), "big")
 
 
 def _mac(secret: str, purpose: str, payload: bytes) -> bytes:
