@@ -261,7 +261,9 @@ def child(args: argparse.Namespace) -> None:
         fanout_pg = postgres.used() if postgres else None
         sent_reported = 0
         if not args.fanout_only:
-            if args.processes > 1:
+            if args.worker_processes:
+                # Every count of a --processes list, 1 included, runs as `worker --once`
+                # children, so each pays the same start-up and the speed-ups compare alike.
                 from newsbroadcast.dispatch.processes import run_processes
 
                 config_file = Path(tmp) / "bench.yaml"
@@ -400,7 +402,8 @@ def measure(
                 [sys.executable, __file__, "--child", "--url", url,
                  "--port", str(sink.port), "--n", str(n),
                  "--connections", str(args.connections), "--processes", str(processes)]
-                + (["--fanout-only"] if args.fanout_only else []),
+                + (["--fanout-only"] if args.fanout_only else [])
+                + (["--worker-processes"] if len(args.processes) > 1 else []),
                 capture_output=True, text=True,
             )  # fmt: skip
             if out.returncode != 0:
@@ -443,6 +446,7 @@ def main() -> None:
     p.add_argument("--url", help=argparse.SUPPRESS)
     p.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     p.add_argument("--n", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--worker-processes", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
         args.processes = args.processes[0]
