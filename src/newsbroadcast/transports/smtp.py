@@ -66,6 +66,7 @@ class SmtpTransport:
         self.settings = settings
         self.name = name
         self._ssl_context = ssl_context or _default_context(settings.verify)
+        self._timeout = settings.timeout.total_seconds()
         self._connection: smtplib.SMTP | None = None
         self._link: _Link | None = None  # the connection's socket, once greeted
 
@@ -89,7 +90,7 @@ class SmtpTransport:
         conn, self._connection, self._link = self._connection, None, None
         if conn is not None:
             if conn.sock is not None:  # smtplib reads QUIT's reply blocking, as it connected
-                conn.sock.settimeout(self.settings.timeout.total_seconds())
+                conn.sock.settimeout(self._timeout)
             _quit(conn)
 
     def check(self) -> str:
@@ -119,8 +120,11 @@ class SmtpTransport:
         """``send`` as steps (newsbroadcast/waits.py): it yields where it waits for the
         server, so one thread can keep many connections busy. ``before_data`` is steps too.
         Connecting (and TLS, and the login) still blocks: it happens once per connection."""
-        conn = self._connection or self._open()
-        self._connection = conn
+        conn = self._connection
+        if conn is None:
+            conn = self._open()
+            assert conn.sock is not None  # connected
+            self._connection, self._link = conn, _Link(conn.sock, self._timeout)
         try:
             return (yield from self._transaction(conn, envelope, before_data))
         except OSError as e:
@@ -318,8 +322,6 @@ class SmtpTransport:
         except BaseException:
             conn.close()
             raise
-        assert conn.sock is not None  # connected
-        self._link = _Link(conn.sock, timeout)
         log.debug("%s: connected to %s", self.name, self.where)
         return conn
 
