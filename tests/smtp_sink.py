@@ -105,6 +105,10 @@ class SmtpSink:
         self.host = host
         self.port = port
         self.delay = delay
+        # The most messages whose content had arrived and whose reply had not gone out,
+        # at any one moment (across connections): how many the client kept in flight.
+        self.most_in_flight = 0
+        self._in_flight = 0
         self.on_data = on_data
         self.pipelining = pipelining
         self.defer = dict(defer or {})
@@ -302,8 +306,13 @@ class _Handler:
 
     async def handle_DATA(self, server: _SinkSMTP, session: Any, envelope: Any) -> str:
         data: bytes = envelope.original_content
-        if self.sink.delay:
-            await asyncio.sleep(self.sink.delay)  # a remote MTA's time to accept a message
+        self.sink._in_flight += 1  # one event loop: no lock needed
+        self.sink.most_in_flight = max(self.sink.most_in_flight, self.sink._in_flight)
+        try:
+            if self.sink.delay:
+                await asyncio.sleep(self.sink.delay)  # a remote MTA's time to accept a message
+        finally:
+            self.sink._in_flight -= 1
         if _BARE_CR_OR_LF.search(data):
             return "550 5.6.11 Message contains a bare CR or LF (RFC 5322 2.3)"
         if any(len(line) > MAX_LINE for line in data.split(b"\r\n")):

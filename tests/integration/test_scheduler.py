@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 from sqlalchemy import func, select
 
 from newsbroadcast.config import reload
 from newsbroadcast.config.model import Config
 from newsbroadcast.db.models import Article, Delivery, SendStatus, utcnow
+from newsbroadcast.dispatch.report import DispatchReport
 from newsbroadcast.runtime.scheduler import build_scheduler, run_forever
 from newsbroadcast.service import Service
 from newsbroadcast.subscribers.registry import add_subscriber
@@ -115,3 +118,30 @@ def test_a_stop_ends_the_drain_in_progress_and_leaves_the_rest_queued(tmp_path: 
             assert sorted(states) == [SendStatus.queued] * 4 + [SendStatus.sent]
         finally:
             service.close()
+
+
+def test_a_dispatch_step_longer_than_its_period_is_not_a_warning_each_period(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="apscheduler")  # as `--verbose` sets it
+    service = Service(site_config(tmp_path, scheduler={"dispatch_every": "0.05s"}))
+    ran = threading.Event()
+
+    def long_step(_budget: object = None) -> DispatchReport:
+        time.sleep(0.4)  # eight periods: the job fires seven times while this runs
+        ran.set()
+        return DispatchReport()
+
+    service.dispatch = long_step  # type: ignore[method-assign]
+    scheduler = build_scheduler(service)
+    scheduler.start()
+    try:
+        assert ran.wait(30)
+        time.sleep(0.2)
+    finally:
+        scheduler.shutdown(wait=True)
+        service.close()
+    overlaps = [r for r in caplog.records if "maximum number of running" in r.getMessage()]
+    assert overlaps, "APScheduler said nothing: the step did not outlast its period"
+    assert {r.levelname for r in overlaps} == {"DEBUG"}
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]

@@ -41,6 +41,23 @@ from newsbroadcast.service import Service
 log = logging.getLogger("newsbroadcast.scheduler")
 
 
+class _StepStillRunning(logging.Filter):
+    """APScheduler warns each time a job fires while its previous run still works. For the
+    dispatch job that is the normal course of a long send (a step runs up to its budget,
+    the job fires every ``dispatch_every``, and coalescing runs it once afterwards), so the
+    notice is demoted to DEBUG: a warning every few seconds of every big send would bury
+    the warnings that matter."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if "maximum number of running instances reached" not in str(record.msg):
+            return True
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
+
+
+_STEP_STILL_RUNNING = _StepStillRunning()
+
+
 def _grace(period: timedelta) -> int:
     return max(int(period.total_seconds()), 1)
 
@@ -48,6 +65,7 @@ def _grace(period: timedelta) -> int:
 def build_scheduler(service: Service) -> BackgroundScheduler:
     config = service.config
     database = db.watch(service.engine)
+    logging.getLogger("apscheduler.scheduler").addFilter(_STEP_STILL_RUNNING)  # once: same object
     scheduler = BackgroundScheduler(
         executors={"default": ThreadPoolExecutor(max_workers=1)},
         job_defaults={"coalesce": True, "max_instances": 1},
