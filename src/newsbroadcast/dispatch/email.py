@@ -635,6 +635,9 @@ class EmailSending:
 def _send(transport: Transport, envelope: Envelope, recorder: SentRecorder) -> Steps[str]:
     """``transport.send``, as steps where the transport has them; the previous message's
     record is settled before this one's content leaves."""
-    if isinstance(transport, SteppedTransport):
-        return (yield from transport.send_steps(envelope, recorder.settle_steps))
-    return transport.send(envelope, before_data=recorder.settle)
+    # Not isinstance(…, SteppedTransport): a runtime protocol check looks up every member
+    # each time, which cost a tenth of a message's sending.
+    send_steps = getattr(transport, "send_steps", None)
+    if send_steps is None:
+        return transport.send(envelope, before_data=recorder.settle)
+    return cast(str, (yield from send_steps(envelope, recorder.settle_steps)))
