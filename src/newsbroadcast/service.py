@@ -84,7 +84,7 @@ class Service:
         self.config = config
         self.clock = clock
         self.http = http
-        self.engine = engine or db.make_engine(config.database_url)
+        self.engine = engine or db.make_engine(config.database_url, config.senders)
         db.upgrade(self.engine)
         self.sessions = db.sessions(self.engine)
         # Dry run (dispatch/dryrun.py): one transaction rolled back at close, nothing handed over.

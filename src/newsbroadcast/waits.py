@@ -43,6 +43,8 @@ def finish(steps: Steps[T], sleep: Callable[[float], object] = time.sleep) -> T:
             wait = steps.send(block(wait, sleep))
     except StopIteration as done:
         return done.value
+    finally:
+        steps.close()  # interrupted here (KeyboardInterrupt): its connections close now
 
 
 def block(wait: Wait, sleep: Callable[[float], object] = time.sleep) -> bool:

@@ -4,7 +4,12 @@ one connection waiting on its server does not hold up the others."""
 
 from __future__ import annotations
 
+import contextlib
+import itertools
+import socket
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from sqlalchemy import Engine
@@ -37,3 +42,84 @@ def test_connections_are_kept_busy_at_once_from_the_dispatching_thread(
         assert sink.connections == 4
         assert sink.most_in_flight >= 2
     assert not [name for name in threads_seen if name.startswith("delivery-")]
+
+
+def test_more_connections_than_the_usual_database_pool_all_send(
+    database_url: str, tmp_path: Path
+) -> None:
+    # Each connection holds a database connection through its batch, all in one thread:
+    # with the pool's usual 5 + 10 the 16th would wait on the others, which cannot run.
+    with SmtpSink(pipelining=True) as sink:
+        config_path = write_site(
+            tmp_path, database_url, sink.port,
+            smtp={"connections": 16}, email={"batch_size": 2},
+        )  # fmt: skip
+        service = service_for(config_path)
+        everyone = add_subscribers(service.engine, 40)
+        plan_edition(service)
+        assert service.dispatch().sent == 40
+        assert sorted(sink.recipients()) == sorted(everyone)
+        assert sink.connections == 16
+
+
+class SlowFirstGreeting:
+    """A TCP front for ``port`` whose first connection reaches the server (and so gets its
+    greeting) only once ``ready()`` is true, or after 10 s; the others pass at once."""
+
+    def __init__(self, port: int, ready: Callable[[], bool]) -> None:
+        self.target, self.ready = port, ready
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.ready_when_greeted: bool | None = None
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        for number in itertools.count():
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return  # closed
+            threading.Thread(target=self._serve, args=(client, number), daemon=True).start()
+
+    def _serve(self, client: socket.socket, number: int) -> None:
+        if number == 0:
+            for _ in range(200):
+                if self.ready():
+                    break
+                time.sleep(0.05)
+            self.ready_when_greeted = self.ready()
+        server = socket.create_connection(("127.0.0.1", self.target))
+        for a, b in ((client, server), (server, client)):
+            threading.Thread(target=self._copy, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _copy(source: socket.socket, sink: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while chunk := source.recv(65536):
+                sink.sendall(chunk)
+        with contextlib.suppress(OSError):
+            sink.shutdown(socket.SHUT_WR)
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def test_a_server_slow_to_greet_holds_up_only_its_own_connection(
+    engine: Engine, tmp_path: Path
+) -> None:
+    with SmtpSink(pipelining=True) as sink:
+        front = SlowFirstGreeting(sink.port, lambda: len(sink.messages) >= 3)
+        try:
+            config_path = write_site(
+                tmp_path, engine.url.render_as_string(False), front.port,
+                smtp={"connections": 2}, email={"batch_size": 5},
+            )  # fmt: skip
+            everyone = add_subscribers(engine, 20)
+            service = service_for(config_path, engine)
+            plan_edition(service)
+            assert service.dispatch().sent == 20
+        finally:
+            front.close()
+        assert sorted(sink.recipients()) == sorted(everyone)
+    # The other connection sent while this one still waited for its greeting.
+    assert front.ready_when_greeted is True

@@ -21,6 +21,6 @@ def site_config(args: argparse.Namespace) -> Config:
 
 def open_engine(config: Config) -> Engine:
     """An engine on the configured database, migrated to the newest schema."""
-    engine = db.make_engine(config.database_url)
+    engine = db.make_engine(config.database_url, config.senders)
     db.upgrade(engine)
     return engine

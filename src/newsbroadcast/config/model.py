@@ -255,7 +255,8 @@ class Smtp(Model):
     password: str | None = None
     timeout: Duration = timedelta(seconds=30)
     local_hostname: str | None = None
-    # Connections kept open at once by each dispatcher, messages back-to-back on each.
+    # Connections kept open at once by each dispatcher, messages back-to-back on each (all
+    # served by the dispatcher's one thread: dispatch/multiplex.py).
     connections: int = Field(1, ge=1, le=64)
 
     @field_validator("username", "password", mode="before")
@@ -796,6 +797,12 @@ class Config(Model):
                 "bounces: (mailbox: {maildir: X} is bounces: {mailbox: {kind: maildir, path: X}})"
             )
         return self
+
+    @property
+    def senders(self) -> int:
+        """SMTP connections each dispatcher keeps open at once (1 for the file outbox)."""
+        email = self.email
+        return email.smtp.connections if email.transport == "smtp" and email.smtp else 1
 
     @property
     def bounce_settings(self) -> Bounces | None:

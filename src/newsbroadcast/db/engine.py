@@ -33,14 +33,20 @@ def rowcount(result: Result[Any]) -> int:
     return cast(CursorResult[Any], result).rowcount
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, senders: int = 1) -> Engine:
     """An engine for ``url``; a SQLite file's folder is created, and SQLite is set up for
-    one writer with waiting readers (WAL, a busy timeout) and enforced foreign keys."""
+    one writer with waiting readers (WAL, a busy timeout) and enforced foreign keys.
+
+    ``senders``: SMTP connections one dispatcher keeps (``email.smtp.connections``). Each
+    holds a pooled connection through its batch, all in one thread (dispatch/multiplex.py),
+    so the pool keeps one for each of them besides the usual five: a connection that had
+    to wait for another's to come back would wait on itself."""
     parsed = make_url(url)
+    pool = {"pool_size": 5 + senders}
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": 30})
+        engine = create_engine(url, connect_args={"timeout": 30}, **pool)
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -69,7 +75,7 @@ def make_engine(url: str) -> Engine:
     if parsed.get_backend_name() == "postgresql" and "connect_timeout" not in parsed.query:
         connect_args["connect_timeout"] = CONNECT_TIMEOUT_SECONDS
     try:
-        return create_engine(url, pool_pre_ping=True, connect_args=connect_args)
+        return create_engine(url, pool_pre_ping=True, connect_args=connect_args, **pool)
     except ModuleNotFoundError as e:
         # A plain `pip install newsbroadcast` is for SQLite: the driver is an extra.
         raise ConfigError(

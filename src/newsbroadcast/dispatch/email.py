@@ -146,8 +146,7 @@ class EmailSending:
 
     @property
     def connections(self) -> int:
-        email = self.config.email
-        return email.smtp.connections if email.transport == "smtp" and email.smtp else 1
+        return self.config.senders
 
     def _connection_steps(
         self, transport: Transport, report: DispatchReport, deadline: float | None
@@ -299,6 +298,9 @@ class EmailSending:
                 release(session, Delivery, [r.id for r in rows[n:]], self.clock())
                 return False
             if look or rows[n].id not in checked or time.monotonic() - looked >= HALT_CHECK_SECONDS:
+                # Any statement would wait for the last record first (recording.py), and
+                # block every connection while it does: wait for it here, as a step.
+                yield from recorder.settle_steps()
                 rows[n:] = self._drop_halted(session, rows[n:])
                 ahead = max(LOOK_AHEAD, 2 * (n - at_look))
                 window = self._drop_departed(session, rows[n : n + ahead], transport, report)
@@ -306,6 +308,7 @@ class EmailSending:
                 checked, at_look = {r.id for r in window}, n
                 look, looked = False, time.monotonic()
             if time.monotonic() - renewed > renew_every:
+                yield from recorder.settle_steps()
                 rows[n:] = self._renew_lease(session, rows[n:])
                 renewed = time.monotonic()
             if n >= len(rows):

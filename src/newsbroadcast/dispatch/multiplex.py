@@ -10,12 +10,15 @@ bench/delivery.py: the same work took half as much CPU again with four threads).
 
 from __future__ import annotations
 
+import logging
 import math
 import select
 import threading
 import time
 
 from newsbroadcast.waits import Steps, Wait
+
+log = logging.getLogger("newsbroadcast.dispatch")
 
 # The longest a poll lasts while a step only waits for a moment: a stop is seen this soon.
 STOP_CHECK = 0.25
@@ -67,6 +70,10 @@ def run_together(steps: list[Steps[None]], stopping: threading.Event) -> list[Ex
                 elif wait.deadline <= now:
                     resume(index, False)
     finally:
+        # Each closed on its own: one that fails to close must not leave the rest open.
         for step in steps:
-            step.close()
+            try:
+                step.close()
+            except Exception as e:
+                log.warning("closing a connection's work failed: %s", e)
     return errors

@@ -138,10 +138,13 @@ class SentRecorder:
 
     def settle_steps(self) -> Steps[None]:
         """``settle`` as steps (newsbroadcast/waits.py): yields while PostgreSQL works."""
-        values, self._pending = self._pending, None
+        values = self._pending
         if values is None:
             return
+        # Pending until its result is read: a step abandoned at this wait leaves it to
+        # close(), which reads it, so the connection goes back to the pool clean.
         error = yield from self._result()
+        self._pending = None
         if error is not None and self._sqlstate(error) == _NOT_PREPARED:
             # psycopg deallocates every prepared statement after a ROLLBACK on the
             # connection: prepare it again and record once more, still before DATA.

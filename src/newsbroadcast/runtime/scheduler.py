@@ -49,8 +49,10 @@ class _StepStillRunning(logging.Filter):
     the warnings that matter."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if "maximum number of running instances reached" not in str(record.msg):
-            return True
+        job = record.args[0] if isinstance(record.args, tuple) and record.args else None
+        overlap = "maximum number of running instances reached" in str(record.msg)
+        if not overlap or getattr(job, "id", None) != "dispatch":
+            return True  # another job still running a period later is worth a warning
         record.levelno, record.levelname = logging.DEBUG, "DEBUG"
         return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
 

@@ -15,6 +15,7 @@ Error mapping (what the dispatcher may rely on):
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import re
@@ -23,6 +24,7 @@ import socket
 import ssl
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from types import TracebackType
 
 from newsbroadcast.config.model import Smtp
@@ -122,7 +124,7 @@ class SmtpTransport:
         Connecting (and TLS, and the login) still blocks: it happens once per connection."""
         conn = self._connection
         if conn is None:
-            conn = self._open()
+            conn = yield from self._connect()
             assert conn.sock is not None  # connected
             self._connection, self._link = conn, _Link(conn.sock, self._timeout)
         try:
@@ -140,6 +142,38 @@ class SmtpTransport:
             # unknown, and only closing ends an open DATA without a message.
             self._drop()
             raise
+
+    def _connect(self) -> Steps[smtplib.SMTP]:
+        """``_open`` as steps. Connecting, TLS and the login are smtplib's blocking calls;
+        they run in a thread of their own while this step waits for it, so a server slow
+        to greet (or not there) holds up only this connection, and N connections to a
+        host that is down fail in one timeout, not N of them one after another."""
+        done, signal = socket.socketpair()
+        future = _connector().submit(self._open)
+
+        def finished(_: Future[smtplib.SMTP]) -> None:
+            with contextlib.suppress(OSError):  # the step may have stopped waiting
+                signal.send(b"!")
+            signal.close()
+
+        future.add_done_callback(finished)
+        # Each of smtplib's steps has its own timeout (connect, greeting, EHLO, STARTTLS,
+        # EHLO again, AUTH): the thread is bounded by them.
+        deadline = time.monotonic() + 6 * self._timeout
+        try:
+            while not future.done():
+                if not (yield Wait(done.fileno(), False, deadline)):
+                    raise TransportDown(
+                        f"{self.name}: cannot connect to {self.where}: no greeting, TLS and "
+                        f"login within {6 * self._timeout:g}s"
+                    )
+            return future.result()
+        except BaseException:
+            # Abandoned or given up on: the connection the thread makes is closed unused.
+            future.add_done_callback(_close_unused)
+            raise
+        finally:
+            done.close()
 
     def _transaction(
         self,
@@ -409,6 +443,17 @@ class SmtpTransport:
 
 
 @functools.cache
+def _connector() -> ThreadPoolExecutor:
+    # Threads only while connecting: one per connection a dispatcher may open at once.
+    return ThreadPoolExecutor(max_workers=64, thread_name_prefix="smtp-connect")
+
+
+def _close_unused(future: Future[smtplib.SMTP]) -> None:
+    if not future.cancelled() and future.exception() is None:
+        future.result().close()
+
+
+@functools.cache
 def _default_context(verify: bool) -> ssl.SSLContext:
     # Made once per process: loading the system's CA certificates takes tens of
     # milliseconds, and a transport is made for every connection of every batch. A context
@@ -470,7 +515,7 @@ class _Link:
         buffer, start, texts = self._buffer, 0, []
         while True:
             end = buffer.find(b"\n", start)
-            if end < 0 or end - start > _MAX_LINE:
+            if end < 0 or end - start >= _MAX_LINE:  # smtplib: 8192 octets with the LF
                 if len(buffer) - start > _MAX_LINE:
                     raise smtplib.SMTPResponseException(500, "Line too long.")
                 return None
