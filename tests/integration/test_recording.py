@@ -126,3 +126,29 @@ def test_a_record_on_a_connection_that_went_silent_fails_at_its_deadline() -> No
             proxy.close()
             proxied.dispose()
             direct.dispose()
+
+
+def test_a_wait_abandoned_midway_is_read_at_close_and_the_connection_stays_clean(
+    tashkent: Engine,
+) -> None:
+    """The worker stops while a record is in flight (its step is closed at the wait):
+    closing the recorder still reads the record's result, so the row is `sent` and the
+    session's next statement runs instead of failing with a command in progress."""
+    with tashkent.begin() as conn:
+        conn.execute(text(
+            "CREATE FUNCTION slow_record() RETURNS trigger LANGUAGE plpgsql AS "
+            "$$ BEGIN PERFORM pg_sleep(0.3); RETURN NEW; END $$"
+        ))  # fmt: skip
+        conn.execute(text(
+            "CREATE TRIGGER slow_record BEFORE UPDATE ON deliveries FOR EACH ROW "
+            "WHEN (NEW.status = 'sent') EXECUTE FUNCTION slow_record()"
+        ))  # fmt: skip
+    [delivery] = queued_deliveries(tashkent, 1)
+    with recorder(tashkent) as (session, r):
+        r.record(delivery, utcnow(), "250 Ok", "m1@example.org")
+        steps = r.settle_steps()
+        next(steps)  # waiting for PostgreSQL, which sleeps in the trigger
+        steps.close()
+        r.close()
+        assert session.scalar(text("SELECT 1")) == 1
+    assert recorded(tashkent)[delivery][0] == SendStatus.sent

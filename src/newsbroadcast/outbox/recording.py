@@ -144,13 +144,13 @@ class SentRecorder:
         # Pending until its result is read: a step abandoned at this wait leaves it to
         # close(), which reads it, so the connection goes back to the pool clean.
         error = yield from self._result()
-        self._pending = None
         if error is not None and self._sqlstate(error) == _NOT_PREPARED:
             # psycopg deallocates every prepared statement after a ROLLBACK on the
             # connection: prepare it again and record once more, still before DATA.
             self._prepare()
             self._send(values)
             error = yield from self._result()
+        self._pending = None
         if error is not None:
             raise RecordError(f"recording a sent delivery failed: {_describe(error)}")
 
@@ -201,6 +201,7 @@ class SentRecorder:
             self._connection.invalidate()
             self._connection.rollback()  # else every later statement raises PendingRollback
             self._connection = None
+        self._pending = None  # gone with the connection: nothing is left to read
         self._dropped = RecordError(
             f"recording a sent delivery failed: no answer from PostgreSQL within "
             f"{self._within:g}s; the connection is dropped and the delivery stays claimed"

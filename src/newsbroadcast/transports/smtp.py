@@ -121,7 +121,7 @@ class SmtpTransport:
     ) -> Steps[str]:
         """``send`` as steps (newsbroadcast/waits.py): it yields where it waits for the
         server, so one thread can keep many connections busy. ``before_data`` is steps too.
-        Connecting (and TLS, and the login) still blocks: it happens once per connection."""
+        Connecting, TLS and the login run in a helper thread meanwhile (``_connect``)."""
         conn = self._connection
         if conn is None:
             conn = yield from self._connect()
