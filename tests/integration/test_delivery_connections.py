@@ -101,6 +101,9 @@ class SlowFirstGreeting:
             sink.shutdown(socket.SHUT_WR)
 
     def close(self) -> None:
+        # shutdown() wakes the accepting thread (close() alone leaves it blocked on Linux).
+        with contextlib.suppress(OSError):
+            self.listener.shutdown(socket.SHUT_RDWR)
         self.listener.close()
 
 
