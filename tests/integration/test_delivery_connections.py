@@ -18,6 +18,31 @@ from tests.integration.delivery_site import add_subscribers, plan_edition, servi
 from tests.smtp_sink import ReceivedMessage, SmtpSink
 
 
+def send_edition(
+    tmp_path: Path,
+    port: int,
+    count: int,
+    *,
+    connections: int,
+    batch: int,
+    engine: Engine | None = None,
+    url: str | None = None,
+) -> list[str]:
+    """``count`` subscribers sent one edition through ``port`` (on ``engine``, or on a
+    service's own engine for ``url``); their addresses."""
+    if engine is not None:
+        url = engine.url.render_as_string(False)
+    assert url is not None
+    config_path = write_site(
+        tmp_path, url, port, smtp={"connections": connections}, email={"batch_size": batch}
+    )
+    service = service_for(config_path, engine)
+    everyone = add_subscribers(service.engine, count)
+    plan_edition(service)
+    assert service.dispatch().sent == count
+    return everyone
+
+
 def test_connections_are_kept_busy_at_once_from_the_dispatching_thread(
     engine: Engine, tmp_path: Path
 ) -> None:
@@ -30,14 +55,7 @@ def test_connections_are_kept_busy_at_once_from_the_dispatching_thread(
     # Each end of DATA waits 0.2 s for its reply: a sender that waited on one connection
     # at a time would never have two messages in flight.
     with SmtpSink(delay=0.2, on_data=look, pipelining=True) as sink:
-        config_path = write_site(
-            tmp_path, engine.url.render_as_string(False), sink.port,
-            smtp={"connections": 4}, email={"batch_size": 3},
-        )  # fmt: skip
-        everyone = add_subscribers(engine, 12)
-        service = service_for(config_path, engine)
-        plan_edition(service)
-        assert service.dispatch().sent == 12
+        everyone = send_edition(tmp_path, sink.port, 12, connections=4, batch=3, engine=engine)
         assert sorted(sink.recipients()) == sorted(everyone)
         assert sink.connections == 4
         assert sink.most_in_flight >= 2
@@ -50,14 +68,7 @@ def test_more_connections_than_the_usual_database_pool_all_send(
     # Each connection holds a database connection through its batch, all in one thread:
     # with the pool's usual 5 + 10 the 16th would wait on the others, which cannot run.
     with SmtpSink(pipelining=True) as sink:
-        config_path = write_site(
-            tmp_path, database_url, sink.port,
-            smtp={"connections": 16}, email={"batch_size": 2},
-        )  # fmt: skip
-        service = service_for(config_path)
-        everyone = add_subscribers(service.engine, 40)
-        plan_edition(service)
-        assert service.dispatch().sent == 40
+        everyone = send_edition(tmp_path, sink.port, 40, connections=16, batch=2, url=database_url)
         assert sorted(sink.recipients()) == sorted(everyone)
         assert sink.connections == 16
 
@@ -113,14 +124,7 @@ def test_a_server_slow_to_greet_holds_up_only_its_own_connection(
     with SmtpSink(pipelining=True) as sink:
         front = SlowFirstGreeting(sink.port, lambda: len(sink.messages) >= 3)
         try:
-            config_path = write_site(
-                tmp_path, engine.url.render_as_string(False), front.port,
-                smtp={"connections": 2}, email={"batch_size": 5},
-            )  # fmt: skip
-            everyone = add_subscribers(engine, 20)
-            service = service_for(config_path, engine)
-            plan_edition(service)
-            assert service.dispatch().sent == 20
+            everyone = send_edition(tmp_path, front.port, 20, connections=2, batch=5, engine=engine)
         finally:
             front.close()
         assert sorted(sink.recipients()) == sorted(everyone)
