@@ -55,5 +55,10 @@ def block(wait: Wait, sleep: Callable[[float], object] = time.sleep) -> bool:
         return True
     poller = select.poll()
     poller.register(wait.fileno, select.POLLOUT if wait.write else select.POLLIN)
-    # poll takes milliseconds: rounded up, or a wait just short of its deadline spins.
-    return bool(poller.poll(math.ceil(left * 1000)))
+    return bool(poller.poll(poll_ms(left)))
+
+
+def poll_ms(seconds: float) -> int:
+    """``seconds`` as ``poll``'s milliseconds, rounded up: rounded down, a wait just short
+    of its deadline would spin."""
+    return math.ceil(seconds * 1000)

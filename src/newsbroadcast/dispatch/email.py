@@ -60,7 +60,7 @@ from newsbroadcast.subscribers.bounces import BounceKind, classify, reply_status
 from newsbroadcast.subscribers.lifecycle import record_bounce
 from newsbroadcast.subscribers.suppressions import email_hash
 from newsbroadcast.subscribers.verp import envelope_sender
-from newsbroadcast.transports.base import Envelope, SteppedTransport, Transport
+from newsbroadcast.transports.base import Envelope, Transport, send_steps_of
 from newsbroadcast.waits import Steps, Wait, finish
 
 log = logging.getLogger("newsbroadcast.dispatch")
@@ -101,7 +101,7 @@ class EmailSending:
         this thread (dispatch/multiplex.py); a transport that can only block gets a thread
         per connection.
         """
-        pool = self.connections
+        pool = self.config.senders
         reports = [DispatchReport() for _ in range(pool)]
         transports = [self.make_transport() for _ in range(pool)]
         connections = [
@@ -111,7 +111,7 @@ class EmailSending:
         failed: list[BaseException] = []
         if pool == 1:
             finish(connections[0], sleep=self.stopping.wait)
-        elif all(isinstance(t, SteppedTransport) for t in transports):
+        elif all(send_steps_of(t) for t in transports):
             failed.extend(run_together(connections, self.stopping))
         else:
             # A transport that can only block gets a thread per connection.
@@ -143,10 +143,6 @@ class EmailSending:
                 report.skipped,
             )
         return report
-
-    @property
-    def connections(self) -> int:
-        return self.config.senders
 
     def _connection_steps(
         self, transport: Transport, report: DispatchReport, deadline: float | None
@@ -638,9 +634,7 @@ class EmailSending:
 def _send(transport: Transport, envelope: Envelope, recorder: SentRecorder) -> Steps[str]:
     """``transport.send``, as steps where the transport has them; the previous message's
     record is settled before this one's content leaves."""
-    # Not isinstance(…, SteppedTransport): a runtime protocol check looks up every member
-    # each time, which cost a tenth of a message's sending.
-    send_steps = getattr(transport, "send_steps", None)
+    send_steps = send_steps_of(transport)
     if send_steps is None:
         return transport.send(envelope, before_data=recorder.settle)
-    return cast(str, (yield from send_steps(envelope, recorder.settle_steps)))
+    return (yield from send_steps(envelope, recorder.settle_steps))

@@ -11,12 +11,11 @@ bench/delivery.py: the same work took half as much CPU again with four threads).
 from __future__ import annotations
 
 import logging
-import math
 import select
 import threading
 import time
 
-from newsbroadcast.waits import Steps, Wait
+from newsbroadcast.waits import Steps, Wait, poll_ms
 
 log = logging.getLogger("newsbroadcast.dispatch")
 
@@ -57,8 +56,7 @@ def run_together(steps: list[Steps[None]], stopping: threading.Event) -> list[Ex
             left = max(soonest - time.monotonic(), 0.0)
             if len(watched) < len(waits):  # a step sleeps: a stop must reach it soon
                 left = 0.0 if stopping.is_set() else min(left, STOP_CHECK)
-            # poll takes milliseconds: rounded up, or a wait just short of its deadline spins.
-            ready = {watched[fd] for fd, _ in poller.poll(math.ceil(left * 1000))}
+            ready = {watched[fd] for fd, _ in poller.poll(poll_ms(left))}
             for fd in watched:
                 poller.unregister(fd)
             now = time.monotonic()

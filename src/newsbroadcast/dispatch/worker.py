@@ -40,7 +40,7 @@ def run_worker(service: Service, once: bool = False) -> DispatchReport:
     every = service.config.scheduler.dispatch_every.total_seconds()
     log.info(
         "worker started: %d connection(s), batches of %d",
-        dispatcher.connections,
+        dispatcher.config.senders,
         service.config.email.batch_size,
     )
     database = db.watch(service.engine)

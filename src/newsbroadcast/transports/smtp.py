@@ -191,7 +191,8 @@ class SmtpTransport:
         link = self._link
         assert link is not None  # made with the connection
         if conn.has_extn("pipelining"):
-            return (yield from self._pipelined(link, envelope, mail, rcpt, before_data))
+            commands = f"{mail}\r\n{rcpt}\r\nDATA\r\n".encode(conn.command_encoding)
+            return (yield from self._pipelined(link, envelope, commands, before_data))
         for stage, command, accepted in (
             ("MAIL FROM", mail, (250,)),
             ("RCPT TO", rcpt, (250, 251)),
@@ -222,8 +223,7 @@ class SmtpTransport:
         self,
         link: _Link,
         envelope: Envelope,
-        mail: str,
-        rcpt: str,
+        commands: bytes,
         before_data: Callable[[], Steps[None]] | None,
     ) -> Steps[str]:
         """The transaction with RFC 2920 PIPELINING: MAIL, RCPT and DATA in one write and
@@ -231,9 +231,7 @@ class SmtpTransport:
         fewer system calls, which is what bounds a fast sender). ``before_data`` still runs
         before this message's content leaves: a server cannot accept a message it has not
         received, so a kill still repeats at most the message on the wire."""
-        assert self._connection is not None
-        encoding = self._connection.command_encoding
-        yield from link.write(f"{mail}\r\n{rcpt}\r\nDATA\r\n".encode(encoding))
+        yield from link.write(commands)
         if before_data is not None:
             try:
                 yield from before_data()
